@@ -1,0 +1,45 @@
+# make build: run stale experiments, render, build the site (offline, on the bundled organism)
+# make test:  the test suite;  make serve: preview;  make bench: patching benchmark
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+# torch==2.13.0: on these machines pip finds the CPU wheel on disk; elsewhere PyPI's default
+# build (CUDA on Linux). Override with `make TORCH="torch==X" ...` or install torch yourself.
+TORCH  ?= torch==2.13.0
+
+.PHONY: install build run render serve status test bench organism clean
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/pip install "$(TORCH)"
+	$(BIN)/pip install -e ".[dev]"
+	touch $@
+
+build: install
+	$(BIN)/capcircuit build
+
+run: install
+	$(BIN)/capcircuit run
+
+render: install
+	$(BIN)/capcircuit render
+
+status: install
+	$(BIN)/capcircuit status
+
+serve: install
+	$(BIN)/capcircuit serve
+
+test: install
+	$(BIN)/python -m pytest
+
+bench: install
+	$(BIN)/python benchmarks/bench_patching.py
+
+organism: install
+	$(BIN)/capcircuit organism train
+
+clean:
+	rm -rf site docs/*.md docs/assets

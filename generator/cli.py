@@ -1,0 +1,138 @@
+"""The `capcircuit` command: a thin layer over the library (parse options, call, report)."""
+
+from __future__ import annotations
+
+import functools
+import os
+import sys
+from pathlib import Path
+
+import click
+
+from generator import ReportError
+from generator.config import DEFAULT_CONFIG, load_config
+
+
+def common_options(f):
+    """--config, --models and --device, declared once for every command that needs them."""
+
+    @click.option("--config", "config_path", default=DEFAULT_CONFIG, show_default=True,
+                  type=click.Path(dir_okay=False), help="Report config (YAML).")
+    @click.option("--models", default=None,
+                  help="Comma-separated models, overriding the config (e.g. organism,gpt2-small).")
+    @click.option("--device", default=None, help="auto (CUDA when present), cpu or cuda.")
+    @functools.wraps(f)
+    def wrapper(config_path, models, device, **kwargs):
+        overrides = {"models": models.split(",") if models else None, "device": device}
+        return f(config=load_config(config_path, **overrides), **kwargs)
+
+    return wrapper
+
+
+def run_options(f):
+    f = click.option("--force", is_flag=True, help="Re-run even when results are fresh.")(f)
+    return click.option("--only", multiple=True, metavar="NAME",
+                        help="Run only this experiment (repeatable).")(f)
+
+
+def log(message: str) -> None:
+    click.echo(message, err=True)
+
+
+class ReportGroup(click.Group):
+    """Turns a ReportError into one clear line and exit code 1, not a stack trace."""
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except ReportError as e:
+            click.secho(f"error: {e}", fg="red", err=True)
+            ctx.exit(1)
+
+
+@click.group(cls=ReportGroup)
+@click.version_option(package_name="capcircuit")
+def main():
+    """Build the capital-letter circuit report."""
+
+
+def _run(config, force, only):
+    from generator.pipeline import run
+
+    summary = run(config, force=force, only=only, log=log)
+    for row in summary:
+        seconds = f"{row['seconds']:.1f}s" if row["seconds"] is not None else "-"
+        log(f"  {row['status']:<7} {row['model']:<20} {row['experiment']:<22} {seconds}")
+    return summary
+
+
+@main.command()
+@common_options
+@run_options
+def run(config, force, only):
+    """Run the experiments whose results are stale."""
+    _run(config, force, only)
+
+
+@main.command()
+@common_options
+def render(config):
+    """Render the results store into markdown pages (no torch needed)."""
+    from generator.render import render as render_pages
+
+    render_pages(config, log=log)
+
+
+@main.command()
+@common_options
+@run_options
+def build(config, force, only):
+    """Run stale experiments, render pages and build the site (mkdocs build --strict)."""
+    from generator.render import render as render_pages
+    from generator.site import build_site
+
+    _run(config, force, only)
+    render_pages(config, log=log)
+    build_site(config, log=log)
+
+
+@main.command()
+@common_options
+def status(config):
+    """List each (model, experiment) as fresh or stale, and why."""
+    from generator.pipeline import plan
+
+    for p in plan(config):
+        state = "fresh" if p.fresh else "stale: " + "; ".join(p.reasons)
+        click.echo(f"{p.model:<20} {p.experiment:<22} {state}")
+
+
+@main.command()
+@common_options
+@click.option("--dev-addr", default="127.0.0.1:8000", show_default=True)
+def serve(config, dev_addr):
+    """Render the pages and preview the site with live reload."""
+    from generator.render import render as render_pages
+    from generator.site import serve as serve_site
+
+    render_pages(config, log=log)
+    serve_site(config, dev_addr)
+
+
+@main.group()
+def organism():
+    """The bundled model organism."""
+
+
+@organism.command()
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Output folder (default: the bundled checkpoint, generator/assets/organism).")
+@click.option("--seed", default=0, show_default=True)
+def train(out, seed):
+    """Retrain the organism from its synthetic corpus (about 10 minutes on 2 CPU cores)."""
+    from generator.models import ORGANISM_DIR
+    from generator.organism.train import train as train_organism
+
+    metrics = train_organism(out or ORGANISM_DIR, seed=seed, progress=sys.stderr.isatty() and not os.environ.get("CI"))
+    for k, v in metrics.items():
+        log(f"  {k}: {v}")

@@ -1,0 +1,72 @@
+"""The experiment registry. An experiment is a module with:
+
+    TASK = "pronoun"                      # which task it runs on
+    class Params(pydantic.BaseModel): ... # its parameters, with defaults
+    def run(model, batch, params) -> Result
+
+An experiment never writes files, renders or prints: it returns numbers (with axis labels)
+and figure specs. To add one: write the module, add it to EXPERIMENTS below, add a template.
+"""
+
+from __future__ import annotations
+
+import importlib
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+
+from generator import ReportError
+
+# name -> module path; order is run order and page order
+EXPERIMENTS: dict[str, str] = {
+    "baseline": "generator.experiments.baseline",
+}
+
+
+@dataclass
+class Result:
+    metrics: dict[str, Any]
+    figures: dict[str, dict] = field(default_factory=dict)  # name -> plotly / circuitsvis spec
+
+
+def module(name: str):
+    if name not in EXPERIMENTS:
+        raise ReportError(f"unknown experiment {name!r}: available are {', '.join(EXPERIMENTS)}")
+    return importlib.import_module(EXPERIMENTS[name])
+
+
+def validate_params(experiments: dict[str, dict[str, Any] | None]) -> dict[str, dict[str, Any]]:
+    """Check each experiment's parameters against its Params model; fill in defaults."""
+    checked = {}
+    for name, params in experiments.items():
+        if name not in EXPERIMENTS:
+            raise ReportError(f"experiments.{name}: unknown experiment (allowed: {', '.join(EXPERIMENTS)})")
+        params_model: type[BaseModel] = module(name).Params
+        try:
+            checked[name] = params_model.model_validate(params or {}).model_dump(mode="json")
+        except ValidationError as e:
+            problems = []
+            for err in e.errors():
+                where = ".".join(str(p) for p in err["loc"])
+                if err["type"] == "extra_forbidden":
+                    allowed = ", ".join(params_model.model_fields) or "none"
+                    problems.append(f"experiments.{name}.{where}: unknown parameter (allowed: {allowed})")
+                else:
+                    problems.append(f"experiments.{name}.{where}: {err['msg']} (got {err.get('input')!r})")
+            raise ReportError("\n".join(problems)) from None
+    return checked
+
+
+def check_finite(name: str, value: Any, where: str = "") -> None:
+    """Fail loudly on NaN/inf anywhere in a result: a NaN rendered as a number is a lie."""
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ReportError(f"experiment {name} produced {value} at {where or 'top level'}; "
+                          "check the model's dtype (float16 overflows) and the prompts")
+    if isinstance(value, dict):
+        for k, v in value.items():
+            check_finite(name, v, f"{where}.{k}" if where else str(k))
+    elif isinstance(value, (list, tuple)):
+        for i, v in enumerate(value):
+            check_finite(name, v, f"{where}[{i}]")
