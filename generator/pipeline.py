@@ -31,13 +31,13 @@ class Plan:
 def key_parts(config: Config, ref, experiment: str) -> dict:
     from generator import experiments, models, tasks
 
-    module = experiments.module(experiment)
+    spec = experiments.get(experiment)
     return {
         "model": {"name": ref.name, "source": ref.source, "location": ref.location
                   if ref.source == "hub" else ref.source, "weights": models.fingerprint(ref)},
-        "task": tasks.load_task(module.TASK).digest(),
+        "task": tasks.load_task(spec.task).digest(),
         "params": config.experiments[experiment],
-        "code": source_fingerprint(experiments.EXPERIMENTS[experiment]),
+        "code": source_fingerprint(spec.module),
         "versions": {p: version(p.replace("_", "-")) for p in KEY_PACKAGES},
         "seed": config.seed,
         "dtype": config.dtype,
@@ -67,8 +67,6 @@ def plan(config: Config, force: bool = False, only: tuple[str, ...] = ()) -> lis
 
 def run(config: Config, force: bool = False, only: tuple[str, ...] = (), log=print) -> list[dict]:
     """Run every stale (model, experiment); return a summary row per pair."""
-    import torch
-
     from generator import experiments, models, tasks
     from generator.experiments import check_finite
 
@@ -84,18 +82,21 @@ def run(config: Config, force: bool = False, only: tuple[str, ...] = (), log=pri
         stale = [p for p in todo if not p.fresh]
         if not stale:
             continue  # everything reused: the model is never loaded
+        import torch  # only now: a build with everything fresh never pays for it
+
         ref = models.resolve(model_name)
         log(f"loading {model_name} ...")
         model = models.load_model(ref, config.device, config.dtype)
         batches: dict[str, object] = {}
         for p in stale:
-            module = experiments.module(p.experiment)
-            if module.TASK not in batches:
-                batches[module.TASK] = tasks.build(tasks.load_task(module.TASK), model)
+            spec, module = experiments.get(p.experiment), experiments.module(p.experiment)
+            if spec.task not in batches:
+                batches[spec.task] = tasks.build(tasks.load_task(spec.task), model)
             log(f"running {p.experiment} on {model_name} ({'; '.join(p.reasons)})")
             torch.manual_seed(config.seed)
             start = time.perf_counter()
-            result = module.run(model, batches[module.TASK], module.Params(**config.experiments[p.experiment]))
+            params = spec.params(**config.experiments[p.experiment])
+            result = module.run(model, batches[spec.task], params)
             seconds = time.perf_counter() - start
             check_finite(p.experiment, result.metrics)
             record = {

@@ -12,10 +12,12 @@ from generator import ReportError
 from generator.config import Config
 from generator.store import Store, write_atomic
 
-# page file (in docs/) -> template; the order is the site's reading order
-PAGES = {
-    "index.md": "index.md.j2",
-    "baseline.md": "baseline.md.j2",
+# page file (in docs/) -> (template, experiments it reads for the primary model). A page whose
+# experiments did not run renders templates/missing.md.j2 instead, saying how to run them, so
+# the site's nav (mkdocs.yml) stays fixed. Add a page: a template, a line here, a nav entry.
+PAGES: dict[str, tuple[str, tuple[str, ...]]] = {
+    "index.md": ("index.md.j2", ("baseline",)),
+    "baseline.md": ("baseline.md.j2", ("baseline",)),
 }
 
 
@@ -75,9 +77,12 @@ def render(config: Config, log=print) -> list[Path]:
                "models": list(results), "figure": figure}
     written = []
     docs = config.path("docs")
-    for page, template in PAGES.items():
+    for page, (template, needs) in PAGES.items():
+        missing = [e for e in needs if e not in results[primary]]
+        if missing:
+            template = "missing.md.j2"
         try:
-            text = env.get_template(template).render(context)
+            text = env.get_template(template).render(context, page=page, missing=missing)
         except jinja2.UndefinedError as e:
             raise ReportError(f"template {template} refers to a missing value: {e.message}; "
                               "run the experiment that produces it, or fix the template") from None

@@ -1,11 +1,11 @@
-"""The experiment registry. An experiment is a module with:
+"""The experiment registry. An experiment is a module with
 
-    TASK = "pronoun"                      # which task it runs on
-    class Params(pydantic.BaseModel): ... # its parameters, with defaults
     def run(model, batch, params) -> Result
 
-An experiment never writes files, renders or prints: it returns numbers (with axis labels)
-and figure specs. To add one: write the module, add it to EXPERIMENTS below, add a template.
+plus an entry below naming its task and its parameter class (in params.py, which imports
+no torch, so validating a config or rendering never loads it). An experiment never writes
+files, renders or prints: it returns numbers (with axis labels) and figure specs.
+To add one: write the module, add its Params and an entry here, add a template.
 """
 
 from __future__ import annotations
@@ -18,10 +18,19 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from generator import ReportError
+from generator.experiments import params as p
 
-# name -> module path; order is run order and page order
-EXPERIMENTS: dict[str, str] = {
-    "baseline": "generator.experiments.baseline",
+
+@dataclass(frozen=True)
+class Experiment:
+    module: str  # where run() lives
+    task: str  # the task (tasks/data/<task>.yaml) it runs on
+    params: type[BaseModel]
+
+
+# order is run order
+EXPERIMENTS: dict[str, Experiment] = {
+    "baseline": Experiment("generator.experiments.baseline", "pronoun", p.Baseline),
 }
 
 
@@ -31,10 +40,15 @@ class Result:
     figures: dict[str, dict] = field(default_factory=dict)  # name -> plotly / circuitsvis spec
 
 
-def module(name: str):
+def get(name: str) -> Experiment:
     if name not in EXPERIMENTS:
         raise ReportError(f"unknown experiment {name!r}: available are {', '.join(EXPERIMENTS)}")
-    return importlib.import_module(EXPERIMENTS[name])
+    return EXPERIMENTS[name]
+
+
+def module(name: str):
+    """The experiment's code (imports torch)."""
+    return importlib.import_module(get(name).module)
 
 
 def validate_params(experiments: dict[str, dict[str, Any] | None]) -> dict[str, dict[str, Any]]:
@@ -43,7 +57,7 @@ def validate_params(experiments: dict[str, dict[str, Any] | None]) -> dict[str, 
     for name, params in experiments.items():
         if name not in EXPERIMENTS:
             raise ReportError(f"experiments.{name}: unknown experiment (allowed: {', '.join(EXPERIMENTS)})")
-        params_model: type[BaseModel] = module(name).Params
+        params_model = EXPERIMENTS[name].params
         try:
             checked[name] = params_model.model_validate(params or {}).model_dump(mode="json")
         except ValidationError as e:

@@ -10,18 +10,10 @@ from __future__ import annotations
 import plotly.graph_objects as go
 import torch
 from plotly.subplots import make_subplots
-from pydantic import BaseModel, ConfigDict, Field
-
 from generator.experiments import Result
 from generator.experiments.common import logit_diff, num, to_list
+from generator.experiments.params import Baseline as Params
 from generator.figures import plotly_spec
-
-TASK = "pronoun"
-
-
-class Params(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    top_k: int = Field(10, ge=1, le=100, description="rows in the next-token table")
 
 
 def top_k_table(model, prompt: str, k: int) -> list[dict]:
