@@ -28,11 +28,13 @@ class Plan:
         return not self.reasons
 
 
-def key_parts(config: Config, ref, experiment: str) -> dict:
+def key_parts(config: Config, ref, experiment: str, upstream: dict[str, str]) -> dict:
+    """Everything that determines a result. `upstream`: cache keys of the experiments it reads."""
     from generator import experiments, models, tasks
 
     spec = experiments.get(experiment)
     return {
+        "inputs": {name: upstream[name] for name in spec.after},
         "model": {"name": ref.name, "source": ref.source, "location": ref.location
                   if ref.source == "hub" else ref.source, "weights": models.fingerprint(ref)},
         "task": tasks.load_task(spec.task).digest(),
@@ -42,6 +44,23 @@ def key_parts(config: Config, ref, experiment: str) -> dict:
         "seed": config.seed,
         "dtype": config.dtype,
     }
+
+
+def ordered(config: Config) -> list[str]:
+    """The configured experiments, each after those it reads; a missing one is an error."""
+    from generator import experiments
+
+    done: list[str] = []
+    for name in config.experiments:
+        for dep in experiments.get(name).after:
+            if dep not in config.experiments:
+                raise ReportError(f"experiments.{name} reads the results of {dep!r}, which is not "
+                                  f"configured: add `{dep}: {{}}` under experiments")
+    while len(done) < len(config.experiments):
+        for name in config.experiments:
+            if name not in done and all(d in done for d in experiments.get(name).after):
+                done.append(name)
+    return done
 
 
 def plan(config: Config, force: bool = False, only: tuple[str, ...] = ()) -> list[Plan]:
@@ -54,8 +73,10 @@ def plan(config: Config, force: bool = False, only: tuple[str, ...] = ()) -> lis
     plans = []
     for model_name in config.models:
         ref = models.resolve(model_name)
-        for experiment in config.experiments:
-            parts = key_parts(config, ref, experiment)
+        keys: dict[str, str] = {}
+        for experiment in ordered(config):
+            parts = key_parts(config, ref, experiment, keys)
+            keys[experiment] = digest(parts)
             reasons = stale_reasons(store.load(ref.slug, experiment), parts)
             if force and (not only or experiment in only):
                 reasons = reasons or ["--force"]
@@ -96,7 +117,14 @@ def run(config: Config, force: bool = False, only: tuple[str, ...] = (), log=pri
             torch.manual_seed(config.seed)
             start = time.perf_counter()
             params = spec.params(**config.experiments[p.experiment])
-            result = module.run(model, batches[spec.task], params)
+            inputs = {}
+            for dep in spec.after:
+                record = store.load(p.slug, dep)
+                if record is None:
+                    raise ReportError(f"{p.experiment} reads the results of {dep}, which has not run "
+                                      f"for {model_name}: run without --only, or with --only {dep} first")
+                inputs[dep] = record["metrics"]
+            result = module.run(model, batches[spec.task], params, inputs)
             seconds = time.perf_counter() - start
             check_finite(p.experiment, result.metrics)
             record = {

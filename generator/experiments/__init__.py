@@ -1,9 +1,11 @@
 """The experiment registry. An experiment is a module with
 
-    def run(model, batch, params) -> Result
+    def run(model, batch, params, inputs) -> Result
 
-plus an entry below naming its task and its parameter class (in params.py, which imports
-no torch, so validating a config or rendering never loads it). An experiment never writes
+plus an entry below naming its task, its parameter class (in params.py, which imports no
+torch, so validating a config or rendering never loads it) and the experiments whose stored
+metrics it reads (`after`; they arrive in `inputs` as {name: metrics}, and their cache keys
+are part of its own). An experiment never writes
 files, renders or prints: it returns numbers (with axis labels) and figure specs.
 To add one: write the module, add its Params and an entry here, add a template.
 """
@@ -26,6 +28,7 @@ class Experiment:
     module: str  # where run() lives
     task: str  # the task (tasks/data/<task>.yaml) it runs on
     params: type[BaseModel]
+    after: tuple[str, ...] = ()  # experiments whose metrics run() receives in `inputs`
 
 
 # order is run order

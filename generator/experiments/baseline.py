@@ -31,7 +31,7 @@ def other_group_capital(spec) -> list[list[int]]:
 
 
 @torch.no_grad()
-def run(model, batch, params: Params) -> Result:
+def run(model, batch, params: Params, inputs: dict) -> Result:
     spec = batch.spec
     clean_logits = model(batch.clean_tokens)[:, -1]
     corrupted_logits = model(batch.corrupted_tokens)[:, -1]
