@@ -54,6 +54,9 @@ class ReportGroup(click.Group):
 @click.version_option(package_name="capcircuit")
 def main():
     """Build the capital-letter circuit report."""
+    if os.environ.get("CI") or not sys.stderr.isatty():
+        os.environ.setdefault("TQDM_DISABLE", "1")  # progress bars only for a person watching
+        os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
 
 
 def _run(config, force, only):

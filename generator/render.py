@@ -75,17 +75,19 @@ def render(config: Config, log=print) -> list[Path]:
 
     context = {"config": config, "results": results, "primary": primary, "r": results[primary],
                "models": list(results), "figure": figure}
-    written = []
-    docs = config.path("docs")
+    pages = {}  # render every page before writing any: a failing template leaves no half site
     for page, (template, needs) in PAGES.items():
         missing = [e for e in needs if e not in results[primary]]
         if missing:
             template = "missing.md.j2"
         try:
-            text = env.get_template(template).render(context, page=page, missing=missing)
+            pages[page] = env.get_template(template).render(context, page=page, missing=missing)
         except jinja2.UndefinedError as e:
             raise ReportError(f"template {template} refers to a missing value: {e.message}; "
                               "run the experiment that produces it, or fix the template") from None
+    docs = config.path("docs")
+    written = []
+    for page, text in pages.items():
         write_atomic(docs / page, text)
         written.append(docs / page)
     log(f"rendered {len(written)} pages into {docs}")

@@ -90,6 +90,9 @@ class Store:
             return None  # treated as missing: it will be re-run and replaced
 
     def save(self, model: str, experiment: str, record: dict, timing: dict) -> None:
+        # temp files of a build that was killed mid-write are garbage: remove them
+        for leftover in self.path(model, experiment).parent.glob(f".{experiment}.*.tmp"):
+            leftover.unlink(missing_ok=True)
         # the record carries the cache key; write timing first so a record never lacks it
         write_atomic(self.path(model, experiment, ".timing.json"), dumps(timing))
         write_atomic(self.path(model, experiment), dumps(record))

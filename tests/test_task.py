@@ -1,0 +1,64 @@
+"""The seed task as data, tokenised with the real GPT-2 BPE."""
+
+from dataclasses import replace
+
+import pytest
+
+from generator import ReportError
+from generator.models import load_model
+from generator.tasks import Prompt, build, load_task
+from tests.conftest import gpt2_tokenizer
+
+
+def test_seed_task_has_100_prompts_of_both_genders():
+    spec = load_task("pronoun")
+    assert len(spec.prompts) == 100
+    assert {p.group for p in spec.prompts} == {"male", "female"}
+    assert all(p.corrupted == p.text[:-1] + ";" for p in spec.prompts)
+    assert {p.answers for p in spec.prompts} == {(" He", " he"), (" She", " she")}
+
+
+def test_gpt2_tokenizes_every_seed_prompt_to_8_tokens_with_bos():
+    tokenizer = gpt2_tokenizer()
+    for p in load_task("pronoun").prompts:
+        for text in (p.text, p.corrupted):
+            ids = [tokenizer.bos_token_id] + tokenizer(text).input_ids
+            assert len(ids) == 8, text
+    assert tokenizer(" He").input_ids == [679]
+    assert tokenizer(" he").input_ids == [339]
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tiny_gpt2_dir):
+    from generator.models import resolve
+
+    return load_model(resolve(str(tiny_gpt2_dir)), device="cpu")
+
+
+def test_build_gives_equal_length_tokens_and_single_token_answers(tiny_model):
+    batch = build(load_task("pronoun"), tiny_model)
+    assert tuple(batch.clean_tokens.shape) == (100, 8)
+    assert batch.corrupted_tokens.shape == batch.clean_tokens.shape
+    assert batch.answer_tokens[0].tolist() == [679, 339]  # John: " He", " he"
+    assert batch.position_labels[1] == "John_1" and batch.position_labels[7] == "._7"
+    differ = (batch.clean_tokens != batch.corrupted_tokens).nonzero()[:, 1].unique().tolist()
+    assert differ == [7]  # only the final punctuation differs
+
+
+def test_build_fails_loudly_when_lengths_differ(tiny_model):
+    spec = load_task("pronoun")
+    odd = Prompt("Emma is a really great friend.", "Emma is a really great friend;", (" She", " she"), 0, "Emma", "female")
+    with pytest.raises(ReportError, match="different lengths"):
+        build(replace(spec, prompts=spec.prompts + (odd,)), tiny_model)
+
+
+def test_build_fails_loudly_on_multi_token_answers(tiny_model):
+    spec = load_task("pronoun")
+    bad = replace(spec.prompts[0], answers=(" Hexagon", " hexagon"))
+    with pytest.raises(ReportError, match="single tokens"):
+        build(replace(spec, prompts=(bad,) + spec.prompts[1:]), tiny_model)
+
+
+def test_unknown_task_lists_available():
+    with pytest.raises(ReportError, match="available tasks are .*pronoun"):
+        load_task("nope")
