@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 # build (CUDA on Linux). Override with `make TORCH="torch==X" ...` or install torch yourself.
 TORCH  ?= torch==2.13.0
 
-.PHONY: install build run render serve status test bench organism clean
+.PHONY: install build run render site serve status test bench organism clean
 
 install: $(VENV)/.installed
 
@@ -25,6 +25,9 @@ run: install
 
 render: install
 	$(BIN)/capcircuit render
+
+site: install  # render and build from the stored results, running nothing (what Pages runs)
+	$(BIN)/capcircuit site
 
 status: install
 	$(BIN)/capcircuit status

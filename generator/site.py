@@ -1,24 +1,70 @@
-"""The static site: copy the JS bundles from installed packages, then run mkdocs build.
+"""The static site: copy the JS bundles from installed packages, turn figure fences into
+elements, run mkdocs build.
 
 plotly.js and circuitsvis are copied once into docs/assets/vendor/ (no CDN, nothing inlined
-per figure), so the site works with no network."""
+per figure), so the site works with no network. Each figure is a ```report-figure fence
+(written by generator.render.figure_html) that `figure_fence`, a pymdownx.superfences custom
+fence declared in mkdocs.yml, turns into an element plus its JSON; assets/report.js draws it.
+The report uses no math typesetting (no engine to bundle): formulas are plain text."""
 
 from __future__ import annotations
 
+import html
+import json
+import re
 import shutil
-from importlib.resources import files
+from importlib.util import find_spec
 from pathlib import Path
 
 from generator import ReportError
 from generator.config import Config
 
 SITE_ASSETS = Path(__file__).parent / "site_assets"
+FIGURE_KINDS = ("plotly", "circuitsvis")
+
+
+def figure_element(element_id: str, caption: str, spec: dict) -> str:
+    """A figure's HTML: the element report.js draws into, holding its JSON, and its caption."""
+    if not re.fullmatch(r"[A-Za-z][A-Za-z0-9_-]*", element_id):
+        raise ValueError(f"figure id {element_id!r}: use letters, digits, '-' and '_'")
+    if spec.get("kind") not in FIGURE_KINDS:
+        raise ValueError(f"figure {element_id}: kind {spec.get('kind')!r} is not one of {', '.join(FIGURE_KINDS)}")
+    if not caption.strip():
+        raise ValueError(f"figure {element_id} has no caption: every figure needs one")
+    # The JSON sits in an attribute, not a <script type="application/json">: material's
+    # instant navigation re-creates inline scripts without their type and would run it.
+    data = json.dumps(spec, sort_keys=True, separators=(",", ":"), allow_nan=False)
+    data = html.escape(data, quote=False).replace("'", "&#x27;")
+    return (f'<figure class="report-figure">\n'
+            f"<div class=\"report-{spec['kind']}\" id=\"{element_id}\" data-figure='{data}'></div>\n"
+            f"<figcaption>{html.escape(caption)}</figcaption>\n</figure>")
+
+
+def figure_fence(source, language, css_class, options, md, **kwargs) -> str:
+    """pymdownx.superfences formatter for ```report-figure fences (see mkdocs.yml). A broken
+    fence stops the build (SuperFencesException) rather than showing as code."""
+    from pymdownx.superfences import SuperFencesException
+
+    try:
+        fence = json.loads(source)
+        return figure_element(fence["id"], fence["caption"], fence["spec"])
+    except (ValueError, KeyError, TypeError, AttributeError) as e:
+        raise SuperFencesException(f"bad report-figure fence ({e}): {source[:120]}") from e
+
+
+def package_dir(name: str) -> Path:
+    """An installed package's folder, found without importing it (importing circuitsvis
+    imports torch, which building the site must not need)."""
+    spec = find_spec(name)
+    if spec is None or not spec.origin:
+        raise ReportError(f"package {name} is not installed: pip install {name}")
+    return Path(spec.origin).parent
 
 
 def vendor_files() -> dict[str, Path]:
     return {
-        "plotly.min.js": Path(str(files("plotly") / "package_data" / "plotly.min.js")),
-        "circuitsvis.js": Path(str(files("circuitsvis") / "dist" / "cdn" / "iife.js")),
+        "plotly.min.js": package_dir("plotly") / "package_data" / "plotly.min.js",
+        "circuitsvis.js": package_dir("circuitsvis") / "dist" / "cdn" / "iife.js",
     }
 
 
@@ -45,15 +91,18 @@ def mkdocs_config(config: Config, **overrides):
                        site_dir=str(config.path("site")), site_name=config.title, **overrides)
 
 
-def build_site(config: Config, log=print) -> Path:
-    """mkdocs build --strict into the configured site folder."""
+def build_site(config: Config, log=print, site_url: str | None = None) -> Path:
+    """mkdocs build --strict into the configured site folder. `site_url` (else mkdocs.yml's,
+    from $CAPCIRCUIT_SITE_URL) is where the site will be served: material's instant
+    navigation and the sitemap need it; without one, pages load one by one."""
     from mkdocs.commands.build import build
     from mkdocs.exceptions import Abort, ConfigurationError
+    from pymdownx.superfences import SuperFencesException
 
     copy_assets(config.path("docs"))
     try:
-        build(mkdocs_config(config, strict=True))
-    except (Abort, ConfigurationError) as e:
+        build(mkdocs_config(config, strict=True, **({"site_url": site_url} if site_url else {})))
+    except (Abort, ConfigurationError, SuperFencesException) as e:
         raise ReportError(f"mkdocs build --strict failed: {e}") from None
     log(f"built site in {config.path('site')}")
     return config.path("site")

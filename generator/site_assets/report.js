@@ -1,72 +1,185 @@
 // Draws the report's figures from the JSON embedded next to each element.
-// Runs on first load and after mkdocs-material's instant navigation (document$), and
-// redraws plotly figures in the current palette when the reader switches light/dark.
+//
+// Each figure is <div class="report-plotly|report-circuitsvis" id="X" data-figure='{spec}'>
+// (generator/site.py figure_element).
+// This file loads after the page content (mkdocs extra_javascript), so it draws on
+// mkdocs-material's document$ (first load and every instant navigation), or on
+// DOMContentLoaded where document$ is absent. Plotly figures take the palette's colours and
+// are redrawn when the reader switches light/dark; they are resized whenever their box
+// changes size (content tabs, sidebar, window), and purged when navigation removes them.
 (function () {
   "use strict";
 
-  function palette() {
-    var dark = document.body.getAttribute("data-md-color-scheme") === "slate";
-    return dark
-      ? { font: "#e2e4e9", grid: "#3b3f4a", bg: "rgba(0,0,0,0)" }
-      : { font: "#1f2329", grid: "#e3e5e8", bg: "rgba(0,0,0,0)" };
-  }
+  var PALETTES = {
+    light: { font: "#1f2329", grid: "#e3e5e8", line: "#c4c8cf", hover: "#ffffff" },
+    dark: { font: "#e2e4e9", grid: "#363a45", line: "#4a4f5c", hover: "#2e303e" },
+  };
+  var drawn = [];  // plotly elements drawn so far (purged once navigation removes them)
+  var widths = new WeakMap();
 
-  function themed(layout) {
-    var p = palette();
-    var out = Object.assign({}, layout, {
-      paper_bgcolor: p.bg, plot_bgcolor: p.bg,
-      font: Object.assign({}, layout.font || {}, { color: p.font }),
-    });
-    Object.keys(out).forEach(function (k) {
-      if (/^[xy]axis\d*$/.test(k)) {
-        out[k] = Object.assign({}, out[k], { gridcolor: p.grid, zerolinecolor: p.grid, color: p.font });
-      }
-    });
-    return out;
+  function scheme() {
+    return document.body.getAttribute("data-md-color-scheme") === "slate" ? "dark" : "light";
   }
 
   function spec(el) {
-    var data = document.getElementById(el.getAttribute("data-figure"));
-    return data ? JSON.parse(data.textContent) : null;
+    var data = el.getAttribute("data-figure");
+    if (!data) throw new Error("figure " + el.id + " has no data-figure JSON");
+    return JSON.parse(data);
+  }
+
+  // a copy of `obj` (a layout part) whose font has the given colour, other font settings kept
+  function coloured(obj, color) {
+    obj = obj || {};
+    return Object.assign({}, obj, { font: Object.assign({}, obj.font || {}, { color: color }) });
+  }
+
+  function axis(a, p) {
+    return Object.assign({}, a, {
+      color: p.font, gridcolor: p.grid, zerolinecolor: p.line, linecolor: p.line,
+      automargin: true,  // long tick labels push the margin out instead of being cut off
+      title: coloured(typeof a.title === "string" ? { text: a.title } : a.title, p.font),
+    });
+  }
+
+  // The stored layout with the palette's colours: transparent paper so the page shows
+  // through, text and grid lines in the theme's colours.
+  function themed(layout) {
+    var p = PALETTES[scheme()];
+    var out = Object.assign({}, layout, {
+      paper_bgcolor: "rgba(0,0,0,0)", plot_bgcolor: "rgba(0,0,0,0)",
+      font: Object.assign({}, layout.font || {}, { color: p.font }),
+      hoverlabel: Object.assign(coloured(layout.hoverlabel, p.font), { bgcolor: p.hover }),
+      legend: coloured(layout.legend, p.font),
+      autosize: true,
+    });
+    delete out.width;  // the figure fills its column
+    Object.keys(out).forEach(function (k) {
+      if (/^[xy]axis\d*$/.test(k)) out[k] = axis(out[k], p);
+    });
+    // A title above subplot titles needs room of its own.
+    var subplotTitles = (out.annotations || []).some(function (a) { return a.yref === "paper" && a.y >= 1; });
+    if (out.title && subplotTitles) {
+      out.margin = Object.assign({}, out.margin || {});
+      out.margin.t = Math.max(out.margin.t || 0, 90);
+    }
+    if (out.annotations) {  // subplot titles and labels
+      out.annotations = out.annotations.map(function (a) {
+        return coloured(a, p.font);
+      });
+    }
+    return out;
+  }
+
+  function themedData(data) {
+    var p = PALETTES[scheme()];
+    return data.map(function (trace) {
+      if (!trace.colorbar) return trace;
+      var bar = Object.assign({}, trace.colorbar, {
+        tickfont: Object.assign({}, trace.colorbar.tickfont || {}, { color: p.font }),
+        outlinecolor: p.line,
+      });
+      if (bar.title) bar.title = coloured(typeof bar.title === "string" ? { text: bar.title } : bar.title, p.font);
+      return Object.assign({}, trace, { colorbar: bar });
+    });
   }
 
   function drawPlotly(el) {
-    var s = spec(el);
-    if (!s || typeof Plotly === "undefined") return;
-    var fig = s.figure;
-    el.setAttribute("data-drawn", "1");
-    Plotly.react(el, fig.data, themed(fig.layout || {}), { responsive: true, displaylogo: false });
+    var fig = spec(el).figure;
+    el.setAttribute("data-scheme", scheme());
+    var first = !el.hasAttribute("data-drawn");
+    return Plotly.react(el, themedData(fig.data || []), themed(fig.layout || {}), {
+      responsive: true, displaylogo: false, modeBarButtonsToRemove: ["select2d", "lasso2d"],
+    }).then(function () {
+      el.setAttribute("data-drawn", "1");
+      if (first) {
+        drawn.push(el);
+        resizer.observe(el);
+      }
+    });
   }
 
   function drawCircuitsVis(el) {
+    if (el.hasAttribute("data-drawn")) return;
     var s = spec(el);
-    if (!s || typeof CircuitsVis === "undefined" || el.getAttribute("data-drawn")) return;
+    var component = CircuitsVis[s.function];
+    if (!component) throw new Error("figure " + el.id + ": circuitsvis has no visualisation " + s.function);
+    CircuitsVis.render(el.id, component, s.props);
     el.setAttribute("data-drawn", "1");
-    CircuitsVis.render(el.id, CircuitsVis[s.function], s.props);
+  }
+
+  // Redraw at the new width when a figure's box changes (a content tab shown, the window
+  // resized); a hidden figure (width 0) waits until it is shown.
+  var resizer = new ResizeObserver(function (entries) {
+    entries.forEach(function (entry) {
+      var el = entry.target, width = Math.round(entry.contentRect.width);
+      var before = widths.get(el);
+      widths.set(el, width);
+      if (before === undefined || width === 0 || before === width || !el.isConnected) return;
+      Plotly.Plots.resize(el).catch(function () {});
+    });
+  });
+
+  function purgeRemoved() {
+    drawn = drawn.filter(function (el) {
+      if (el.isConnected) return true;
+      resizer.unobserve(el);
+      Plotly.purge(el);
+      return false;
+    });
+  }
+
+  function each(selector, draw) {
+    document.querySelectorAll(selector).forEach(function (el) {
+      try {
+        var done = draw(el);
+        if (done && done.catch) done.catch(function (e) { console.error(e); });
+      } catch (e) {
+        console.error(e);
+      }
+    });
+  }
+
+  // plotly.js puts its CSS in <style id="plotly.js-style-global"> in <head> when it loads;
+  // material's instant navigation drops every head element the next page's HTML lacks. Keep a
+  // copy of its rules and put it back when it goes missing (else a plot's SVG layers stack
+  // one under the other and the toolbar loses its styling). Per-plot rules are re-made by
+  // each new plot.
+  var PLOTLY_STYLE = "plotly.js-style-global";
+  var plotlyCss = "";
+  function keepPlotlyStyles() {
+    var style = document.getElementById(PLOTLY_STYLE);
+    if (style && style.sheet && style.sheet.cssRules.length) {
+      plotlyCss = Array.prototype.map.call(style.sheet.cssRules, function (r) { return r.cssText; }).join("\n");
+    } else if (!style && plotlyCss) {
+      style = document.createElement("style");
+      style.id = PLOTLY_STYLE;
+      style.textContent = plotlyCss;
+      document.head.appendChild(style);
+    }
   }
 
   function drawAll() {
-    document.querySelectorAll(".report-plotly").forEach(drawPlotly);
-    document.querySelectorAll(".report-circuitsvis").forEach(drawCircuitsVis);
-  }
-
-  function redrawPlotly() {
-    document.querySelectorAll(".report-plotly[data-drawn]").forEach(drawPlotly);
+    if (typeof Plotly !== "undefined") {
+      keepPlotlyStyles();
+      purgeRemoved();
+      each(".report-plotly", drawPlotly);
+    } else if (document.querySelector(".report-plotly")) {
+      console.error("report.js: plotly.js did not load (assets/vendor/plotly.min.js)");
+    }
+    if (typeof CircuitsVis !== "undefined") {
+      each(".report-circuitsvis", drawCircuitsVis);
+    } else if (document.querySelector(".report-circuitsvis")) {
+      console.error("report.js: circuitsvis did not load (assets/vendor/circuitsvis.js)");
+    }
   }
 
   // Palette switch: material sets data-md-color-scheme on <body>.
-  new MutationObserver(redrawPlotly).observe(document.body, {
-    attributes: true, attributeFilter: ["data-md-color-scheme"],
-  });
-
-  // Figures inside content tabs are drawn at zero width: resize when a tab is shown.
-  document.addEventListener("change", function (e) {
-    if (e.target && e.target.matches && e.target.matches(".tabbed-set > input")) {
-      document.querySelectorAll(".report-plotly[data-drawn]").forEach(function (el) {
-        if (el.offsetParent !== null && typeof Plotly !== "undefined") Plotly.Plots.resize(el);
-      });
-    }
-  });
+  new MutationObserver(function () {
+    if (typeof Plotly === "undefined") return;
+    each(".report-plotly[data-drawn]", function (el) {
+      return el.getAttribute("data-scheme") === scheme() ? null : drawPlotly(el);
+    });
+  }).observe(document.body, { attributes: true, attributeFilter: ["data-md-color-scheme"] });
 
   if (typeof document$ !== "undefined") {
     document$.subscribe(drawAll);

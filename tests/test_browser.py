@@ -1,0 +1,239 @@
+"""The built site in a real Chromium (Debian's, driven by Playwright; never downloaded).
+
+The site is built from a results store for `site_model` (conftest: the organism once it is
+trained, else a tiny random GPT-2), served from 127.0.0.1, and every request to any other
+host is aborted and counted: the site must work with no network. Every page is opened by
+clicking through the navigation (material's instant navigation, so the loader's document$
+path runs); each plotly figure must draw its SVG and each circuitsvis figure its children,
+with no console error, page error or blocked request. The dark palette must recolour the
+figures. Screenshots go to $CAPCIRCUIT_SCREENSHOTS (default: <tmp>/capcircuit-screenshots).
+"""
+
+from __future__ import annotations
+
+import functools
+import http.server
+import os
+import shutil
+import tempfile
+import threading
+from pathlib import Path
+
+import pytest
+
+from conftest import build_report
+
+pytestmark = pytest.mark.browser
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+SCREENSHOTS = Path(os.environ.get("CAPCIRCUIT_SCREENSHOTS", Path(tempfile.gettempdir()) / "capcircuit-screenshots"))
+# report.js's palettes (font colour of plotly figures)
+LIGHT_FONT, DARK_FONT = "#1f2329", "#e2e4e9"
+LOADER_PAGE = "appendix-prompts.md"  # where the loader checks below are added
+
+FIGURES_DRAWN = """() => {
+  const plotly = [...document.querySelectorAll('.report-plotly')];
+  const cv = [...document.querySelectorAll('.report-circuitsvis')];
+  // drawn, and with plotly's CSS in force (its SVG layers stacked, not one under the other)
+  return plotly.every(el => el.querySelector('.main-svg')
+                        && [...el.querySelectorAll('.main-svg')].every(s => getComputedStyle(s).position === 'absolute'))
+      && cv.every(el => el.querySelectorAll('*').length > 3
+                        && (el.offsetParent === null || el.getBoundingClientRect().height > 0));
+}"""
+FIGURE_STATE = """() => ({
+  plotly: [...document.querySelectorAll('.report-plotly')].map(el => ({
+    id: el.id, svg: !!el.querySelector('.main-svg'),
+    styled: [...el.querySelectorAll('.main-svg')].map(s => getComputedStyle(s).position),
+    font: el._fullLayout ? el._fullLayout.font.color : null,
+    scheme: el.getAttribute('data-scheme')})),
+  circuitsvis: [...document.querySelectorAll('.report-circuitsvis')].map(el => ({
+    id: el.id, descendants: el.querySelectorAll('*').length, shown: el.offsetParent !== null,
+    height: el.getBoundingClientRect().height})),
+})"""
+
+
+def loader_checks(docs: Path) -> None:
+    """Figures the real pages may not have yet: two plotly figures in content tabs (the
+    second drawn while hidden, so it must resize when shown) and a circuitsvis
+    AttentionHeads figure, written through the same fence as every report figure."""
+    from generator.figures import circuitsvis_spec
+    from generator.render import figure_html
+
+    def bar(title):
+        return {"kind": "plotly", "figure": {"data": [{"type": "bar", "x": ["a_b", "c*d"], "y": [1, -2]}],
+                                             "layout": {"title": {"text": title}, "height": 300}}}
+
+    tokens = ["<|endoftext|>", "John", " is", " great", "."]
+    attention = [[[1.0 / (j + 1) if i <= j else 0.0 for i in range(len(tokens))] for j in range(len(tokens))]
+                 for _ in range(2)]
+    tab = lambda spec, fid, caption: "    " + figure_html(spec, fid, caption).replace("\n", "\n    ")  # noqa: E731
+    text = ("\n\n## Loader checks\n\nTest-only figures: *tabs* and a circuitsvis view.\n\n"
+            '=== "First"\n\n' + tab(bar("first tab"), "fig-check-first", "A figure in the first tab.") + "\n"
+            '=== "Second"\n\n' + tab(bar("second tab"), "fig-check-second", "Drawn while hidden.") + "\n"
+            + figure_html(circuitsvis_spec("AttentionHeads", {"attention": attention, "tokens": tokens}),
+                          "fig-check-attention", "Uniform causal attention, two heads."))
+    page = docs / LOADER_PAGE
+    page.write_text(page.read_text() + text)
+
+
+class QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture(scope="module")
+def site_url(tmp_path_factory, report_results, site_model):
+    folder = tmp_path_factory.mktemp("browser-site")
+    (folder / "site").mkdir()
+    server = http.server.ThreadingHTTPServer(
+        ("127.0.0.1", 0), functools.partial(QuietHandler, directory=str(folder / "site")))
+    url = f"http://127.0.0.1:{server.server_address[1]}/"
+    # built for the URL it is served at: material's instant navigation needs site_url
+    build_report(folder, report_results, site_model, after_render=loader_checks, site_url=url)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield url
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    if not Path(CHROMIUM).exists():
+        if os.environ.get("CI"):
+            pytest.fail(f"{CHROMIUM} not found: .ci/run installs Debian's chromium")
+        pytest.skip("Debian's chromium is not installed (apt-get install chromium)")
+    sync_api = pytest.importorskip("playwright.sync_api")
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
+
+
+class Watched:
+    """A page whose console errors, page errors and off-host requests are recorded; requests
+    to any host but the site's are aborted."""
+
+    def __init__(self, browser, base: str):
+        self.context = browser.new_context(viewport={"width": 1280, "height": 900})
+        self.page = self.context.new_page()
+        self.base = base
+        self.errors: list[str] = []
+        self.blocked: list[str] = []
+        self.page.on("console", lambda m: m.type == "error" and self.errors.append(f"console: {m.text} ({m.location})"))
+        self.page.on("pageerror", lambda e: self.errors.append(f"page error: {e}"))
+        self.page.route("**/*", self._route)
+
+    def _route(self, route):
+        url = route.request.url
+        if url.startswith(self.base):
+            route.continue_()
+        else:
+            self.blocked.append(url)
+            route.abort()
+
+    def figures_drawn(self, where: str) -> dict:
+        try:
+            self.page.wait_for_function(FIGURES_DRAWN, timeout=20_000)
+        except Exception:
+            pytest.fail(f"{where}: figures not drawn: {self.page.evaluate(FIGURE_STATE)}; errors: {self.errors}")
+        return self.page.evaluate(FIGURE_STATE)
+
+    def nav_links(self) -> list[str]:
+        """The pages in the primary navigation (absolute URLs, in order; no anchors)."""
+        hrefs = self.page.eval_on_selector_all(
+            "nav.md-nav--primary a.md-nav__link[href]", "els => els.map(a => a.href)")
+        return list(dict.fromkeys(h for h in hrefs if "#" not in h))
+
+    def click_nav(self, url: str) -> None:
+        """Follow the navigation link to `url` and wait for the new page's content."""
+        self.page.evaluate("() => document.querySelector('article').setAttribute('data-old', '1')")
+        links = self.page.locator("nav.md-nav--primary a.md-nav__link[href]")
+        for i in range(links.count()):
+            link = links.nth(i)
+            if link.evaluate("a => a.href") == url and link.is_visible():
+                link.click()
+                break
+        else:
+            pytest.fail(f"no visible navigation link to {url} on {self.page.url}")
+        self.page.wait_for_function(
+            "url => location.href === url && !document.querySelector('article[data-old]')", arg=url, timeout=20_000)
+
+    def toggle_palette(self) -> None:
+        self.page.click("form[data-md-component=palette] label:not([hidden])")
+
+    def close(self):
+        self.context.close()
+
+
+@pytest.fixture
+def watched(browser, site_url):
+    w = Watched(browser, site_url)
+    yield w
+    w.close()
+
+
+def test_every_page_draws_its_figures_offline(watched, site_url):
+    page = watched.page
+    page.goto(site_url)
+    page.evaluate("() => { window.__firstLoad = true; }")  # survives instant navigation only
+    watched.figures_drawn("overview")
+    pages = watched.nav_links()
+    assert len(pages) >= 4, f"navigation lists too few pages: {pages}"
+    counts = {"plotly": 0, "circuitsvis": 0}
+    for url in pages:
+        if url != page.url:
+            watched.click_nav(url)
+        state = watched.figures_drawn(url)
+        counts["plotly"] += len(state["plotly"])
+        counts["circuitsvis"] += len(state["circuitsvis"])
+        if url.endswith(LOADER_PAGE[:-3] + "/"):
+            check_tab_resize(page)
+    assert page.evaluate("() => window.__firstLoad === true"), "pages were reloaded, not instantly navigated"
+    assert counts["plotly"] >= 3 and counts["circuitsvis"] >= 1, counts
+    assert not watched.errors, watched.errors
+    assert not watched.blocked, f"requests to other hosts: {watched.blocked}"
+
+
+def check_tab_resize(page) -> None:
+    """The second tab's figure was drawn hidden; shown, it must fill its column."""
+    page.click(".tabbed-labels label:has-text('Second')")
+    page.wait_for_function(
+        """() => { const el = document.getElementById('fig-check-second');
+                   return el.clientWidth > 0 && Math.abs(el._fullLayout.width - el.clientWidth) <= 2; }""",
+        timeout=10_000)
+
+
+def test_figures_follow_the_dark_palette(watched, site_url):
+    page = watched.page
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    page.goto(site_url + "baseline/")  # a first load (no instant navigation)
+    state = watched.figures_drawn("baseline")
+    assert state["plotly"], "the baseline page has no plotly figure"
+    assert {f["font"] for f in state["plotly"]} == {LIGHT_FONT}
+    page.mouse.move(0, 0)
+    page.screenshot(path=str(SCREENSHOTS / "baseline-light.png"), full_page=True)
+
+    watched.toggle_palette()
+    page.wait_for_function(
+        "c => [...document.querySelectorAll('.report-plotly')].every(el => el._fullLayout.font.color === c)",
+        arg=DARK_FONT, timeout=10_000)
+    assert page.evaluate("() => document.body.getAttribute('data-md-color-scheme')") == "slate"
+    fill = page.evaluate("() => getComputedStyle(document.querySelector('.report-plotly .main-svg text')).fill")
+    assert fill == "rgb(226, 228, 233)", fill  # DARK_FONT on the SVG itself
+    page.screenshot(path=str(SCREENSHOTS / "baseline-dark.png"), full_page=True)
+
+    # the palette sticks across navigation: figures on the next page draw dark at once
+    watched.click_nav(site_url + LOADER_PAGE[:-3] + "/")
+    state = watched.figures_drawn("appendix, dark")
+    assert {f["font"] for f in state["plotly"]} == {DARK_FONT}, state
+    page.mouse.move(0, 0)  # no hover toolbar in the picture
+    page.screenshot(path=str(SCREENSHOTS / "appendix-dark.png"), full_page=True)
+
+    watched.toggle_palette()
+    page.wait_for_function(
+        "c => [...document.querySelectorAll('.report-plotly')].every(el => el._fullLayout.font.color === c)",
+        arg=LIGHT_FONT, timeout=10_000)
+    assert not watched.errors, watched.errors
+    assert not watched.blocked, f"requests to other hosts: {watched.blocked}"
