@@ -101,6 +101,18 @@ def build(config, force, only):
 
 @main.command()
 @common_options
+def site(config):
+    """Render the stored results and build the site, running nothing (no torch needed):
+    publish committed results/ from a machine without the models."""
+    from generator.render import render as render_pages
+    from generator.site import build_site
+
+    render_pages(config, log=log)
+    build_site(config, log=log)
+
+
+@main.command()
+@common_options
 def status(config):
     """List each (model, experiment) as fresh or stale, and why."""
     from generator.pipeline import plan
