@@ -64,3 +64,70 @@ def write_config(folder: Path, **fields) -> Path:
     path = folder / "report.yaml"
     path.write_text(yaml.safe_dump(data))
     return path
+
+
+@pytest.fixture(scope="session")
+def site_model(request) -> str:
+    """The model the site tests build their report for: the bundled organism once it is
+    trained, else a tiny random GPT-2. Switch the site and browser tests here."""
+    from generator.models import ORGANISM_DIR
+
+    if (ORGANISM_DIR / "config.json").exists():
+        return "organism"
+    return str(request.getfixturevalue("tiny_gpt2_dir"))
+
+
+# The experiments the site and browser tests run: the quick ones, with a plotly and a
+# circuitsvis figure among them (the patching family takes minutes on 2 CPU cores). Pages of
+# the others are still built and browsed, as "not run in this configuration" pages.
+SITE_EXPERIMENTS = ("baseline", "attribution", "attention", "exceptions")
+
+
+def site_experiments() -> dict:
+    """SITE_EXPERIMENTS that are registered, with the repo's report.yaml parameters."""
+    import yaml
+
+    from generator.experiments import EXPERIMENTS
+
+    configured = yaml.safe_load((ROOT / "report.yaml").read_text()).get("experiments") or {}
+    return {e: configured.get(e) or {} for e in SITE_EXPERIMENTS if e in EXPERIMENTS}
+
+
+@pytest.fixture(scope="session")
+def report_results(tmp_path_factory, site_model) -> Path:
+    """A results store for `site_model` with SITE_EXPERIMENTS (run once a session, on the
+    CPU); copy it to build sites from."""
+    from generator.config import load_config
+    from generator.pipeline import run
+
+    folder = tmp_path_factory.mktemp("report-results")
+    config = load_config(write_config(folder, models=[site_model], device="cpu",
+                                      experiments=site_experiments()))
+    run(config, log=lambda message: None)
+    return config.path("results")
+
+
+def build_report(folder: Path, results: Path, model: str, after_render=None, site_url=None):
+    """Copy a results store into `folder`, render it and build the site (strict), running
+    nothing; `after_render(docs)` may add to the rendered pages first. Returns the config."""
+    import shutil
+
+    from generator.config import load_config
+    from generator.render import render
+    from generator.site import build_site
+
+    shutil.copytree(results, folder / "results", dirs_exist_ok=True)
+    config = load_config(write_config(folder, models=[model], device="cpu", experiments=site_experiments()))
+    render(config, log=lambda message: None)
+    if after_render:
+        after_render(config.path("docs"))
+    build_site(config, log=lambda message: None, site_url=site_url)
+    return config
+
+
+@pytest.fixture(scope="session")
+def site_model_loaded(site_model):
+    """`site_model` loaded once a session, for the experiment tests."""
+    from generator.models import load_model, resolve
+
+    return load_model(resolve(site_model), device="cpu")

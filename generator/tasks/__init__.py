@@ -3,6 +3,10 @@
 A task spec is plain data (hashable into the cache key); `build(model)` turns it into token
 tensors and checks the properties every experiment relies on: all prompts the same token
 length, and every answer a single token.
+
+Two formats: `templates` × `groups` with a corruption (the pronoun task), and `families` of
+hand-written prompts that may differ in length (the exceptions task: no corruption, one
+tensor per prompt).
 """
 
 from __future__ import annotations
@@ -37,9 +41,12 @@ class TaskSpec:
     example: str = ""
     groups: tuple[str, ...] = ()
     templates: tuple[str, ...] = ()
+    same_length: bool = True  # False: prompts differ in length and are tokenised one by one
+    info: dict = field(default_factory=dict)  # per-format extras, e.g. each family's expectation
 
     def digest(self) -> str:
-        data = json.dumps([p.__dict__ for p in self.prompts], sort_keys=True)
+        prompts = [p.__dict__ for p in self.prompts]
+        data = json.dumps([prompts, self.info] if self.info else prompts, sort_keys=True)
         return hashlib.sha256(data.encode()).hexdigest()[:16]
 
 
@@ -48,7 +55,7 @@ class TaskBatch:
     """A task tokenised for one model; tensors live on the model's device."""
 
     spec: TaskSpec
-    clean_tokens: "object"  # torch.LongTensor [batch, pos]
+    clean_tokens: "object"  # torch.LongTensor [batch, pos]; a list of [1, pos] when not same_length
     corrupted_tokens: "object"
     answer_tokens: "object"  # [batch, 2]: (correct, wrong)
     position_labels: list[str] = field(default_factory=list)  # from the example prompt's tokens
@@ -63,6 +70,8 @@ def load_task(name: str) -> TaskSpec:
     if not path.exists():
         raise ReportError(f"unknown task {name!r}: available tasks are {', '.join(available())}")
     data = yaml.safe_load(path.read_text())
+    if "families" in data:
+        return load_families(name, data)
     old, new = data["corruption"]["replace"], data["corruption"]["with"]
     prompts = []
     for t, template in enumerate(data["templates"]):
@@ -77,6 +86,28 @@ def load_task(name: str) -> TaskSpec:
                     tuple(data["groups"]), tuple(data["templates"]))
 
 
+def load_families(name: str, data: dict) -> TaskSpec:
+    """`families: {family: {expected, description, prompts: [{text, answers}]}}`; each prompt is
+    its own template index within its family, and is never corrupted."""
+    prompts, info = [], {}
+    for family, spec in data["families"].items():
+        if spec.get("expected") not in ("capital", "lowercase"):
+            raise ReportError(f"task {name}, family {family}: expected must be capital or lowercase, "
+                              f"got {spec.get('expected')!r}")
+        info[family] = {"expected": spec["expected"], "description": spec.get("description", "")}
+        for i, item in enumerate(spec["prompts"]):
+            answers = tuple(item["answers"])
+            if len(answers) != 2:
+                raise ReportError(f"task {name}, family {family}: prompt {item['text']!r} needs two "
+                                  f"answers (capital, lowercase), got {list(answers)}")
+            prompts.append(Prompt(item["text"], item["text"], answers, i, item["text"], family))
+    if data.get("control") not in info:
+        raise ReportError(f"task {name}: control {data.get('control')!r} is not one of its families ({', '.join(info)})")
+    info = {"families": info, "control": data["control"]}
+    return TaskSpec(name, data.get("description", ""), tuple(prompts), data.get("example", ""),
+                    tuple(data["families"]), same_length=False, info=info)
+
+
 def single_token(model, text: str) -> int:
     ids = model.to_tokens(text, prepend_bos=False)[0]
     if len(ids) != 1:
@@ -89,6 +120,8 @@ def build(spec: TaskSpec, model) -> TaskBatch:
     """Tokenise a task for a model; fail loudly if the tokenizer breaks its assumptions."""
     import torch
 
+    if not spec.same_length:
+        return build_one_by_one(spec, model)
     texts = [p.text for p in spec.prompts]
     corrupted = [p.corrupted for p in spec.prompts]
     lengths = {len(model.to_str_tokens(t)) for t in texts + corrupted}
@@ -105,6 +138,22 @@ def build(spec: TaskSpec, model) -> TaskBatch:
     device = model.cfg.device
     return TaskBatch(spec, model.to_tokens(texts).to(device), model.to_tokens(corrupted).to(device),
                      answers.to(device), labels)
+
+
+def build_one_by_one(spec: TaskSpec, model) -> TaskBatch:
+    """Prompts of different lengths: one [1, pos] tensor each (no padding to get wrong)."""
+    import torch
+
+    answers = []
+    for p in spec.prompts:
+        try:
+            answers.append([single_token(model, a) for a in p.answers])
+        except ReportError as e:
+            raise ReportError(f"task {spec.name}, family {p.group}, prompt {p.text!r}: {e}") from None
+    device = model.cfg.device
+    tokens = [model.to_tokens(p.text).to(device) for p in spec.prompts]
+    labels = position_labels(model.to_str_tokens(spec.example or spec.prompts[0].text))
+    return TaskBatch(spec, tokens, tokens, torch.tensor(answers).to(device), labels)
 
 
 def position_labels(str_tokens: list[str]) -> list[str]:
