@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import html
 import json
+import re
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 import jinja2
+import yaml
 
 from generator import ReportError
 from generator.config import Config
@@ -18,6 +21,15 @@ from generator.store import Store, write_atomic
 PAGES: dict[str, tuple[str, tuple[str, ...]]] = {
     "index.md": ("index.md.j2", ("baseline",)),
     "baseline.md": ("baseline.md.j2", ("baseline",)),
+    "attribution.md": ("attribution.md.j2", ("attribution",)),
+    "breakdowns.md": ("breakdowns.md.j2", ("attribution",)),
+    "attention.md": ("attention.md.j2", ("attention",)),
+    "exceptions.md": ("exceptions.md.j2", ("exceptions",)),
+    "models.md": ("models.md.j2", ("baseline",)),
+    "patching.md": ("patching.md.j2", ("patching",)),
+    "path-patching.md": ("path-patching.md.j2", ("path_patching",)),
+    "reproducibility.md": ("reproducibility.md.j2", ()),
+    "appendix-prompts.md": ("appendix-prompts.md.j2", ("baseline",)),
 }
 
 
@@ -39,12 +51,27 @@ def load_results(config: Config) -> dict[str, dict[str, dict]]:
 
 
 def figure_html(spec: dict, element_id: str, caption: str) -> str:
-    """A figure element plus its JSON; the site's loader (assets/report.js) draws it."""
-    data = json.dumps(spec, sort_keys=True, separators=(",", ":")).replace("</", "<\\/")
-    return (f'<figure class="report-figure" markdown="0">\n'
-            f'<div class="report-{spec["kind"]}" id="{element_id}" data-figure="{element_id}-data"></div>\n'
-            f'<script type="application/json" id="{element_id}-data">{data}</script>\n'
-            f"<figcaption>{html.escape(caption)}</figcaption>\n</figure>\n")
+    """A `report-figure` fence holding the figure's JSON; at site build, generator.site's
+    fence formatter turns it into an element the loader (assets/report.js) draws. A fence,
+    not raw HTML, so a figure also works inside content tabs and admonitions: indent it there
+    with `{{ figure(...) | indent(4) }}`."""
+    data = json.dumps({"caption": caption, "id": element_id, "spec": spec},
+                      sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    return f"```report-figure\n{data}\n```\n"
+
+
+def token_html(token: str) -> str:
+    """A token as inline code that survives a markdown table: spaces shown as ␣, newlines as
+    ↵, HTML and pipes escaped."""
+    shown = token.replace(" ", "␣").replace("\n", "↵").replace("\t", "⇥")
+    return "<code>" + html.escape(shown).replace("|", "&#124;") + "</code>"
+
+
+def package_version(name: str) -> str:
+    try:
+        return version(name)
+    except PackageNotFoundError:
+        return "not installed"
 
 
 def environment(config: Config) -> jinja2.Environment:
@@ -56,6 +83,10 @@ def environment(config: Config) -> jinja2.Environment:
     )
     env.filters["pct"] = lambda x, digits=0: f"{100 * x:.{digits}f}%"
     env.filters["fmt"] = lambda x, digits=2: f"{x:.{digits}f}"
+    env.filters["seconds"] = lambda s: f"{s:.1f} s" if s < 120 else f"{s / 60:.1f} min"
+    env.filters["token"] = token_html
+    env.filters["yaml"] = lambda data: yaml.safe_dump(data, sort_keys=False, allow_unicode=True)
+    env.globals["package_version"] = package_version
     return env
 
 
@@ -66,12 +97,18 @@ def render(config: Config, log=print) -> list[Path]:
         raise ReportError(f"no results in {config.path('results')}: run `capcircuit run` (or `build`) first")
     primary = next(m for m in config.models if m in results)
     env = environment(config)
-    counter = iter(range(10**6))
+    used_ids: dict[str, int] = {}
 
-    def figure(record: dict, name: str, caption: str) -> str:
-        model = record["provenance"]["model"]
-        slug = "".join(c if c.isalnum() else "-" for c in f"{model}-{name}")
-        return figure_html(record["figures"][name], f"fig-{slug}-{next(counter)}", caption)
+    @jinja2.pass_context
+    def figure(ctx, record: dict, name: str, caption: str) -> str:
+        # ids from page, model and figure name: stable when other pages gain figures
+        model, page = record["provenance"]["model"], ctx["page"]
+        if not caption.strip():
+            raise ReportError(f"figure {name!r} of {model} on {page} has no caption: every figure needs one")
+        slug = re.sub(r"[^A-Za-z0-9]+", "-", f"{page[:-3]}-{model}-{name}").strip("-")
+        used_ids[slug] = used_ids.get(slug, 0) + 1
+        suffix = f"-{used_ids[slug]}" if used_ids[slug] > 1 else ""
+        return figure_html(record["figures"][name], f"fig-{slug}{suffix}", caption)
 
     context = {"config": config, "results": results, "primary": primary, "r": results[primary],
                "models": list(results), "figure": figure}
