@@ -54,9 +54,9 @@ def test_pages_state_the_stored_numbers(tmp_path, results, tiny_gpt2_dir):
     assert f"**{a['top_component']['label']}**" in pages["attribution"]
     for f in e["families"]:
         assert f"| {f['family']} | {f['expected']} |" in pages["exceptions"]
-        assert f"{f['mean_logit_diff']:.2f}" in pages["exceptions"]
+        assert f"{f['mean_log_odds']:.2f}" in pages["exceptions"]
     control = next(f for f in e["families"] if f["family"] == e["control"])
-    assert ("Even after an ordinary sentence end" in pages["exceptions"]) == (control["mean_logit_diff"] <= 0)
+    assert ("Even after an ordinary sentence end" in pages["exceptions"]) == (control["mean_log_odds"] <= 0)
     for g in store.load(slug(model), "attention")["metrics"]["groups"]:
         for focus in g["focus"]:
             sentence = f"**{focus['head']}** attends from the final position mostly to **{focus['position']}**"

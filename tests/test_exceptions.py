@@ -1,32 +1,44 @@
 """The exceptions task (prompts of different lengths, answer pairs per prompt) and experiment,
-against each prompt run on its own. Always on a GPT-2-tokenizer model: the answer pairs
-("Com"/"com", "Py"/"py", ...) are single tokens there."""
+against the raw Hugging Face model run on each prompt alone. Two models: a tiny random GPT-2
+with GPT-2's tokenizer (every answer pair is single-token there: "Com", "Py", ...), and one with
+a small byte-level BPE trained here, which splits "Com" like the organism's tokenizer does."""
 
 from __future__ import annotations
 
 import hashlib
 import json
+import math
 from dataclasses import replace
 
 import pytest
 import torch
 
-from generator import ReportError
 from generator.experiments import exceptions
 from generator.experiments.params import Exceptions
+from generator.models import ORGANISM_DIR
 from generator.tasks import Prompt, build, load_task
-from tests.test_attribution import naive
 
 TOL = 1e-4
+BPE_CORPUS = [
+    "Send the letter to John. He read it. She said it was nice.",
+    "Write to mary@yahoo.com and john@gmail.com today; the team will reply.",
+    "Search it on www.google.com or read it on wikipedia.org.",
+    "Run main.py, then open notes.txt and report.doc.",
+    "I met Mr. Brown. The doctor is Dr. Green, e.g. a friend.",
+]
+
+
+def load(path):
+    from generator.models import load_model, resolve
+
+    return load_model(resolve(str(path)), device="cpu")
 
 
 @pytest.fixture(scope="module")
 def model(site_model, tiny_gpt2_dir, request):
     if site_model == str(tiny_gpt2_dir):
         return request.getfixturevalue("site_model_loaded")
-    from generator.models import load_model, resolve
-
-    return load_model(resolve(str(tiny_gpt2_dir)), device="cpu")
+    return load(tiny_gpt2_dir)
 
 
 @pytest.fixture(scope="module")
@@ -37,6 +49,37 @@ def batch(model):
 @pytest.fixture(scope="module")
 def result(model, batch):
     return exceptions.run(model, batch, Exceptions(), {})
+
+
+@pytest.fixture(scope="module")
+def bpe_dir(tmp_path_factory):
+    """A tiny random GPT-2 whose tokenizer is a byte-level BPE trained on a few sentences: it
+    has "com" but not "Com" (split into pieces), as a small organism-like vocabulary."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import GPT2Config, GPT2LMHeadModel, GPT2TokenizerFast
+
+    bpe = Tokenizer(models.BPE())
+    bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    bpe.decoder = decoders.ByteLevel()
+    bpe.train_from_iterator(BPE_CORPUS * 20, trainers.BpeTrainer(
+        vocab_size=400, special_tokens=["<|endoftext|>"], show_progress=False,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
+    end = "<|endoftext|>"
+    tokenizer = GPT2TokenizerFast(tokenizer_object=bpe, bos_token=end, eos_token=end, unk_token=end)
+    path = tmp_path_factory.mktemp("tiny-bpe")
+    torch.manual_seed(0)
+    GPT2LMHeadModel(GPT2Config(vocab_size=len(tokenizer), n_layer=2, n_embd=32, n_head=2, n_positions=64,
+                               bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id)
+                    ).save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def bpe_run(bpe_dir):
+    bpe_model = load(bpe_dir)
+    bpe_batch = build(load_task("exceptions"), bpe_model)
+    return bpe_batch, exceptions.run(bpe_model, bpe_batch, Exceptions(), {})
 
 
 def test_task_has_families_with_expectations_and_a_control():
@@ -63,19 +106,30 @@ def test_build_keeps_each_prompt_its_own_length(batch):
     assert batch.answer_tokens.shape == (len(batch.spec.prompts), 2)
     email = [p.text for p in batch.spec.prompts].index("Send it to john@gmail.")
     assert batch.answer_tokens[email].tolist() == [5377, 785]  # "Com", "com" in GPT-2's vocabulary
+    assert (batch.answer_tokens >= 0).all()  # GPT-2's tokenizer has every pair
     assert first.group == "sentence_end"
     assert batch.position_labels[-1].startswith(".")
 
 
-def test_multi_token_answer_fails_naming_the_prompt(model):
+def test_multi_token_answer_is_marked_unusable_not_fatal(model):
     spec = load_task("exceptions")
     odd = Prompt("Open the file notes.", "Open the file notes.", ("Txt", "txt"), 0, "notes", "file_extension")
-    with pytest.raises(ReportError, match=r"family file_extension, prompt 'Open the file notes\.'.*'Txt'"):
-        build(replace(spec, prompts=spec.prompts + (odd,)), model)
+    odd_batch = build(replace(spec, prompts=spec.prompts + (odd,)), model)
+    assert odd_batch.answer_tokens[-1].tolist() == [-1, -1]
+    assert (odd_batch.answer_tokens[:-1] >= 0).all()
+    m = exceptions.run(model, odd_batch, Exceptions(), {}).metrics
+    row = m["per_prompt"][-1]
+    assert row["logit_diff"] is None and not row["single_token_pair"] and math.isfinite(row["log_odds"])
+    assert m["n_pairs"] == len(spec.prompts)
+    assert [u["prompt"] for u in m["unusable_pairs"]] == ["Open the file notes."]
+    assert len(m["unusable_pairs"][0]["split"][0]) > 1  # "Txt" in pieces
+    files = next(f for f in m["families"] if f["family"] == "file_extension")
+    assert files["n"] == files["n_pairs"] + 1
 
 
 def gpt2_byte_decoder() -> dict[str, int]:
-    """GPT-2's printable stand-ins for bytes (its bytes_to_unicode), inverted."""
+    """GPT-2's printable stand-ins for bytes (its bytes_to_unicode), inverted; the byte-level BPE
+    of the `tokenizers` library uses the same table."""
     printable = list(range(33, 127)) + list(range(161, 173)) + list(range(174, 256))
     codes, extra = printable[:], 0
     for b in range(256):
@@ -86,46 +140,149 @@ def gpt2_byte_decoder() -> dict[str, int]:
     return {chr(c): b for b, c in zip(printable, codes)}
 
 
-@torch.no_grad()
-def test_every_prompt_matches_the_hugging_face_model_run_alone(tiny_gpt2_dir, batch, result):
-    """The raw Hugging Face checkpoint, no TransformerLens: weight processing shifts every logit
-    of a position by the same constant, which neither a logit difference nor softmax sees."""
-    from transformers import GPT2LMHeadModel, GPT2TokenizerFast
+def hf_reference(path):
+    """The raw Hugging Face model and tokenizer, and the case masks from its vocabulary decoded
+    byte by byte (not through the tokenizer's decode, which the experiment uses)."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    hf = GPT2LMHeadModel.from_pretrained(str(tiny_gpt2_dir)).eval()
-    tokenizer, to_byte = GPT2TokenizerFast.from_pretrained(str(tiny_gpt2_dir)), gpt2_byte_decoder()
-    words = [bytes(to_byte[ch] for ch in w).decode("utf-8", errors="replace")
+    hf = AutoModelForCausalLM.from_pretrained(str(path), attn_implementation="eager").eval()
+    tokenizer, to_byte = AutoTokenizer.from_pretrained(str(path)), gpt2_byte_decoder()
+    words = [bytes(to_byte[ch] for ch in w).decode("utf-8", errors="replace").lstrip()[:1]
              for w in tokenizer.convert_ids_to_tokens(list(range(len(tokenizer))))]
-    capital = torch.tensor([w.lstrip()[:1].isupper() for w in words])
-    for row, p in zip(result.metrics["per_prompt"], batch.spec.prompts):
-        ids = [tokenizer.bos_token_id] + tokenizer(p.text, add_special_tokens=False).input_ids
-        assert row["n_tokens"] == len(ids)
+    vocab = hf.config.vocab_size
+    upper, lower = torch.zeros(vocab, dtype=torch.bool), torch.zeros(vocab, dtype=torch.bool)
+    upper[: len(words)] = torch.tensor([w.isupper() for w in words])[:vocab]
+    lower[: len(words)] = torch.tensor([w.islower() for w in words])[:vocab]
+    return hf, tokenizer, upper, lower
+
+
+def naive_log_odds(logits: torch.Tensor, upper: torch.Tensor, lower: torch.Tensor) -> torch.Tensor:
+    probs = logits.double().softmax(-1)
+    return probs[..., upper].sum(-1).log() - probs[..., lower].sum(-1).log()
+
+
+@torch.no_grad()
+def naive_run(hf, ids: list[int], upper, lower) -> tuple[torch.Tensor, float, list[float]]:
+    """One prompt alone: the final logits, its capital log-odds, and the logit lens by hand:
+    each residual stream at the last position (before each block, after each block's attention,
+    before the final LayerNorm) through ln_f and lm_head."""
+    blocks, seen = hf.transformer.h, []
+    hooks = []
+    for block in blocks:
+        hooks.append(block.register_forward_pre_hook(lambda mod, args: seen.append(args[0][0, -1])))
+        hooks.append(block.attn.register_forward_hook(
+            lambda mod, args, out: seen.append(seen[-1] + out[0][0, -1])))  # resid_mid = pre + attn
+    hooks.append(hf.transformer.ln_f.register_forward_pre_hook(lambda mod, args: seen.append(args[0][0, -1])))
+    try:
         logits = hf(torch.tensor([ids])).logits[0, -1]
-        c, w = (tokenizer.convert_tokens_to_ids(a.replace(" ", "\u0120")) for a in p.answers)
-        assert row["prompt"] == p.text and row["family"] == p.group
-        assert abs(row["logit_diff"] - float(logits[c] - logits[w])) < TOL
-        assert abs(row["p_capital"] - float(logits.softmax(-1)[: len(capital)][capital].sum())) < TOL
+    finally:
+        for h in hooks:
+            h.remove()
+    lens = [float(naive_log_odds(hf.lm_head(hf.transformer.ln_f(x)), upper, lower)) for x in seen]
+    return logits, float(naive_log_odds(logits, upper, lower)), lens
 
 
-def test_family_means_and_control(batch, result):
+def check_against_hugging_face(path, batch, result):
+    hf, tokenizer, upper, lower = hf_reference(path)
+    m, lenses = result.metrics, {}
+    for row, p, pair in zip(m["per_prompt"], batch.spec.prompts, batch.answer_tokens.tolist()):
+        ids = [tokenizer.bos_token_id] + tokenizer(p.text, add_special_tokens=False).input_ids
+        assert row["prompt"] == p.text and row["family"] == p.group and row["n_tokens"] == len(ids)
+        logits, log_odds, lens = naive_run(hf, ids, upper, lower)
+        lenses.setdefault(p.group, []).append(lens)
+        assert abs(row["log_odds"] - log_odds) < TOL, p.text
+        assert abs(lens[-1] - log_odds) < TOL  # the reference lens ends at the model's output
+        assert abs(row["p_capital"] - float(logits.softmax(-1)[upper].sum())) < TOL
+        answers = [tokenizer(a, add_special_tokens=False).input_ids for a in p.answers]
+        if all(len(a) == 1 for a in answers):
+            assert pair == [answers[0][0], answers[1][0]] and row["single_token_pair"]
+            assert abs(row["logit_diff"] - float(logits[answers[0][0]] - logits[answers[1][0]])) < TOL
+        else:
+            assert pair == [-1, -1] and row["logit_diff"] is None and not row["single_token_pair"]
+    assert m["lens"]["labels"][-1] == "final" and len(m["lens"]["labels"]) == 2 * hf.config.n_layer + 1
+    for family, per_prompt in lenses.items():
+        expected = torch.tensor(per_prompt, dtype=torch.float64).mean(0)
+        got = torch.tensor(m["lens"]["families"][family], dtype=torch.float64)
+        assert torch.allclose(got, expected, atol=TOL), family
+
+
+def test_every_prompt_and_the_lens_match_the_hugging_face_model_run_alone(tiny_gpt2_dir, batch, result):
+    """No TransformerLens in the reference: weight processing shifts every logit of a position
+    by the same constant and folds LayerNorm weights into the unembedding, which neither the
+    softmax nor a logit difference sees."""
+    check_against_hugging_face(tiny_gpt2_dir, batch, result)
+
+
+def test_a_tokenizer_that_splits_com_still_runs_and_matches(bpe_dir, bpe_run):
+    from transformers import AutoTokenizer
+
+    batch, result = bpe_run
+    tokenizer = AutoTokenizer.from_pretrained(str(bpe_dir))
+    assert len(tokenizer("Com", add_special_tokens=False).input_ids) > 1  # the point of this model
     m = result.metrics
+    email = [p.text for p in batch.spec.prompts].index("Send it to john@gmail.")
+    assert batch.answer_tokens[email].tolist() == [-1, -1] and m["per_prompt"][email]["logit_diff"] is None
+    unusable = {u["prompt"]: u for u in m["unusable_pairs"]}
+    assert "".join(unusable["Send it to john@gmail."]["split"][0]) == "Com"
+    assert m["n_pairs"] == len(m["per_prompt"]) - len(unusable) < len(m["per_prompt"])
+    check_against_hugging_face(bpe_dir, batch, result)
+
+
+def check_family_means(m):
     rows = m["per_prompt"]
-    control = [r["logit_diff"] for r in rows if r["family"] == "sentence_end"]
+    control = [r["log_odds"] for r in rows if r["family"] == m["control"]]
     assert abs(m["control_mean"] - sum(control) / len(control)) < TOL
     for f in m["families"]:
-        mine = [r["logit_diff"] for r in rows if r["family"] == f["family"]]
-        assert f["n"] == len(mine)
-        assert abs(f["mean_logit_diff"] - sum(mine) / len(mine)) < TOL
-        assert abs(f["vs_control"] - (f["mean_logit_diff"] - m["control_mean"])) < TOL
-        right = [(d > 0) == (f["expected"] == "capital") for d in mine]
+        mine = [r for r in rows if r["family"] == f["family"]]
+        odds = [r["log_odds"] for r in mine]
+        pairs = [r["logit_diff"] for r in mine if r["logit_diff"] is not None]
+        assert f["n"] == len(mine) and f["n_pairs"] == len(pairs)
+        assert abs(f["mean_log_odds"] - sum(odds) / len(odds)) < TOL
+        assert abs(f["vs_control"] - (f["mean_log_odds"] - m["control_mean"])) < TOL
+        right = [(o > 0) == (f["expected"] == "capital") for o in odds]
         assert abs(f["agrees"] - sum(right) / len(right)) < TOL
+        assert f["sentence_end_like"] == (f["mean_log_odds"] > 0)
+        assert f["as_english"] == (f["sentence_end_like"] == (f["expected"] == "capital"))
+        if pairs:
+            assert abs(f["mean_logit_diff"] - sum(pairs) / len(pairs)) < TOL
+        else:
+            assert f["mean_logit_diff"] is None
+        # the lens ends at the model's own output
+        assert abs(m["lens"]["families"][f["family"]][-1] - f["mean_log_odds"]) < TOL
 
 
-def test_logit_lens_matches_the_reference(model, batch, result):
-    lens = result.metrics["lens"]
-    for family in ("sentence_end", "email"):  # two families: the reference runs prompt by prompt
-        idx = [i for i, p in enumerate(batch.spec.prompts) if p.group == family]
-        per_prompt = [naive(model, batch.clean_tokens[i], batch.answer_tokens[i:i + 1])["lens"][:, 0] for i in idx]
-        expected = torch.stack(per_prompt).mean(0)
-        assert torch.allclose(torch.as_tensor(lens["families"][family]), expected, atol=TOL), family
-    assert lens["labels"][-1] == "final"
+def test_family_means_and_control(result, bpe_run):
+    check_family_means(result.metrics)
+    check_family_means(bpe_run[1].metrics)
+
+
+def test_page_renders_with_unusable_pairs(tmp_path, bpe_dir, bpe_run):
+    """The template on a result with missing pair differences: a dash, the count, the split."""
+    from generator.config import load_config
+    from generator.render import environment
+    from tests.conftest import write_config
+
+    m = json.loads(json.dumps(bpe_run[1].metrics))  # as the store returns it
+    config = load_config(write_config(tmp_path, models=[str(bpe_dir)], device="cpu", experiments={"exceptions": {}}))
+    record = {"metrics": m, "figures": {}, "provenance": {"model": "bpe"}}
+    page = environment(config).get_template("exceptions.md.j2").render(
+        r={"exceptions": record}, primary="bpe", page="exceptions.md",
+        figure=lambda record, name, caption: f"[figure {name}: {caption}]")
+    assert f"{m['n_pairs']} of the {m['n_prompts']} answer pairs are two single tokens" in page
+    assert "| — |" in page and "`Send it to john@gmail.`" in page
+    for f in m["families"]:
+        assert f"| {f['family']} | {f['expected']} |" in page and f"{f['mean_log_odds']:.2f}" in page
+    like_end = [f["family"] for f in m["families"] if f["family"] != m["control"] and f["sentence_end_like"]]
+    control = next(f for f in m["families"] if f["family"] == m["control"])
+    assert ("Even after an ordinary sentence end" in page) == (control["mean_log_odds"] <= 0)
+    if like_end:
+        assert ", ".join(like_end) in page
+    assert "[figure families:" in page and "[figure logit_lens:" in page
+    (tmp_path / "page.md").write_text(page)
+
+
+@pytest.mark.skipif(not (ORGANISM_DIR / "config.json").exists(), reason="the organism is not trained yet")
+def test_runs_on_the_organism(organism):
+    m = exceptions.run(organism, build(load_task("exceptions"), organism), Exceptions(), {}).metrics
+    assert all(math.isfinite(r["log_odds"]) for r in m["per_prompt"])
+    check_family_means(m)

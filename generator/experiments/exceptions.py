@@ -1,11 +1,21 @@
 """Exceptions: periods that are not followed by a sentence-starting capital.
 
 For each family of the exceptions task (e-mail addresses, domains, file names, method calls,
-abbreviations, P.S., titles, and ordinary sentence ends as the control): the logit difference
-capital − lowercase of each prompt's answer pair, compared with the control; the probability
-mass on every token that starts with a capital letter (a check that does not depend on the
-chosen pair); and the logit lens of the pair's difference, computed as in the attribution
-experiment. Prompts differ in length, so each runs on its own.
+abbreviations, P.S., titles, and ordinary sentence ends as the control), the primary measure
+is the capital log-odds at the position after the period:
+
+    log P(next token starts with a capital letter) − log P(next token starts with a lowercase letter)
+
+over the whole vocabulary (a leading space stripped). It needs no answer pair, so it means the
+same on every tokenizer; above zero the model treats the period as a sentence end. The logit
+lens reads the same measure from each accumulated residual stream at the final position,
+through the final LayerNorm (its scale recomputed for each residual, as in a logit lens) and
+the unembedding.
+
+Secondary: the logit difference capital − lowercase of each prompt's answer pair ("Com" /
+"com"), only where both answers are single tokens for this model (the task marks the others
+with answer ids −1; their difference is None). Prompts differ in length; those of equal token
+length run as one batch.
 """
 
 from __future__ import annotations
@@ -14,7 +24,7 @@ import plotly.graph_objects as go
 import torch
 
 from generator.experiments import Result
-from generator.experiments.attribution import attribute, stack_label
+from generator.experiments.attribution import stack_label
 from generator.experiments.common import num, to_list
 from generator.experiments.params import Exceptions as Params
 from generator.figures import plotly_spec
@@ -32,49 +42,91 @@ def case_masks(model) -> tuple[torch.Tensor, torch.Tensor]:
     return upper, lower
 
 
+def capital_log_odds(logits: torch.Tensor, upper: torch.Tensor, lower: torch.Tensor) -> torch.Tensor:
+    """[..., vocab] logits -> [...] log P(capital-initial token) − log P(lowercase-initial token)."""
+    log_probs = logits.float().log_softmax(-1)
+    return log_probs[..., upper].logsumexp(-1) - log_probs[..., lower].logsumexp(-1)
+
+
 @torch.no_grad()
 def run(model, batch, params: Params, inputs: dict) -> Result:
     spec = batch.spec
-    upper, lower = case_masks(model)
+    device = batch.answer_tokens.device
+    upper, lower = (m.to(device) for m in case_masks(model))
     # prompts of equal token length run as one batch: far fewer forward passes than one each
     by_length: dict[int, list[int]] = {}
     for i, tokens in enumerate(batch.clean_tokens):
         by_length.setdefault(int(tokens.shape[1]), []).append(i)
     rows, lenses = [None] * len(spec.prompts), [None] * len(spec.prompts)
     for length, idx in by_length.items():
-        a = attribute(model, torch.cat([batch.clean_tokens[i] for i in idx]), batch.answer_tokens[idx])
-        probs = a["final_logits"].softmax(-1).cpu()
+        logits, cache = model.run_with_cache(torch.cat([batch.clean_tokens[i] for i in idx]))
+        final = logits[:, -1]
+        log_odds = capital_log_odds(final, upper, lower)
+        probs = final.float().softmax(-1)
+        resid, resid_labels = cache.accumulated_resid(layer=-1, incl_mid=True, pos_slice=-1, return_labels=True)
+        lens_logits = cache.apply_ln_to_stack(resid, layer=-1, pos_slice=-1, recompute_ln=True) @ model.W_U + model.b_U
+        lens = capital_log_odds(lens_logits, upper, lower)  # [lens entry, prompt]
         for j, i in enumerate(idx):
-            p = spec.prompts[i]
+            p, pair = spec.prompts[i], batch.answer_tokens[i]
+            single = bool((pair >= 0).all())
             rows[i] = {"prompt": p.text, "family": p.group, "capital": p.answers[0], "lowercase": p.answers[1],
-                       "n_tokens": length, "logit_diff": num(a["logit_diff"][j]),
-                       "p_capital": num(probs[j, upper].sum()), "p_lowercase": num(probs[j, lower].sum())}
-            lenses[i] = a["lens"][:, j]
-        labels = [stack_label(s) for s in a["lens_labels"]]
+                       "n_tokens": length, "log_odds": num(log_odds[j]),
+                       "p_capital": num(probs[j, upper].sum()), "p_lowercase": num(probs[j, lower].sum()),
+                       "single_token_pair": single,
+                       "logit_diff": num(final[j, pair[0]] - final[j, pair[1]]) if single else None}
+            lenses[i] = lens[:, j]
+        del cache
+        labels = [stack_label(s) for s in resid_labels]
     lenses = torch.stack(lenses)  # [prompt, lens entry]
     control = spec.info["control"]
-    control_mean = mean([r["logit_diff"] for r in rows if r["family"] == control])
+    control_rows = [r for r in rows if r["family"] == control]
+    control_mean = mean([r["log_odds"] for r in control_rows])
+    control_pair = mean_or_none([r["logit_diff"] for r in control_rows])
     families = []
     for family in spec.groups:
         mine = [r for r in rows if r["family"] == family]
         expected = spec.info["families"][family]["expected"]
-        diffs = [r["logit_diff"] for r in mine]
+        odds = [r["log_odds"] for r in mine]
+        pairs = [r["logit_diff"] for r in mine if r["logit_diff"] is not None]
+        capital_side = mean(odds) > 0
         families.append({
             "family": family, "description": spec.info["families"][family]["description"],
             "expected": expected, "n": len(mine), "example": mine[0]["prompt"],
-            "mean_logit_diff": num(mean(diffs)), "min_logit_diff": min(diffs), "max_logit_diff": max(diffs),
-            "vs_control": num(mean(diffs) - control_mean),
-            # does the sign of each prompt's logit difference match written English?
-            "agrees": num(mean([(d > 0) == (expected == "capital") for d in diffs])),
+            "mean_log_odds": num(mean(odds)), "min_log_odds": min(odds), "max_log_odds": max(odds),
+            "vs_control": num(mean(odds) - control_mean),
+            # does the sign of each prompt's log-odds match written English?
+            "agrees": num(mean([(o > 0) == (expected == "capital") for o in odds])),
+            "sentence_end_like": capital_side,  # on average treated like a sentence end
+            "as_english": capital_side == (expected == "capital"),
             "p_capital": num(mean([r["p_capital"] for r in mine])),
             "p_lowercase": num(mean([r["p_lowercase"] for r in mine])),
+            "n_pairs": len(pairs),
+            "mean_logit_diff": num(mean(pairs)) if pairs else None,
+            "vs_control_logit_diff": (num(mean(pairs) - control_pair)
+                                      if pairs and control_pair is not None else None),
         })
     lens = {f: to_list(lenses[[r["family"] == f for r in rows]].mean(0)) for f in spec.groups}
-    metrics = {"control": control, "control_mean": num(control_mean), "families": families,
-               "per_prompt": rows, "lens": {"labels": labels, "families": lens},
-               "agreement": num(mean([f["agrees"] for f in families if f["family"] != control]))}
+    others = [f for f in families if f["family"] != control]
+    lowest = min(others, key=lambda f: f["vs_control"])
+    metrics = {"control": control, "control_mean": num(control_mean),
+               "control_mean_logit_diff": num(control_pair) if control_pair is not None else None,
+               "n_prompts": len(rows), "n_pairs": sum(r["single_token_pair"] for r in rows),
+               "unusable_pairs": [{"prompt": r["prompt"], "family": r["family"],
+                                   "split": [model.to_str_tokens(a, prepend_bos=False) for a in (r["capital"], r["lowercase"])]}
+                                  for r in rows if not r["single_token_pair"]],
+               "families": families, "per_prompt": rows, "lens": {"labels": labels, "families": lens},
+               "agreement": num(mean([f["agrees"] for f in others])),
+               "lens_split": lens_split(labels, lens[control], lens[lowest["family"]], lowest["family"])}
     return Result(metrics, {"families": families_figure(rows, families),
                             "logit_lens": lens_figure(labels, lens)})
+
+
+def lens_split(labels: list[str], control: list[float], family: list[float], name: str) -> dict:
+    """Where the lens tells a family apart from the control: their gap (control − family) at the
+    first and final residual stream, and the first stream that carries half the final gap."""
+    gap = [c - f for c, f in zip(control, family)]
+    half = next((label for label, g in zip(labels, gap) if gap[-1] != 0 and g / gap[-1] >= 0.5), None)
+    return {"family": name, "first": num(gap[0]), "final": num(gap[-1]), "half": half}
 
 
 def mean(values) -> float:
@@ -82,21 +134,25 @@ def mean(values) -> float:
     return sum(values) / len(values)
 
 
+def mean_or_none(values) -> float | None:
+    values = [v for v in values if v is not None]
+    return mean(values) if values else None
+
+
 def families_figure(rows: list[dict], families: list[dict]) -> dict:
-    """A bar per family (its mean) with every prompt as a dot on top."""
+    """A bar per family (its mean capital log-odds) with every prompt as a dot on top."""
     names = [f["family"] for f in families]
-    fig = go.Figure(go.Bar(x=names, y=[f["mean_logit_diff"] for f in families], name="family mean",
+    fig = go.Figure(go.Bar(x=names, y=[f["mean_log_odds"] for f in families], name="family mean",
                            marker_color=["#b2182b" if f["expected"] == "capital" else "#2166ac" for f in families],
                            opacity=0.6, hovertemplate="%{x}: mean %{y:.2f}<extra></extra>"))
-    fig.add_trace(go.Scatter(x=[r["family"] for r in rows], y=[r["logit_diff"] for r in rows], mode="markers",
-                             name="prompt",
-                             text=[f'{r["prompt"]} → {r["capital"]!r} vs {r["lowercase"]!r}' for r in rows],
+    fig.add_trace(go.Scatter(x=[r["family"] for r in rows], y=[r["log_odds"] for r in rows], mode="markers",
+                             name="prompt", text=[r["prompt"] for r in rows],
                              marker=dict(color="black", size=6),
-                             hovertemplate="%{text}<br>logit diff %{y:.2f}<extra></extra>"))
+                             hovertemplate="%{text}<br>capital log-odds %{y:.2f}<extra></extra>"))
     fig.add_hline(y=0, line_width=1, line_color="grey")
-    fig.update_layout(title="Capital − lowercase logit difference after the period, per family",
+    fig.update_layout(title="Capital log-odds after the period, per family",
                       xaxis_title="family (red: English expects a capital, blue: lowercase)",
-                      yaxis_title="logit diff (capital − lowercase)", showlegend=False)
+                      yaxis_title="log P(capital) − log P(lowercase)", showlegend=False)
     fig.update_xaxes(type="category", categoryarray=names)
     return plotly_spec(fig)
 
@@ -107,8 +163,8 @@ def lens_figure(labels: list[str], lens: dict[str, list[float]]) -> dict:
         fig.add_trace(go.Scatter(x=labels, y=values, mode="lines+markers", name=family,
                                  hovertemplate="%{x}: %{y:.3f}<extra>" + family + "</extra>"))
     fig.add_hline(y=0, line_width=1, line_color="grey")
-    fig.update_layout(title="Logit lens on the exceptions: capital − lowercase per family",
+    fig.update_layout(title="Logit lens on the exceptions: capital log-odds per family",
                       xaxis_title="residual stream (before each attention layer, before each MLP, final)",
-                      yaxis_title="logit diff (capital − lowercase)")
+                      yaxis_title="log P(capital) − log P(lowercase)")
     fig.update_xaxes(type="category")
     return plotly_spec(fig)

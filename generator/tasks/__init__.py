@@ -1,12 +1,13 @@
 """Prompt sets as data (tasks/data/*.yaml) and their tokenisation for a given model.
 
 A task spec is plain data (hashable into the cache key); `build(model)` turns it into token
-tensors and checks the properties every experiment relies on: all prompts the same token
-length, and every answer a single token.
+tensors and checks the properties every experiment relies on.
 
-Two formats: `templates` × `groups` with a corruption (the pronoun task), and `families` of
+Two formats: `templates` × `groups` with a corruption (the pronoun task: all prompts the same
+token length and every answer a single token, or the build fails), and `families` of
 hand-written prompts that may differ in length (the exceptions task: no corruption, one
-tensor per prompt).
+tensor per prompt; an answer pair that is not single-token is marked unusable, answer ids
+-1, instead of failing the build).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import yaml
 from generator import ReportError
 
 DATA_DIR = Path(__file__).parent / "data"
+UNUSABLE = -1  # answer id of a `families` pair that is not single-token for the model
 
 
 @dataclass(frozen=True)
@@ -141,15 +143,19 @@ def build(spec: TaskSpec, model) -> TaskBatch:
 
 
 def build_one_by_one(spec: TaskSpec, model) -> TaskBatch:
-    """Prompts of different lengths: one [1, pos] tensor each (no padding to get wrong)."""
+    """Prompts of different lengths: one [1, pos] tensor each (no padding to get wrong).
+
+    The answer pairs here are a secondary measure (the exceptions experiment's primary one needs
+    no pair), so a pair that is not two single tokens for this model does not fail the build:
+    its answer ids are (-1, -1) and the experiment leaves it out of every pair statistic."""
     import torch
 
     answers = []
     for p in spec.prompts:
         try:
             answers.append([single_token(model, a) for a in p.answers])
-        except ReportError as e:
-            raise ReportError(f"task {spec.name}, family {p.group}, prompt {p.text!r}: {e}") from None
+        except ReportError:
+            answers.append([UNUSABLE, UNUSABLE])
     device = model.cfg.device
     tokens = [model.to_tokens(p.text).to(device) for p in spec.prompts]
     labels = position_labels(model.to_str_tokens(spec.example or spec.prompts[0].text))
