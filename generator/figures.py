@@ -8,11 +8,14 @@ import json
 import plotly.graph_objects as go
 
 LAYOUT = dict(margin=dict(l=60, r=20, t=50, b=60), font=dict(size=13), template="none")
+DEFAULT_HEIGHT = 420  # px; the page reserves no room for a figure without one
 
 
 def plotly_spec(fig: go.Figure) -> dict:
     """The figure as JSON-ready data (plain lists, no numpy typed arrays)."""
     fig.update_layout(**LAYOUT)
+    if fig.layout.height is None:
+        fig.update_layout(height=DEFAULT_HEIGHT)
     return {"kind": "plotly", "figure": json.loads(fig.to_json(engine="json"))}
 
 

@@ -36,15 +36,17 @@ LOADER_PAGE = "appendix-prompts.md"  # where the loader checks below are added
 FIGURES_DRAWN = """() => {
   const plotly = [...document.querySelectorAll('.report-plotly')];
   const cv = [...document.querySelectorAll('.report-circuitsvis')];
-  // drawn, and with plotly's CSS in force (its SVG layers stacked, not one under the other)
+  // drawn, with plotly's CSS in force (its SVG layers stacked, not one under the other), and
+  // taking up room on the page (a figure of zero height overlaps the text below it)
   return plotly.every(el => el.querySelector('.main-svg')
-                        && [...el.querySelectorAll('.main-svg')].every(s => getComputedStyle(s).position === 'absolute'))
+                        && [...el.querySelectorAll('.main-svg')].every(s => getComputedStyle(s).position === 'absolute')
+                        && (el.offsetParent === null || el.getBoundingClientRect().height > 100))
       && cv.every(el => el.querySelectorAll('*').length > 3
                         && (el.offsetParent === null || el.getBoundingClientRect().height > 0));
 }"""
 FIGURE_STATE = """() => ({
   plotly: [...document.querySelectorAll('.report-plotly')].map(el => ({
-    id: el.id, svg: !!el.querySelector('.main-svg'),
+    id: el.id, svg: !!el.querySelector('.main-svg'), height: el.getBoundingClientRect().height,
     styled: [...el.querySelectorAll('.main-svg')].map(s => getComputedStyle(s).position),
     font: el._fullLayout ? el._fullLayout.font.color : null,
     scheme: el.getAttribute('data-scheme')})),
