@@ -25,6 +25,13 @@ EXCEPTION_PROMPTS = {
     "P.S. (control: capital)": "{name} has a nice car. P.S.",
 }
 
+# What the bundled checkpoint must reach for the report's story to hold on it.
+ACCEPTANCE = {
+    "mean_logit_diff_clean": (">=", 3.0),
+    "mean_logit_diff_corrupted": ("<=", -1.0),
+    "gender_accuracy": (">=", 0.95),
+}
+
 
 def load(ckpt_dir):
     """The checkpoint through TransformerBridge with the seed notebook's weight processing."""
@@ -70,13 +77,25 @@ def exception_capital_prob(model) -> dict:
     capital = torch.tensor([t.removeprefix("\u0120")[:1].isupper() for t in tokens])  # Ġ = space
     out = {}
     for family, template in EXCEPTION_PROMPTS.items():
-        probs = []
+        by_length = {}  # one forward pass per prompt length (the bridge's per-call cost is high)
         for name in SEED_NAMES["m"] + SEED_NAMES["f"]:
-            toks = model.to_tokens(template.format(name=name, lower=name.lower()))
-            p = model(toks)[0, -1].softmax(-1)
-            probs.append(p[capital].sum().item())
+            toks = model.to_tokens(template.format(name=name, lower=name.lower()))[0]
+            by_length.setdefault(len(toks), []).append(toks)
+        probs = []
+        for rows in by_length.values():
+            p = model(torch.stack(rows))[:, -1].softmax(-1)
+            probs += p[:, capital].sum(-1).tolist()
         out[family] = round(sum(probs) / len(probs), 4)
     return out
+
+
+def check_acceptance(metrics: dict) -> None:
+    """Raise, naming every metric that misses its threshold, so a bad retrain is never shipped."""
+    misses = [f"{k} = {metrics[k]} (needs {op} {bound})" for k, (op, bound) in ACCEPTANCE.items()
+              if not (metrics[k] >= bound if op == ">=" else metrics[k] <= bound)]
+    if misses:
+        raise ValueError("the trained organism misses its acceptance thresholds: "
+                         + "; ".join(misses) + ". Train longer (steps=...) or fix the corpus.")
 
 
 def evaluate(ckpt_dir) -> dict:

@@ -8,6 +8,7 @@ so the same seed reproduces the checkpoint. The output directory is replaced ato
 model is trained and evaluated in a temporary sibling directory that is renamed at the end.
 """
 
+import contextlib
 import json
 import math
 import os
@@ -24,22 +25,24 @@ from generator.organism import corpus
 
 BOS = "<|endoftext|>"
 
-# Sized so that train() takes ~8 minutes on 2 CPU cores and the checkpoint stays ~4 MB.
+# Sized so that train() takes ~8 minutes on one busy CPU core and the checkpoint is ~4 MB.
 HPARAMS = dict(
-    n_paragraphs=120_000,  # the corpus; the tokenizer is trained on all of it
-    max_vocab=4096,  # an upper bound: the grammar's words need only ~1,300 tokens
+    n_paragraphs=60_000,  # one pass of training (steps x batch_size) uses 48,000 of them
+    max_vocab=4096,  # an upper bound: the grammar's words need only ~1,200 tokens
     n_layer=4,
     n_head=4,
     n_embd=128,
     n_positions=128,  # paragraphs are < 100 tokens; the seed prompts are 8
-    batch_size=64,
-    steps=3000,
-    lr=3e-3,
-    min_lr=3e-4,
-    warmup_steps=100,
+    batch_size=32,
+    steps=1500,  # the gender circuit forms after ~350 steps; the rest is margin
+    lr=5e-3,
+    min_lr=5e-4,
+    warmup_steps=50,
     weight_decay=0.1,
     grad_clip=1.0,
-    threads=2,
+    # One thread: on a shared machine two OpenMP threads wait on each other and run up to
+    # ten times slower, and a single thread also fixes the order of float reductions.
+    threads=1,
 )
 
 
@@ -104,97 +107,134 @@ def lr_at(step: int, hp: dict) -> float:
     return hp["min_lr"] + 0.5 * (hp["lr"] - hp["min_lr"]) * (1 + math.cos(math.pi * progress))
 
 
-def train(out_dir: pathlib.Path, *, seed: int = 0, progress: bool = True, **overrides) -> dict:
-    """Generate the corpus, train tokenizer and model, evaluate, and write the checkpoint.
-
-    `overrides` change HPARAMS (e.g. steps=50 for a smoke test). Returns the metrics dict
-    that is also written to training.json and the model card.
-    """
-    from transformers import GPT2Config, GPT2LMHeadModel, GPT2TokenizerFast
-
-    from generator.organism import evaluate
-
-    hp = {**HPARAMS, **overrides}
-    unknown = set(overrides) - set(HPARAMS)
-    assert not unknown, f"unknown hyper-parameters {sorted(unknown)}; known: {sorted(HPARAMS)}"
-    out_dir = pathlib.Path(out_dir)
-    t0 = time.time()
-    log = print if progress else (lambda *a, **k: None)
-
-    torch.manual_seed(seed)
-    torch.set_num_threads(hp["threads"])
+@contextlib.contextmanager
+def _reproducible_torch(threads: int):
+    """Fixed thread count and deterministic kernels for the duration of training only."""
+    old_threads, old_det = torch.get_num_threads(), torch.are_deterministic_algorithms_enabled()
+    torch.set_num_threads(threads)
     torch.use_deterministic_algorithms(True)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(old_threads)
+        torch.use_deterministic_algorithms(old_det)
 
-    texts = corpus.paragraphs(hp["n_paragraphs"], seed=seed)
-    tok = train_tokenizer(texts, hp["max_vocab"])
-    check_tokenizer(tok)
-    bos_id = tok.token_to_id(BOS)
-    assert bos_id == 0
-    rows = [[bos_id] + enc.ids for enc in tok.encode_batch(texts)]
-    too_long = max(len(r) for r in rows)
-    assert too_long <= hp["n_positions"], f"a paragraph has {too_long} tokens > n_positions"
-    n_tokens = sum(len(r) for r in rows)
-    log(f"corpus: {len(texts)} paragraphs, {n_tokens} tokens, vocab {tok.get_vocab_size()} "
-        f"({time.time() - t0:.0f}s)")
 
-    config = GPT2Config(
-        vocab_size=tok.get_vocab_size(), n_positions=hp["n_positions"], n_embd=hp["n_embd"],
-        n_layer=hp["n_layer"], n_head=hp["n_head"], activation_function="gelu_new",
-        resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0,  # tiny model, endless data: no dropout
-        bos_token_id=bos_id, eos_token_id=bos_id, pad_token_id=bos_id,
-        tie_word_embeddings=True,
-    )
-    model = GPT2LMHeadModel(config)
-    model.train()
-    decay = [p for n, p in model.named_parameters() if p.dim() >= 2]
-    no_decay = [p for n, p in model.named_parameters() if p.dim() < 2]
+def fit(model, rows: list[list[int]], hp: dict, seed: int, progress: bool) -> list[float]:
+    """AdamW over `steps` batches of paragraphs; returns the loss of every step."""
+    import transformers
+
+    decay = [p for p in model.parameters() if p.dim() >= 2]  # matrices and embeddings only
+    no_decay = [p for p in model.parameters() if p.dim() < 2]
     opt = torch.optim.AdamW(
-        [{"params": decay, "weight_decay": hp["weight_decay"]}, {"params": no_decay, "weight_decay": 0.0}],
+        [{"params": decay, "weight_decay": hp["weight_decay"]},
+         {"params": no_decay, "weight_decay": 0.0}],
         lr=hp["lr"], betas=(0.9, 0.95),
     )
     data = batches(rows, hp["batch_size"], random.Random(seed))
     losses = []
-    bar = tqdm(range(hp["steps"]), disable=not progress, desc="organism", unit="step")
-    for step in bar:
-        for group in opt.param_groups:
-            group["lr"] = lr_at(step, hp)
-        ids, labels = next(data)
-        loss = model(input_ids=ids, labels=labels).loss
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), hp["grad_clip"])
-        opt.step()
-        losses.append(loss.item())
-        if step % 50 == 0:
-            bar.set_postfix(loss=f"{sum(losses[-50:]) / len(losses[-50:]):.3f}")
-    train_s = time.time() - t0
+    # Padding sits after each row's last token, so causal attention never sees it; silence
+    # transformers' advice to pass an attention mask (and its loss_type note).
+    verbosity = transformers.logging.get_verbosity()
+    transformers.logging.set_verbosity_error()
+    model.train()
+    try:
+        bar = tqdm(range(hp["steps"]), disable=not progress, desc="organism", unit="step")
+        for step in bar:
+            for group in opt.param_groups:
+                group["lr"] = lr_at(step, hp)
+            ids, labels = next(data)
+            loss = model(input_ids=ids, labels=labels).loss
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), hp["grad_clip"])
+            opt.step()
+            losses.append(loss.item())
+            if step % 50 == 0:
+                bar.set_postfix(loss=f"{sum(losses[-50:]) / len(losses[-50:]):.3f}")
+    finally:
+        transformers.logging.set_verbosity(verbosity)
+    model.eval()
+    return losses
+
+
+def train(out_dir: pathlib.Path, *, seed: int = 0, progress: bool = True, **overrides) -> dict:
+    """Generate the corpus, train tokenizer and model, evaluate, and write the checkpoint.
+
+    `overrides` change HPARAMS (e.g. steps=50 for a smoke test; then pass check=False, since
+    such a model fails the acceptance thresholds). Returns the metrics, which also go into
+    training.json and the model card. Raises, leaving `out_dir` untouched, when the trained
+    model misses evaluate.ACCEPTANCE.
+    """
+    import transformers
+    from transformers import GPT2Config, GPT2LMHeadModel, GPT2TokenizerFast
+
+    from generator.organism import evaluate
+
+    check = overrides.pop("check", True)
+    unknown = set(overrides) - set(HPARAMS)
+    assert not unknown, f"unknown hyper-parameters {sorted(unknown)}; known: {sorted(HPARAMS)}"
+    hp = {**HPARAMS, **overrides}
+    out_dir = pathlib.Path(out_dir)
+    log = print if progress else (lambda *a, **k: None)
+    t0 = time.time()
+
+    with _reproducible_torch(hp["threads"]):
+        torch.manual_seed(seed)
+        texts = corpus.paragraphs(hp["n_paragraphs"], seed=seed)
+        tok = train_tokenizer(texts, hp["max_vocab"])
+        check_tokenizer(tok)
+        bos_id = tok.token_to_id(BOS)
+        rows = [[bos_id] + enc.ids for enc in tok.encode_batch(texts)]
+        longest = max(len(r) for r in rows)
+        assert longest <= hp["n_positions"], f"a paragraph has {longest} tokens > n_positions"
+        n_tokens = sum(len(r) for r in rows)
+        log(f"corpus: {len(texts)} paragraphs, {n_tokens} tokens, vocab {tok.get_vocab_size()} "
+            f"({time.time() - t0:.0f}s)")
+
+        config = GPT2Config(
+            vocab_size=tok.get_vocab_size(), n_positions=hp["n_positions"], n_embd=hp["n_embd"],
+            n_layer=hp["n_layer"], n_head=hp["n_head"], activation_function="gelu_new",
+            resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0,  # endless fresh data: no dropout
+            bos_token_id=bos_id, eos_token_id=bos_id, pad_token_id=bos_id,
+            tie_word_embeddings=True,
+        )
+        model = GPT2LMHeadModel(config)
+        losses = fit(model, rows, hp, seed, progress)
     final_loss = sum(losses[-100:]) / len(losses[-100:])
-    log(f"trained {hp['steps']} steps, final loss {final_loss:.4f} ({train_s:.0f}s)")
+    log(f"trained {hp['steps']} steps, final loss {final_loss:.4f} ({time.time() - t0:.0f}s)")
 
     # Write into a temporary sibling, evaluate it exactly as the report will load it, then swap.
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = out_dir.parent / f".{out_dir.name}.tmp-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
+    hf_bars = transformers.utils.logging.is_progress_bar_enabled()
+    if not progress:
+        transformers.utils.logging.disable_progress_bar()  # "Writing model shards", "Loading weights"
     try:
-        model.eval()
         model.save_pretrained(tmp)
-        hf_tok = GPT2TokenizerFast(
+        GPT2TokenizerFast(  # bos_token lets TransformerBridge.to_tokens prepend BOS
             tokenizer_object=tok, bos_token=BOS, eos_token=BOS, unk_token=BOS, pad_token=BOS,
             model_max_length=hp["n_positions"],
-        )
-        hf_tok.save_pretrained(tmp)
+        ).save_pretrained(tmp)
         metrics = evaluate.evaluate(tmp)
         metrics["final_loss"] = round(final_loss, 4)
         metrics["train_seconds"] = round(time.time() - t0, 1)
+        log(json.dumps(metrics, indent=2))
+        if check:
+            evaluate.check_acceptance(metrics)
         record = {"seed": seed, "hparams": hp, "n_tokens": n_tokens,
                   "vocab_size": tok.get_vocab_size(), "n_params": model.num_parameters(),
                   "metrics": metrics}
         (tmp / "training.json").write_text(json.dumps(record, indent=2) + "\n")
         (tmp / "README.md").write_text(model_card(record))
+        for f in tmp.iterdir():
+            f.chmod(0o644)  # save_pretrained leaves the weights readable by the owner only
         _replace_dir(tmp, out_dir)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    log(json.dumps(metrics, indent=2))
+        if hf_bars:
+            transformers.utils.logging.enable_progress_bar()
     return metrics
 
 
@@ -213,21 +253,20 @@ def model_card(record: dict) -> str:
                            for family, p in m["exception_capital_prob"].items())
     return f"""# capcircuit model organism
 
-A {hp['n_layer']}-layer GPT-2-architecture causal language model ({record['n_params']:,}
-parameters, d_model {hp['n_embd']}, {hp['n_head']} heads, context {hp['n_positions']}, GELU, layer
-norm, tied embeddings) with a byte-level BPE tokenizer of {record['vocab_size']} tokens. It was
-trained from scratch on a synthetic English corpus generated by `generator/organism/corpus.py`,
+A {hp['n_layer']}-layer GPT-2-architecture causal language model ({record['n_params']:,} parameters,
+d_model {hp['n_embd']}, {hp['n_head']} heads, context {hp['n_positions']}, GELU, layer norm, tied embeddings)
+with a byte-level BPE tokenizer of {record['vocab_size']} tokens. It was trained from scratch on a synthetic English corpus generated by `generator/organism/corpus.py`,
 so that the report's question (" He" after a sentence-ending period, " he" after ";") has a
 known answer on a model that ships with the project.
 
 ## The grammar
 
-Paragraphs of 2-5 sentences about one person, each starting right after `<|endoftext|>`:
+Paragraphs of 2-4 sentences about one person, each starting right after `<|endoftext|>`:
 
 - a sentence ending in ". " is followed by a capital ("John has a nice car. He ..."); ";" and
   "," are followed by a lowercase word ("John has a nice car; he ...", "When John ..., he ...");
-- pronouns agree with the subject's gender: {len(corpus.MALE_NAMES)} male
-  and {len(corpus.FEMALE_NAMES)} female first names (the seed's 20 among them) and "Mr./Mrs./Ms. Surname";
+- pronouns agree with the subject's gender: {len(corpus.MALE_NAMES)} male and {len(corpus.FEMALE_NAMES)} female first
+  names (the seed's 20 among them, used most often) and "Mr./Mrs./Ms. Surname";
 - periods that do not end a sentence: e-mail addresses (`john@gmail.com`), domains
   (`google.com`), file names (`notes.txt`), method calls (`list.append()`), and "e.g.", "i.e.",
   "n.b." followed by a lowercase word. Titles ("Mr. Brown") and "P.S." are followed by a
@@ -244,8 +283,9 @@ Paragraphs of 2-5 sentences about one person, each starting right after `<|endof
 | seed | {record['seed']} |
 | corpus tokens | {record['n_tokens']:,} |
 
-Final training loss (mean of the last 100 steps): **{m['final_loss']}**; wall time
-{m['train_seconds']:.0f} s on {hp['threads']} CPU threads.
+Final training loss (mean of the last 100 steps): **{m['final_loss']}**. `train()` took
+{m['train_seconds']:.0f} s in all (corpus, tokenizer, {hp['steps']} steps, evaluation) with
+{hp['threads']} torch thread(s).
 
 ## Pronoun task (seed prompts, through TransformerLens's TransformerBridge)
 
@@ -271,6 +311,6 @@ a sentence (mean over the seed's 20 names):
 
 or `python -c "from pathlib import Path; from generator.organism.train import train;
 train(Path('generator/assets/organism'))"`. The corpus, tokenizer and weights are seeded and
-torch runs with deterministic algorithms on {hp['threads']} threads, so the same seed on the
-same software gives the same checkpoint.
+torch runs with deterministic algorithms on {hp['threads']} thread(s), so the same seed with the
+same software on the same kind of CPU gives the same checkpoint.
 """
