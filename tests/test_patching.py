@@ -305,3 +305,15 @@ def test_pages_render(model, result, paths, discovered, tmp_path):
     assert "never\ntakes over" in render(other)["patching.md.j2"]
     del other["circuit"]
     assert "Automatic circuit discovery" not in render(other)["path-patching.md.j2"]
+
+
+@pytest.mark.parametrize("target", ["resid_pre", "head_out", "head_pattern"])
+def test_engine_and_transformer_lens_fallback_agree(model, batch, reference, target):
+    """Models the engine does not implement (e.g. attention-only) fall back to TL's sweeps:
+    both paths of `patching.sweep` give the same numbers."""
+    cache = reference[0]
+    engine = patching.make_engine(model, batch)
+    assert engine is not None  # the organism is GPT-2-style: the engine runs it
+    fast = patching.sweep(engine, model, batch, cache, target)
+    slow = patching.sweep(None, model, batch, cache, target)
+    assert torch.allclose(fast, slow, atol=TOL), (fast - slow).abs().max()

@@ -25,13 +25,14 @@ from transformer_lens import patching as tl_patching
 from transformer_lens.tools.analysis.attribution_patching import cache_activation_and_gradient
 
 from generator import ReportError
+from generator.engine import PatchingEngine
 from generator.experiments import Result
 from generator.experiments.common import logit_diff, num, to_list
 from generator.experiments.params import Patching as Params
 from generator.figures import heatmap, plotly_spec
 
-# target -> the TransformerLens sweep. The names are generator/engine.py's TARGETS, so moving
-# to the engine changes only `sweep` below.
+# target -> the TransformerLens sweep: the fallback for models generator.engine does not
+# implement (e.g. attention-only), and the reference the engine is tested against.
 SWEEPS = {
     "resid_pre": tl_patching.get_act_patch_resid_pre,  # [layer, pos]
     "attn_out": tl_patching.get_act_patch_attn_out,  # [layer, pos]
@@ -64,9 +65,19 @@ TITLES = {
 }
 
 
-def sweep(model, batch, clean_cache, target: str) -> torch.Tensor:
+def make_engine(model, batch) -> PatchingEngine | None:
+    """The fast exact engine where it implements the model's architecture, else None."""
+    try:
+        return PatchingEngine(model, batch.clean_tokens, batch.corrupted_tokens, batch.answer_tokens)
+    except NotImplementedError:
+        return None
+
+
+def sweep(engine, model, batch, clean_cache, target: str) -> torch.Tensor:
     """Mean logit difference with `target` patched clean -> corrupted at every index of the
-    sweep. The one place a sweep runs: the patching engine replaces the line below."""
+    sweep: the engine's numbers where it runs, TransformerLens's otherwise (the same to 1e-5)."""
+    if engine is not None:
+        return engine.sweep(target)
     metric = lambda logits: logit_diff(logits, batch.answer_tokens).mean()  # noqa: E731
     return SWEEPS[target](model, batch.corrupted_tokens, clean_cache, metric)
 
@@ -185,7 +196,8 @@ def run(model, batch, params: Params, inputs: dict) -> Result:
         raise ReportError(f"patching: the clean and corrupted mean logit differences are equal ({float(clean):.4g}), "
                           "so the normalised metric is undefined; this model does not react to the corruption")
 
-    exact = {t: (sweep(model, batch, clean_cache, t) - corrupted) / scale for t in targets}
+    engine = make_engine(model, batch)
+    exact = {t: (sweep(engine, model, batch, clean_cache, t) - corrupted) / scale for t in targets}
     approx = attribution(model, batch, targets, scale)
     agreement = {t: correlations(exact[t], *approx[t]) for t in targets}
 
