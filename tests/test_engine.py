@@ -1,0 +1,221 @@
+"""generator/engine.py against transformer_lens.patching's sweeps (float32, 1e-4).
+
+Every target is compared with the TransformerLens sweep it replaces (``TARGETS[t].tl_equivalent``)
+on a tiny random GPT-2 booted through the bridge with the seed's processing, both with the
+seed's corruption (clean and corrupted differ only in the final token) and with one that
+differs early, so that the shared-prefix shortcut and the general path are both exercised. The
+GPT-2-small-shaped model and the bundled organism are checked on a subset of indices.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import pandas as pd
+import pytest
+import torch
+from transformer_lens import patching
+
+from generator.engine import TARGETS, PatchingEngine, logit_diff, patch_sweep
+from generator.tasks import build, load_task
+
+TOL = 1e-4
+PROMPTS = [0, 15, 33, 99]  # both groups, several templates
+
+
+def subset(batch, rows):
+    idx = torch.tensor(rows)
+    spec = dataclasses.replace(batch.spec, prompts=tuple(batch.spec.prompts[i] for i in rows))
+    return dataclasses.replace(
+        batch, spec=spec, clean_tokens=batch.clean_tokens[idx],
+        corrupted_tokens=batch.corrupted_tokens[idx], answer_tokens=batch.answer_tokens[idx],
+    )  # fmt: skip
+
+
+def tl_sweep(model, target, corrupted_tokens, clean_cache, answers, index_df=None):
+    """The TransformerLens sweep the engine replaces, with the same metric."""
+    metric = lambda logits: logit_diff(logits, answers).mean()  # noqa: E731
+    sweep = getattr(patching, TARGETS[target].tl_equivalent)
+    with torch.no_grad():
+        if index_df is None:
+            return sweep(model, corrupted_tokens, clean_cache, metric)
+        return sweep(
+            model, corrupted_tokens, clean_cache, metric, index_axis_names=None, index_df=index_df
+        )
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """One intra-op thread: on 2 cores shared with other jobs, two OpenMP threads spin-wait on
+    each other and every forward runs 5-10x slower (for TransformerLens and engine alike)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def load(path, refactor=True):
+    from transformer_lens.model_bridge import TransformerBridge
+
+    model = TransformerBridge.boot_transformers(str(path), device="cpu")
+    model.enable_compatibility_mode(
+        disable_warnings=True, fold_ln=True, center_writing_weights=True, center_unembed=True,
+        refactor_factored_attn_matrices=refactor,
+    )  # fmt: skip
+    return model.eval()
+
+
+# ---- tiny random GPT-2: every target, full sweeps ---------------------------------------
+
+
+@pytest.fixture(scope="module")
+def tiny(tiny_gpt2_dir):
+    model = load(tiny_gpt2_dir)
+    batch = subset(build(load_task("pronoun"), model), PROMPTS)
+    with torch.no_grad():
+        _, cache = model.run_with_cache(batch.clean_tokens)
+    return model, batch, cache
+
+
+def early_corruption(batch):
+    """Corrupted prompts that also differ at position 1 (another prompt's name)."""
+    corrupted = batch.corrupted_tokens.clone()
+    corrupted[:, 1] = batch.clean_tokens.roll(1, dims=0)[:, 1]
+    assert (corrupted[:, 1] != batch.clean_tokens[:, 1]).all()
+    return corrupted
+
+
+@pytest.mark.parametrize("target", sorted(TARGETS))
+@pytest.mark.parametrize("corruption", ["seed", "early"])
+def test_matches_transformer_lens(tiny, target, corruption):
+    model, batch, cache = tiny
+    if corruption == "early":
+        batch = dataclasses.replace(batch, corrupted_tokens=early_corruption(batch))
+    # max_rows=5 forces several chunks per group; share_prefix=False runs the general path.
+    for share_prefix in (True, False):
+        engine = PatchingEngine(
+            model, batch.clean_tokens, batch.corrupted_tokens, batch.answer_tokens,
+            clean_cache=cache, max_rows=5, share_prefix=share_prefix,
+        )  # fmt: skip
+        assert engine.shared == (0 if not share_prefix else 7 if corruption == "seed" else 1)
+        compare(model, batch, cache, engine, target, max_indices=16)
+
+
+def test_own_clean_cache_and_baselines(tiny):
+    """Without a clean cache the engine runs its own clean forward; its baselines are the
+    model's own logit differences."""
+    model, batch, cache = tiny
+    engine = PatchingEngine(model, batch.clean_tokens, batch.corrupted_tokens, batch.answer_tokens)
+    with torch.no_grad():
+        clean = logit_diff(model(batch.clean_tokens), batch.answer_tokens)
+        corrupted = logit_diff(model(batch.corrupted_tokens), batch.answer_tokens)
+    torch.testing.assert_close(engine.clean_logit_diff, clean, atol=TOL, rtol=0)
+    torch.testing.assert_close(engine.corrupted_logit_diff, corrupted, atol=TOL, rtol=0)
+    for target in ("resid_pre", "head_out"):
+        expected = tl_sweep(model, target, batch.corrupted_tokens, cache, batch.answer_tokens)
+        torch.testing.assert_close(engine.sweep(target), expected, atol=TOL, rtol=0)
+    # The seed's corruption is the final token: patching resid_pre there restores the clean run.
+    torch.testing.assert_close(engine.sweep("resid_pre")[0, -1], clean.mean(), atol=TOL, rtol=0)
+
+
+def test_per_prompt_and_patch_sweep(tiny):
+    model, batch, cache = tiny
+    args = (model, "head_out_by_pos", batch.clean_tokens, batch.corrupted_tokens, batch.answer_tokens)
+    per_prompt = patch_sweep(*args, clean_cache=cache, per_prompt=True)
+    assert per_prompt.shape == (2, 8, 4, len(PROMPTS))
+    torch.testing.assert_close(per_prompt.mean(-1), patch_sweep(*args, clean_cache=cache))
+
+
+def test_transformer_lens_caches(tiny):
+    """Both runs may come from TransformerLens's run_with_cache (no engine forward then)."""
+    model, batch, cache = tiny
+    with torch.no_grad():
+        _, corrupted_cache = model.run_with_cache(batch.corrupted_tokens)
+    engine = PatchingEngine(
+        model, batch.clean_tokens, batch.corrupted_tokens, batch.answer_tokens,
+        clean_cache=cache, corrupted_cache=corrupted_cache,
+    )  # fmt: skip
+    for target in ("mlp_out", "head_pattern", "head_k_by_pos"):
+        compare(model, batch, cache, engine, target, max_indices=16)
+    partial = {k: v for k, v in cache.items() if "hook_pattern" not in k}
+    with pytest.raises(ValueError, match="clean_cache lacks blocks.0.attn.hook_pattern"):
+        PatchingEngine(model, batch.clean_tokens, batch.corrupted_tokens, batch.answer_tokens,
+                       clean_cache=partial)
+
+
+def test_errors_name_the_problem(tiny, monkeypatch):
+    model, batch, _ = tiny
+    with pytest.raises(ValueError, match="same shape"):
+        PatchingEngine(model, batch.clean_tokens, batch.corrupted_tokens[:, :-1], batch.answer_tokens)
+    with pytest.raises(ValueError, match=r"answer_tokens must be \[batch, 2\]"):
+        PatchingEngine(model, batch.clean_tokens, batch.corrupted_tokens, batch.answer_tokens[:, 0])
+    engine = PatchingEngine(model, batch.clean_tokens, batch.corrupted_tokens, batch.answer_tokens)
+    with pytest.raises(ValueError, match="unknown patch target 'resid_post'"):
+        engine.sweep("resid_post")
+    monkeypatch.setattr(model.cfg, "act_fn", "solu_ln")
+    with pytest.raises(NotImplementedError, match="act_fn='solu_ln'.*transformer_lens.patching"):
+        PatchingEngine(model, batch.clean_tokens, batch.corrupted_tokens, batch.answer_tokens)
+
+
+def spread(shape, n):
+    """About `n` indices spread over a grid of `shape`, always including the last one."""
+    total = math.prod(shape)
+    flat = sorted({i * total // n for i in range(n)} | {total - 1})
+    return [list(map(int, torch.unravel_index(torch.tensor(f), shape))) for f in flat]
+
+
+def compare(model, batch, cache, engine, target, max_indices=None):
+    """The engine's sweep equals TransformerLens's, on every index or on a spread of them
+    (TL's index_df mode: one full forward per index is what makes TL slow)."""
+    got = engine.sweep(target)
+    if max_indices is None or got.numel() <= max_indices:
+        expected = tl_sweep(model, target, batch.corrupted_tokens, cache, batch.answer_tokens)
+        assert got.shape == expected.shape
+    else:
+        rows = spread(list(got.shape), max_indices)
+        index_df = pd.DataFrame(rows, columns=list(TARGETS[target].axes))
+        expected = tl_sweep(model, target, batch.corrupted_tokens, cache, batch.answer_tokens, index_df)
+        got = torch.stack([got[tuple(r)] for r in rows])
+    torch.testing.assert_close(got, expected, atol=TOL, rtol=0, msg=lambda m: f"{target}: {m}")
+
+
+# ---- larger models: a spread of indices ------------------------------------------------------
+
+
+def check_spread(model, batch, targets, max_indices):
+    with torch.no_grad():
+        _, cache = model.run_with_cache(batch.clean_tokens)
+    engine = PatchingEngine(
+        model, batch.clean_tokens, batch.corrupted_tokens, batch.answer_tokens, clean_cache=cache
+    )
+    for target in targets:
+        compare(model, batch, cache, engine, target, max_indices)
+
+
+def test_gpt2_small_shape(tmp_path_factory):
+    """GPT2Config() with the real tokenizer (random weights), two seed prompts. Booted without
+    the factored-matrix refactor (an SVD per layer that takes most of a minute on 2 busy
+    cores); the tiny model above covers the full processing."""
+    from conftest import save_random_gpt2
+
+    model = load(save_random_gpt2(tmp_path_factory.mktemp("gpt2-small")), refactor=False)
+    batch = subset(build(load_task("pronoun"), model), [0, 33])
+    assert batch.clean_tokens.shape == (2, 8)
+    assert batch.answer_tokens[0].tolist() == [679, 339]  # " He", " he"
+    check_spread(model, batch, ("resid_pre", "attn_out", "mlp_out", "head_out", "head_v"), 6)
+
+
+def organism_dir():
+    """The bundled organism checkpoint that the organism test runs on, once it is trained."""
+    from generator.models import ORGANISM_DIR
+
+    return ORGANISM_DIR
+
+
+@pytest.mark.skipif(
+    not (organism_dir() / "config.json").exists(), reason="organism not trained yet"
+)
+def test_organism(organism):
+    batch = subset(build(load_task("pronoun"), organism), PROMPTS)
+    check_spread(organism, batch, sorted(TARGETS), 16)
