@@ -126,7 +126,7 @@ def ranks(x: torch.Tensor) -> torch.Tensor:
     """Ranks with ties sharing their average rank (Spearman's convention)."""
     order = x.argsort()
     r = torch.empty_like(x)
-    r[order] = torch.arange(len(x), dtype=x.dtype)
+    r[order] = torch.arange(len(x), dtype=x.dtype, device=x.device)
     for value in x.unique():  # average the ranks of tied values
         tied = x == value
         r[tied] = r[tied].mean()
