@@ -77,10 +77,9 @@ def site_model(request) -> str:
     return str(request.getfixturevalue("tiny_gpt2_dir"))
 
 
-# The experiments the site and browser tests run: the quick ones, with a plotly and a
-# circuitsvis figure among them (the patching family takes minutes on 2 CPU cores). Pages of
-# the others are still built and browsed, as "not run in this configuration" pages.
-SITE_EXPERIMENTS = ("baseline", "attribution", "attention", "exceptions")
+# The experiments the site and browser tests run: all but path patching and circuit discovery,
+# whose TransformerLens loops take minutes on the CPU (their pages are browsed as "not run").
+SITE_EXPERIMENTS = ("baseline", "attribution", "attention", "exceptions", "patching")
 
 
 def site_experiments() -> dict:
