@@ -56,6 +56,7 @@ def one_thread():
 
 
 def load(path, refactor=True):
+    """Boot as generator.models.load_model does (the seed's processing), refactor optional."""
     from transformer_lens.model_bridge import TransformerBridge
 
     model = TransformerBridge.boot_transformers(str(path), device="cpu")
@@ -66,7 +67,7 @@ def load(path, refactor=True):
     return model.eval()
 
 
-# ---- tiny random GPT-2: every target, full sweeps ---------------------------------------
+# ---- tiny random GPT-2: every target (all indices, or 16 spread over the 3-axis sweeps) ----
 
 
 @pytest.fixture(scope="module")
