@@ -15,7 +15,8 @@ from generator.render import render
 from generator.store import Store
 from tests.conftest import write_config
 
-EXPERIMENTS = {"baseline": {}, "attribution": {"top_k": 3}, "attention": {"top_k": 2}, "exceptions": {}}
+EXPERIMENTS = {"baseline": {}, "attribution": {"top_k": 3}, "attention": {"top_k": 2}, "exceptions": {},
+               "patching": {"head_by_position": False}}
 
 
 @pytest.fixture(scope="module")

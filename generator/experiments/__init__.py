@@ -35,8 +35,8 @@ class Experiment:
 EXPERIMENTS: dict[str, Experiment] = {
     "baseline": Experiment("generator.experiments.baseline", "pronoun", p.Baseline),
     "attribution": Experiment("generator.experiments.attribution", "pronoun", p.Attribution),
-    # add "patching" to after= once it runs before: attention then also shows its top heads
-    "attention": Experiment("generator.experiments.attention", "pronoun", p.Attention, after=("attribution",)),
+    # attention shows attribution's top heads and patching's, grouped early / middle / late
+    "attention": Experiment("generator.experiments.attention", "pronoun", p.Attention, after=("attribution", "patching")),
     "exceptions": Experiment("generator.experiments.exceptions", "exceptions", p.Exceptions),
     "patching": Experiment("generator.experiments.patching", "pronoun", p.Patching),
     "path_patching": Experiment("generator.experiments.path_patching", "pronoun", p.PathPatching, after=("patching",)),
