@@ -156,14 +156,21 @@ def breakdowns(spec, clean: dict, top: list[dict]) -> dict:
 
 
 def lens_figure(lens: dict) -> dict:
+    return lens_lines(lens["labels"], {"clean: “.”": lens["clean"], "corrupted: “;”": lens["corrupted"]},
+                      "Logit lens: logit difference read from the residual stream",
+                      "logit diff (capital − lowercase)")
+
+
+def lens_lines(labels: list[str], series: dict[str, list[float]], title: str, y_title: str) -> dict:
+    """One line per series over the residual stream's stages, with a zero line (shared with
+    the exceptions experiment's lens)."""
     fig = go.Figure()
-    for key, name in (("clean", "clean: “.”"), ("corrupted", "corrupted: “;”")):
-        fig.add_trace(go.Scatter(x=lens["labels"], y=lens[key], mode="lines+markers", name=name,
+    for name, values in series.items():
+        fig.add_trace(go.Scatter(x=labels, y=values, mode="lines+markers", name=name,
                                  hovertemplate="%{x}: %{y:.3f}<extra>" + name + "</extra>"))
     fig.add_hline(y=0, line_width=1, line_color="grey")
-    fig.update_layout(title="Logit lens: logit difference read from the residual stream",
-                      xaxis_title="residual stream (before each attention layer, before each MLP, final)",
-                      yaxis_title="logit diff (capital − lowercase)")
+    fig.update_layout(title=title, yaxis_title=y_title,
+                      xaxis_title="residual stream (before each attention layer, before each MLP, final)")
     fig.update_xaxes(type="category")
     return plotly_spec(fig)
 

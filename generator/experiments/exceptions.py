@@ -24,7 +24,7 @@ import plotly.graph_objects as go
 import torch
 
 from generator.experiments import Result
-from generator.experiments.attribution import stack_label
+from generator.experiments.attribution import lens_lines, stack_label
 from generator.experiments.common import num, to_list
 from generator.experiments.params import Exceptions as Params
 from generator.figures import plotly_spec
@@ -158,13 +158,5 @@ def families_figure(rows: list[dict], families: list[dict]) -> dict:
 
 
 def lens_figure(labels: list[str], lens: dict[str, list[float]]) -> dict:
-    fig = go.Figure()
-    for family, values in lens.items():
-        fig.add_trace(go.Scatter(x=labels, y=values, mode="lines+markers", name=family,
-                                 hovertemplate="%{x}: %{y:.3f}<extra>" + family + "</extra>"))
-    fig.add_hline(y=0, line_width=1, line_color="grey")
-    fig.update_layout(title="Logit lens on the exceptions: capital log-odds per family",
-                      xaxis_title="residual stream (before each attention layer, before each MLP, final)",
-                      yaxis_title="log P(capital) − log P(lowercase)")
-    fig.update_xaxes(type="category")
-    return plotly_spec(fig)
+    return lens_lines(labels, lens, "Logit lens on the exceptions: capital log-odds per family",
+                      "log P(capital) − log P(lowercase)")
