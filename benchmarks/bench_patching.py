@@ -180,9 +180,10 @@ def main(argv=None) -> None:
     n = 8 if args.quick else args.prompts
     n_tl = min(args.tl_prompts or n, n)
     max_rows = args.max_rows or (16384 if device == "cuda" else 2048)
+    where = torch.cuda.get_device_name() if device == "cuda" else f"{torch.get_num_threads()} threads"
     print(
-        f"device {device} ({torch.cuda.get_device_name() if device == 'cuda' else f'{torch.get_num_threads()} CPU threads'}), "
-        f"torch {torch.__version__}, prompts {n}, TL prompts {n_tl}, max_rows {max_rows}",
+        f"device {device} ({where}), torch {torch.__version__}, prompts {n}, "
+        f"TL prompts {n_tl}, max_rows {max_rows}",
         flush=True,
     )
 

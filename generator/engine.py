@@ -111,6 +111,9 @@ class Target:
     tl_equivalent: str  # the transformer_lens.patching sweep that gives the same numbers
 
 
+# No "resid_mid": on a TransformerBridge, TL's hook_resid_mid is the input hook of ln2, so
+# get_act_patch_resid_mid patches only the MLP's input (it equals get_act_patch_mlp_out), not
+# the residual stream; there is no TL sweep to match for the residual-stream meaning.
 TARGETS: Dict[str, Target] = {
     "resid_pre": Target("resid_pre", ("layer", "pos"), _set_pos, "get_act_patch_resid_pre"),
     "attn_out": Target("attn_out", ("layer", "pos"), _set_pos, "get_act_patch_attn_out"),
