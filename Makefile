@@ -38,8 +38,8 @@ serve: install
 test: install
 	$(BIN)/python -m pytest
 
-bench: install
-	$(BIN)/python benchmarks/bench_patching.py
+bench: install  # e.g. make bench BENCH_ARGS="--threads 1"
+	$(BIN)/python benchmarks/bench_patching.py $(BENCH_ARGS)
 
 organism: install
 	$(BIN)/capcircuit organism train
