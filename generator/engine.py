@@ -45,22 +45,7 @@ import torch
 import torch.nn.functional as F
 from transformer_lens.utilities import get_act_name
 
-# --------------------------------------------------------------------------------------------
-# Metric
-
-
-def logit_diff(logits: torch.Tensor, answer_tokens: torch.Tensor) -> torch.Tensor:
-    """Per-prompt ``logit[correct] - logit[wrong]`` at the final position (``[batch]``).
-
-    ``logits`` is ``[batch, pos, vocab]`` (the final position is read) or ``[batch, vocab]``;
-    ``answer_tokens`` is ``[batch, 2]`` holding (correct, wrong) token ids per prompt. The
-    sweeps report its mean over prompts; as a TransformerLens metric use
-    ``lambda logits: logit_diff(logits, answers).mean()``.
-    """
-    final = logits[:, -1] if logits.ndim == 3 else logits
-    picked = final.gather(-1, answer_tokens.to(final.device))
-    return picked[:, 0] - picked[:, 1]
-
+from generator.experiments.common import logit_diff  # the metric; re-exported for callers
 
 # --------------------------------------------------------------------------------------------
 # Patch targets: one row per sweep, like transformer_lens.patching's partials of
