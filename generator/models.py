@@ -13,9 +13,12 @@ from pathlib import Path
 
 from generator import ReportError
 
-ORGANISM_DIR = Path(__file__).parent / "assets" / "organism"
+ASSETS = Path(__file__).parent / "assets"
+ORGANISM_DIR = ASSETS / "organism"
+# The bundled models (trained by generator/organism), loaded by name like any other model.
+BUNDLED = {"organism": ORGANISM_DIR, "organism-attn-only-1l": ASSETS / "organism-attn-only-1l"}
 ACCEPTED_FORMS = (
-    "`organism` (the bundled model), a TransformerLens alias such as `gpt2-small` or "
+    "`organism` or `organism-attn-only-1l` (the bundled models), a TransformerLens alias such as `gpt2-small` or "
     "`attn-only-1l`, a Hugging Face id such as `gpt2` or `EleutherAI/pythia-70m`, "
     "or a local folder in Hugging Face format"
 )
@@ -40,8 +43,8 @@ class ModelRef:
 
 def resolve(name: str) -> ModelRef:
     """Turn a user-supplied model name into a ModelRef, or say which forms are accepted."""
-    if name == "organism":
-        return ModelRef(name, "organism", str(ORGANISM_DIR))
+    if name in BUNDLED:
+        return ModelRef(name, "organism", str(BUNDLED[name]))
     if Path(name).expanduser().is_dir():
         path = Path(name).expanduser().resolve()
         if not (path / "config.json").exists():

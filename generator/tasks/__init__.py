@@ -33,6 +33,7 @@ class Prompt:
     template: int
     name: str
     group: str
+    from_notebook: bool = False  # one of the seed notebook's own examples, verbatim
 
 
 @dataclass(frozen=True)
@@ -76,13 +77,14 @@ def load_task(name: str) -> TaskSpec:
         return load_families(name, data)
     old, new = data["corruption"]["replace"], data["corruption"]["with"]
     prompts = []
-    for t, template in enumerate(data["templates"]):
-        for group, spec in data["groups"].items():
-            for person in spec["names"]:
+    # the notebook's order: group by group, name by name, each name with every template
+    for group, spec in data["groups"].items():
+        for person in spec["names"]:
+            for t, template in enumerate(data["templates"]):
                 text = template.format(name=person)
                 if old not in text:
                     raise ReportError(f"task {name}: template {template!r} has no {old!r} to corrupt")
-                corrupted = new.join(text.rsplit(old, 1))  # only the last occurrence
+                corrupted = text.replace(old, new)  # every occurrence, as the notebook does
                 prompts.append(Prompt(text, corrupted, tuple(spec["answers"]), t, person, group))
     return TaskSpec(name, data.get("description", ""), tuple(prompts), data.get("example", ""),
                     tuple(data["groups"]), tuple(data["templates"]))
@@ -102,7 +104,8 @@ def load_families(name: str, data: dict) -> TaskSpec:
             if len(answers) != 2:
                 raise ReportError(f"task {name}, family {family}: prompt {item['text']!r} needs two "
                                   f"answers (capital, lowercase), got {list(answers)}")
-            prompts.append(Prompt(item["text"], item["text"], answers, i, item["text"], family))
+            prompts.append(Prompt(item["text"], item["text"], answers, i, item["text"], family,
+                                  bool(item.get("notebook", False))))
     if data.get("control") not in info:
         raise ReportError(f"task {name}: control {data.get('control')!r} is not one of its families ({', '.join(info)})")
     info = {"families": info, "control": data["control"]}
