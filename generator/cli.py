@@ -91,11 +91,9 @@ def render(config):
 @run_options
 def build(config, force, only):
     """Run stale experiments, render pages and build the site (mkdocs build --strict)."""
-    from generator.render import render as render_pages
     from generator.site import build_site
 
     _run(config, force, only)
-    render_pages(config, log=log)
     build_site(config, log=log)
 
 
@@ -103,11 +101,10 @@ def build(config, force, only):
 @common_options
 def site(config):
     """Render the stored results and build the site, running nothing (no torch needed):
-    publish committed results/ from a machine without the models."""
-    from generator.render import render as render_pages
+    publish committed results/ from a machine without the models. The same as `mkdocs build`
+    (the mkdocs hook renders the pages), with this command's --config and --models."""
     from generator.site import build_site
 
-    render_pages(config, log=log)
     build_site(config, log=log)
 
 
@@ -126,11 +123,9 @@ def status(config):
 @common_options
 @click.option("--dev-addr", default="127.0.0.1:8000", show_default=True)
 def serve(config, dev_addr):
-    """Render the pages and preview the site with live reload."""
-    from generator.render import render as render_pages
+    """Preview the site with live reload (`mkdocs serve` with this command's options)."""
     from generator.site import serve as serve_site
 
-    render_pages(config, log=log)
     serve_site(config, dev_addr)
 
 

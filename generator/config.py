@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
-import json
 from pathlib import Path
 from typing import Any, Literal
 
@@ -11,6 +9,8 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from generator import ReportError
+from generator.experiments import describe_errors, validate_params
+from generator.store import digest
 
 DEFAULT_CONFIG = "report.yaml"
 
@@ -46,25 +46,7 @@ class Config(Strict):
 
     def digest(self) -> str:
         """A short hash of the config, for provenance."""
-        data = self.model_dump(mode="json", exclude={"root"})
-        return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:12]
-
-
-def describe_validation_error(source: str, err: ValidationError) -> str:
-    """One line per problem: the field, the value given and what is allowed."""
-    lines = [f"{source} is not a valid report config:"]
-    for e in err.errors():
-        field = ".".join(str(p) for p in e["loc"]) or "(top level)"
-        if e["type"] == "extra_forbidden":
-            parent = e["loc"][:-1]
-            model = Config
-            for part in parent:
-                model = model.model_fields[part].annotation
-            allowed = ", ".join(f for f in model.model_fields if f != "root")
-            lines.append(f"  {field}: unknown field (allowed: {allowed})")
-        else:
-            lines.append(f"  {field}: {e['msg']} (got {e.get('input')!r})")
-    return "\n".join(lines)
+        return digest(self.model_dump(mode="json", exclude={"root"}))[:12]
 
 
 def load_config(path: str | Path = DEFAULT_CONFIG, **overrides: Any) -> Config:
@@ -85,8 +67,8 @@ def load_config(path: str | Path = DEFAULT_CONFIG, **overrides: Any) -> Config:
     try:
         config = Config.model_validate(data)
     except ValidationError as e:
-        raise ReportError(describe_validation_error(str(path), e)) from None
-    from generator.experiments import validate_params  # late: keeps config import-light
+        lines = describe_errors(e, "", Config)
+        raise ReportError("\n  ".join([f"{path} is not a valid report config:"] + lines)) from None
 
     config.experiments = validate_params(config.experiments)
     return config

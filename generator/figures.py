@@ -30,6 +30,41 @@ def heatmap(z, x, y, title, x_title, y_title, colorbar="logit diff", zmid=0.0, t
     return plotly_spec(fig)
 
 
+def recovered_heatmap(z, x, y, title, x_title, y_title) -> dict:
+    """A heatmap of normalised effects (0 = corrupted run, 1 = clean run) on a fixed colour
+    scale from −1 to 1 (wider only where an effect exceeds it): the colour says how much of the
+    clean behaviour a cell restores, so effects of a few millionths stay white instead of being
+    stretched to full colour."""
+    values = [abs(v) for row in z for v in row if v is not None]
+    bound = max([1.0] + values)
+    spec = heatmap(z, x, y, title, x_title, y_title, colorbar="recovered")
+    spec["figure"]["data"][0].update(zmin=-bound, zmax=bound)
+    spec["figure"]["data"][0].pop("zmid", None)
+    return spec
+
+
 def circuitsvis_spec(function: str, props: dict) -> dict:
     """A circuitsvis visualisation: the site calls CircuitsVis.render(element, function, props)."""
     return {"kind": "circuitsvis", "function": function, "props": props}
+
+
+def stack_label(label: str) -> str:
+    """TransformerLens's residual-stack labels ("3_attn_out", "3_mid", "final_post") as axis labels."""
+    names = {"attn_out": "attn", "mlp_out": "MLP", "pre": "pre", "mid": "mid"}
+    layer, _, kind = label.partition("_")
+    if layer.isdigit():
+        return f"L{layer} {names[kind]}"
+    return {"final_post": "final"}.get(label, label)
+
+
+def lens_lines(labels: list[str], series: dict[str, list[float]], title: str, y_title: str) -> dict:
+    """One line per series over the residual stream's stages (a logit lens), with a zero line."""
+    fig = go.Figure()
+    for name, values in series.items():
+        fig.add_trace(go.Scatter(x=labels, y=values, mode="lines+markers", name=name,
+                                 hovertemplate="%{x}: %{y:.3f}<extra>" + name + "</extra>"))
+    fig.add_hline(y=0, line_width=1, line_color="grey")
+    fig.update_layout(title=title, yaxis_title=y_title,
+                      xaxis_title="residual stream (before each attention layer, before each MLP, final)")
+    fig.update_xaxes(type="category")
+    return plotly_spec(fig)

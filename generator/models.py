@@ -37,8 +37,14 @@ class ModelRef:
 
     @property
     def slug(self) -> str:
-        """A file-name-safe id for the results store."""
-        return "".join(c if c.isalnum() or c in "-_." else "_" for c in self.name)
+        return slug(self.name)
+
+
+def slug(name: str) -> str:
+    """A model name as a file-name-safe folder name inside the results store: letters, digits,
+    '-', '_' and '.', never starting with '.' (so '..' cannot climb out of the store)."""
+    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
+    return "_" + safe if safe.startswith(".") or not safe else safe
 
 
 def resolve(name: str) -> ModelRef:

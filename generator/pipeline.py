@@ -1,4 +1,8 @@
-"""Run the configured experiments, re-running only those whose cache key changed."""
+"""Run the configured experiments, re-running only those whose cache key changed.
+
+`run` reads as its phases: plan (which (model, experiment) pairs are stale, and why), then
+per model: load (the model and the task batches, only if something is stale), execute (each
+stale experiment, in dependency order) and record (the result, atomically, with its key)."""
 
 from __future__ import annotations
 
@@ -35,9 +39,11 @@ def key_parts(config: Config, ref, experiment: str, upstream: dict[str, str]) ->
     spec = experiments.get(experiment)
     return {
         "inputs": {name: upstream[name] for name in spec.after},
-        "model": {"name": ref.name, "source": ref.source, "location": ref.location
-                  if ref.source == "hub" else ref.source, "weights": models.fingerprint(ref)},
+        "model": {"name": ref.name, "source": ref.source,
+                  "location": ref.location if ref.source == "hub" else ref.source,
+                  "weights": models.fingerprint(ref)},
         "task": tasks.load_task(spec.task).digest(),
+        **({"extra_tasks": {t: tasks.load_task(t).digest() for t in spec.extra_tasks}} if spec.extra_tasks else {}),
         "params": config.experiments[experiment],
         "code": source_fingerprint(spec.module),
         "versions": {p: version(p.replace("_", "-")) for p in KEY_PACKAGES},
@@ -47,19 +53,24 @@ def key_parts(config: Config, ref, experiment: str, upstream: dict[str, str]) ->
 
 
 def ordered(config: Config) -> list[str]:
-    """The configured experiments, each after those it reads; a missing one is an error."""
+    """The configured experiments, each after those it reads (a topological order); a missing
+    dependency or a cycle is an error."""
     from generator import experiments
 
-    done: list[str] = []
-    for name in config.experiments:
-        for dep in experiments.get(name).after:
-            if dep not in config.experiments:
+    after = {name: experiments.get(name).after for name in config.experiments}
+    for name, deps in after.items():
+        for dep in deps:
+            if dep not in after:
                 raise ReportError(f"experiments.{name} reads the results of {dep!r}, which is not "
                                   f"configured: add `{dep}: {{}}` under experiments")
-    while len(done) < len(config.experiments):
-        for name in config.experiments:
-            if name not in done and all(d in done for d in experiments.get(name).after):
-                done.append(name)
+    done: list[str] = []
+    while len(done) < len(after):
+        ready = [n for n in after if n not in done and all(d in done for d in after[n])]
+        if not ready:
+            stuck = [n for n in after if n not in done]
+            raise ReportError(f"experiments {', '.join(stuck)} read each other's results in a cycle "
+                              "(`after` in generator/experiments/__init__.py)")
+        done += ready
     return done
 
 
@@ -69,7 +80,8 @@ def plan(config: Config, force: bool = False, only: tuple[str, ...] = ()) -> lis
     store = Store(config.path("results"))
     for name in only:
         if name not in config.experiments:
-            raise ReportError(f"--only {name}: not an experiment in the config (configured: {', '.join(config.experiments)})")
+            raise ReportError(f"--only {name}: not an experiment in the config "
+                              f"(configured: {', '.join(config.experiments)})")
     plans = []
     for model_name in config.models:
         ref = models.resolve(model_name)
@@ -86,58 +98,72 @@ def plan(config: Config, force: bool = False, only: tuple[str, ...] = ()) -> lis
     return plans
 
 
+def load(config: Config, model_name: str, stale: list[Plan]):
+    """The model and the task batches its stale experiments need."""
+    from generator import experiments, models, tasks
+
+    model = models.load_model(models.resolve(model_name), config.device, config.dtype)
+    names = dict.fromkeys(t for p in stale for t in (experiments.get(p.experiment).task,
+                                                     *experiments.get(p.experiment).extra_tasks))
+    return model, {task: tasks.build(tasks.load_task(task), model) for task in names}
+
+
+def execute(config: Config, p: Plan, model, batches: dict, store: Store):
+    """Run one experiment; returns (result, seconds)."""
+    import torch
+
+    from generator import experiments
+
+    spec = experiments.get(p.experiment)
+    inputs = {}
+    for dep in spec.after:
+        record = store.load(p.slug, dep)
+        if record is None:
+            raise ReportError(f"{p.experiment} reads the results of {dep}, which has not run for {p.model}: "
+                              f"run without --only, or with --only {dep} first")
+        inputs[dep] = record["metrics"]
+    if spec.extra_tasks:
+        inputs["tasks"] = {t: batches[t] for t in spec.extra_tasks}
+    torch.manual_seed(config.seed)
+    start = time.perf_counter()
+    result = experiments.module(p.experiment).run(model, batches[spec.task],
+                                                  spec.params(**config.experiments[p.experiment]), inputs)
+    seconds = time.perf_counter() - start
+    experiments.check_finite(p.experiment, result.metrics)
+    return result, seconds
+
+
+def record(config: Config, p: Plan, result, seconds: float, device: str, store: Store) -> None:
+    """Store the result with its key and provenance (the timing apart: it varies run to run)."""
+    store.save(p.slug, p.experiment, {
+        "key": digest(p.key_parts),
+        "key_parts": p.key_parts,
+        "provenance": {"generator": __version__, "config": config.digest(), "device": device,
+                       "seed": config.seed, "dtype": config.dtype, "model": p.model,
+                       "versions": p.key_parts["versions"]},
+        "metrics": result.metrics,
+        "figures": result.figures,
+    }, {"wall_s": round(seconds, 3), **({"parts_s": result.timings} if result.timings else {})})
+
+
 def run(config: Config, force: bool = False, only: tuple[str, ...] = (), log=print) -> list[dict]:
     """Run every stale (model, experiment); return a summary row per pair."""
-    from generator import experiments, models, tasks
-    from generator.experiments import check_finite
-
     store = Store(config.path("results"))
     plans = plan(config, force, only)
     summary = []
     for model_name in config.models:
         todo = [p for p in plans if p.model == model_name]
-        for p in todo:
-            if p.fresh:
-                summary.append({"model": p.model, "experiment": p.experiment, "status": "reused",
-                                "seconds": store.timing(p.slug, p.experiment).get("wall_s")})
+        summary += [{"model": p.model, "experiment": p.experiment, "status": "reused",
+                     "seconds": store.timing(p.slug, p.experiment).get("wall_s")} for p in todo if p.fresh]
         stale = [p for p in todo if not p.fresh]
         if not stale:
             continue  # everything reused: the model is never loaded
-        import torch  # only now: a build with everything fresh never pays for it
-
-        ref = models.resolve(model_name)
         log(f"loading {model_name} ...")
-        model = models.load_model(ref, config.device, config.dtype)
-        batches: dict[str, object] = {}
+        model, batches = load(config, model_name, stale)
         for p in stale:
-            spec, module = experiments.get(p.experiment), experiments.module(p.experiment)
-            if spec.task not in batches:
-                batches[spec.task] = tasks.build(tasks.load_task(spec.task), model)
             log(f"running {p.experiment} on {model_name} ({'; '.join(p.reasons)})")
-            torch.manual_seed(config.seed)
-            start = time.perf_counter()
-            params = spec.params(**config.experiments[p.experiment])
-            inputs = {}
-            for dep in spec.after:
-                record = store.load(p.slug, dep)
-                if record is None:
-                    raise ReportError(f"{p.experiment} reads the results of {dep}, which has not run "
-                                      f"for {model_name}: run without --only, or with --only {dep} first")
-                inputs[dep] = record["metrics"]
-            result = module.run(model, batches[spec.task], params, inputs)
-            seconds = time.perf_counter() - start
-            check_finite(p.experiment, result.metrics)
-            record = {
-                "key": digest(p.key_parts),
-                "key_parts": p.key_parts,
-                "provenance": {"generator": __version__, "config": config.digest(),
-                               "device": str(model.cfg.device), "seed": config.seed,
-                               "dtype": config.dtype, "model": model_name,
-                               "versions": p.key_parts["versions"]},
-                "metrics": result.metrics,
-                "figures": result.figures,
-            }
-            store.save(p.slug, p.experiment, record, {"wall_s": round(seconds, 3)})
+            result, seconds = execute(config, p, model, batches, store)
+            record(config, p, result, seconds, str(model.cfg.device), store)
             summary.append({"model": p.model, "experiment": p.experiment, "status": "ran",
                             "seconds": round(seconds, 3)})
         del model

@@ -1,52 +1,83 @@
-"""Render Jinja templates into markdown pages, reading only the results store (no torch)."""
+"""Render Jinja templates into markdown pages, reading only the results store (no torch).
+
+The pages and the site's navigation are derived from the experiment registry
+(generator.experiments.EXPERIMENTS): the overview, each configured experiment's pages in
+registry order, the models comparison, reproducibility, then the sections (appendices)."""
 
 from __future__ import annotations
 
 import html
 import json
 import re
+from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 import jinja2
 import yaml
+from markupsafe import Markup, escape
 
 from generator import ReportError
 from generator.config import Config
-from generator.store import Store, write_atomic
+from generator.experiments import EXPERIMENTS, Page
+from generator.models import slug
+from generator.store import Store, dumps, write_atomic
+from generator.words import FILTERS, GLOBALS
 
-# page file (in docs/) -> (template, experiments it reads for the primary model). A page whose
-# experiments did not run renders templates/missing.md.j2 instead, saying how to run them, so
-# the site's nav (mkdocs.yml) stays fixed. Add a page: a template, a line here, a nav entry.
-PAGES: dict[str, tuple[str, tuple[str, ...]]] = {
-    "index.md": ("index.md.j2", ("baseline",)),
-    "baseline.md": ("baseline.md.j2", ("baseline",)),
-    "attribution.md": ("attribution.md.j2", ("attribution",)),
-    "breakdowns.md": ("breakdowns.md.j2", ("attribution",)),
-    "attention.md": ("attention.md.j2", ("attention",)),
-    "exceptions.md": ("exceptions.md.j2", ("exceptions",)),
-    "models.md": ("models.md.j2", ("baseline",)),
-    "patching.md": ("patching.md.j2", ("patching",)),
-    "path-patching.md": ("path-patching.md.j2", ("path_patching",)),
-    "reproducibility.md": ("reproducibility.md.j2", ()),
-    "appendix-prompts.md": ("appendix-prompts.md.j2", ("baseline",)),
-}
+OVERVIEW = Page("index.md", "Overview")
+REPORT_PAGES = (Page("models.md", "Models compared"), Page("reproducibility.md", "Reproducibility"))
+
+
+@dataclass(frozen=True)
+class PageSpec:
+    page: Page
+    needs: tuple[str, ...]  # experiments whose results the page reads for the primary model
+
+
+def pages(config: Config) -> list[PageSpec]:
+    """Every page of the report for this config, in navigation order."""
+    out = [PageSpec(OVERVIEW, ())]
+    for name, experiment in EXPERIMENTS.items():
+        if name in config.experiments:
+            out += [PageSpec(page, (name,)) for page in experiment.pages]
+    out += [PageSpec(page, ()) for page in REPORT_PAGES]
+    return [s for s in out if not s.page.section] + [s for s in out if s.page.section]
+
+
+def nav(config: Config) -> list:
+    """The mkdocs `nav` for these pages: top-level pages, then one entry per section."""
+    entries: list = []
+    sections: dict[str, list] = {}
+    for spec in pages(config):
+        item = {spec.page.title: spec.page.file}
+        if spec.page.section:
+            if spec.page.section not in sections:
+                sections[spec.page.section] = []
+                entries.append({spec.page.section: sections[spec.page.section]})
+            sections[spec.page.section].append(item)
+        else:
+            entries.append(item)
+    return entries
 
 
 def load_results(config: Config) -> dict[str, dict[str, dict]]:
-    """{model name: {experiment: record}} for the configured models that have results."""
-    from generator.models import ModelRef
-
+    """{model name: {experiment: record}} for every configured model and experiment; a
+    configured result that is missing is an error (a page must never silently go blank)."""
     store = Store(config.path("results"))
-    results = {}
+    results: dict[str, dict[str, dict]] = {}
+    missing = []
     for name in config.models:
-        slug = ModelRef(name, "", "").slug
-        records = {e: store.load(slug, e) for e in config.experiments}
-        found = {e: r for e, r in records.items() if r is not None}
-        for e in found:
-            found[e]["timing"] = store.timing(slug, e)
-        if found:
-            results[name] = found
+        results[name] = {}
+        for experiment in config.experiments:
+            record = store.load(slug(name), experiment)
+            if record is None:
+                missing.append(f"{name}/{experiment}")
+                continue
+            record["timing"] = store.timing(slug(name), experiment)
+            results[name][experiment] = record
+    if missing:
+        raise ReportError(f"no stored result for {', '.join(missing)} in {config.path('results')}: "
+                          "run `capcircuit run` (or `build`) first")
     return results
 
 
@@ -60,11 +91,28 @@ def figure_html(spec: dict, element_id: str, caption: str) -> str:
     return f"```report-figure\n{data}\n```\n"
 
 
-def token_html(token: str) -> str:
-    """A token as inline code that survives a markdown table: spaces shown as ␣, newlines as
-    ↵, HTML and pipes escaped."""
-    shown = token.replace(" ", "␣").replace("\n", "↵").replace("\t", "⇥")
-    return "<code>" + html.escape(shown).replace("|", "&#124;") + "</code>"
+def code(text) -> Markup:
+    """Text as inline code that survives markdown and tables: spaces shown as ␣, newlines as
+    ↵, HTML escaped, pipes as entities. Task data (prompts, tokens) is always shown this way
+    or escaped as plain text, never as markup."""
+    shown = str(text).replace(" ", "␣").replace("\n", "↵").replace("\t", "⇥")
+    return Markup("<code>" + html.escape(shown).replace("|", "&#124;") + "</code>")
+
+
+def verbatim(text) -> Markup:
+    """Text as inline code, spaces kept (prompts, templates)."""
+    return Markup("<code>" + html.escape(str(text)).replace("|", "&#124;") + "</code>")
+
+
+MARKDOWN_SPECIAL = re.compile(r"([\\`*_\[\]|<>#])")
+
+
+def as_text(value):
+    """Every value a template prints is text: markdown's special characters are escaped here,
+    HTML by autoescape; values that are already markup (figures, code) pass unchanged."""
+    if isinstance(value, str) and not isinstance(value, Markup):
+        return MARKDOWN_SPECIAL.sub(r"\\\1", value)
+    return value
 
 
 def package_version(name: str) -> str:
@@ -79,53 +127,86 @@ def environment(config: Config) -> jinja2.Environment:
         loader=jinja2.FileSystemLoader(config.path("templates")),
         undefined=jinja2.StrictUndefined,  # a missing value is an error, never an empty string
         keep_trailing_newline=True,
-        autoescape=False,
+        autoescape=True,  # task data and titles are text: escaped, never markup
+        finalize=as_text,
+        extensions=["jinja2.ext.do"],
     )
+    env.filters.update(FILTERS)
     env.filters["pct"] = lambda x, digits=0: f"{100 * x:.{digits}f}%"
     env.filters["fmt"] = lambda x, digits=2: f"{x:.{digits}f}"
     env.filters["seconds"] = lambda s: f"{s:.1f} s" if s < 120 else f"{s / 60:.1f} min"
-    env.filters["token"] = token_html
-    env.filters["yaml"] = lambda data: yaml.safe_dump(data, sort_keys=False, allow_unicode=True)
+    env.filters["token"] = code
+    env.filters["code"] = code
+    env.filters["verbatim"] = verbatim
+    env.filters["json"] = lambda data: json.dumps(data, sort_keys=True, ensure_ascii=False)
+    # the config as YAML inside a fenced code block, where markdown shows everything as text
+    env.filters["yaml"] = lambda data: Markup(yaml.safe_dump(data, sort_keys=False, allow_unicode=True))
+    env.globals.update(GLOBALS)
     env.globals["package_version"] = package_version
     return env
 
 
-def render(config: Config, log=print) -> list[Path]:
-    """Write every page into docs/; return the paths written."""
-    results = load_results(config)
-    if not results:
-        raise ReportError(f"no results in {config.path('results')}: run `capcircuit run` (or `build`) first")
-    primary = next(m for m in config.models if m in results)
+def render_pages(config: Config, results: dict) -> dict[str, str]:
+    """Every page's markdown, rendered in memory: a failing template leaves no page written."""
+    primary = config.models[0]
     env = environment(config)
     used_ids: dict[str, int] = {}
 
     @jinja2.pass_context
-    def figure(ctx, record: dict, name: str, caption: str) -> str:
+    def figure(ctx, record: dict, name: str, caption: str) -> Markup:
         # ids from page, model and figure name: stable when other pages gain figures
         model, page = record["provenance"]["model"], ctx["page"]
         if not caption.strip():
             raise ReportError(f"figure {name!r} of {model} on {page} has no caption: every figure needs one")
-        slug = re.sub(r"[^A-Za-z0-9]+", "-", f"{page[:-3]}-{model}-{name}").strip("-")
-        used_ids[slug] = used_ids.get(slug, 0) + 1
-        suffix = f"-{used_ids[slug]}" if used_ids[slug] > 1 else ""
-        return figure_html(record["figures"][name], f"fig-{slug}{suffix}", caption)
+        if name not in record["figures"]:
+            raise ReportError(f"{page}: the stored result of {model} has no figure {name!r}; re-run its experiment")
+        fid = re.sub(r"[^A-Za-z0-9]+", "-", f"{page[:-3]}-{model}-{name}").strip("-")
+        used_ids[fid] = used_ids.get(fid, 0) + 1
+        suffix = f"-{used_ids[fid]}" if used_ids[fid] > 1 else ""
+        return Markup(figure_html(record["figures"][name], f"fig-{fid}{suffix}", caption))
 
+    overview = [f"partials/overview/{e}.md.j2" for e in config.experiments if EXPERIMENTS[e].overview]
     context = {"config": config, "results": results, "primary": primary, "r": results[primary],
-               "models": list(results), "figure": figure}
-    pages = {}  # render every page before writing any: a failing template leaves no half site
-    for page, (template, needs) in PAGES.items():
-        missing = [e for e in needs if e not in results[primary]]
-        if missing:
-            template = "missing.md.j2"
+               "models": list(results), "figure": figure, "overview_partials": overview,
+               "download_path": download_path}
+    out = {}
+    for spec in pages(config):
+        template = spec.page.template
         try:
-            pages[page] = env.get_template(template).render(context, page=page, missing=missing)
+            out[spec.page.file] = env.get_template(template).render(context, page=spec.page.file)
         except jinja2.UndefinedError as e:
             raise ReportError(f"template {template} refers to a missing value: {e.message}; "
                               "run the experiment that produces it, or fix the template") from None
+    return out
+
+
+def download_path(model: str, experiment: str) -> str:
+    """Where a result's downloadable data lies in docs/ (a page links it relatively)."""
+    return f"downloads/{slug(model)}-{experiment}.json"
+
+
+def downloads(config: Config, results: dict) -> dict[str, str]:
+    """The JSON files the pages link for download: each stored result's `download` metric."""
+    return {download_path(m, e): dumps(record["metrics"]["download"])
+            for m, records in results.items() for e, record in records.items() if "download" in record["metrics"]}
+
+
+def render(config: Config, log=print) -> list[Path]:
+    """Write every page (and downloadable data) into docs/, only files whose text changed, so
+    `mkdocs serve` does not loop; remove pages no longer in the report; return what was written."""
+    results = load_results(config)
+    texts = render_pages(config, results)
     docs = config.path("docs")
     written = []
-    for page, text in pages.items():
-        write_atomic(docs / page, text)
-        written.append(docs / page)
-    log(f"rendered {len(written)} pages into {docs}")
+    pages_only = set(texts)
+    texts.update(downloads(config, results))
+    for page, text in texts.items():
+        path = docs / page
+        if not path.exists() or path.read_text(encoding="utf-8") != text:
+            write_atomic(path, text)
+            written.append(path)
+    for old in [*docs.glob("*.md"), *docs.glob("downloads/*.json")]:
+        if str(old.relative_to(docs)) not in texts:
+            old.unlink()
+    log(f"rendered {len(pages_only)} pages into {docs} ({len(written)} files changed)")
     return written

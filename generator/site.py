@@ -13,6 +13,7 @@ import html
 import json
 import re
 import shutil
+from contextlib import contextmanager
 from importlib.util import find_spec
 from pathlib import Path
 
@@ -81,29 +82,79 @@ def copy_assets(docs: Path) -> None:
         shutil.copyfile(src, dest)
 
 
+# ---- mkdocs hooks (mkdocs.yml: `hooks: [generator/mkdocs_hooks.py]`) ------------------------
+# So that plain `mkdocs build` / `mkdocs serve` work: before each build the pages are rendered
+# from results/ into docs/, the JS bundles are placed, and the navigation is derived from the
+# experiment registry. `capcircuit site` and `serve` run the same hooks, with their own config.
+
+_active: Config | None = None  # the report config of a build started by capcircuit
+
+
+def report_config(mkdocs_config) -> Config:
+    """The report config for this mkdocs build: capcircuit's, or report.yaml beside mkdocs.yml,
+    rendering into mkdocs' docs_dir."""
+    from generator.config import DEFAULT_CONFIG, load_config
+
+    config = _active or load_config(Path(mkdocs_config.config_file_path).parent / DEFAULT_CONFIG)
+    return config.model_copy(update={"paths": config.paths.model_copy(update={"docs": mkdocs_config.docs_dir})})
+
+
+def on_config(config):
+    from generator.render import nav, render
+
+    report = report_config(config)
+    render(report, log=lambda message: None)
+    copy_assets(Path(config.docs_dir))
+    config.nav = nav(report)
+    config.site_name = report.title
+    return config
+
+
+def on_serve(server, config, builder):
+    """Live reload when a template, a result or the report config changes."""
+    report = report_config(config)
+    for path in (report.path("templates"), report.path("results"), report.root / "report.yaml"):
+        if path.exists():
+            server.watch(str(path))
+    return server
+
+
 def mkdocs_config(config: Config, **overrides):
     from mkdocs.config import load_config
 
     config_file = config.path("mkdocs")
     if not config_file.exists():
         raise ReportError(f"mkdocs config {config_file} does not exist (paths.mkdocs in the report config)")
-    return load_config(config_file=str(config_file), docs_dir=str(config.path("docs")),
-                       site_dir=str(config.path("site")), site_name=config.title, **overrides)
+    docs = config.path("docs")
+    docs.mkdir(parents=True, exist_ok=True)  # mkdocs requires docs_dir to exist before the hooks run
+    return load_config(config_file=str(config_file), docs_dir=str(docs), site_dir=str(config.path("site")),
+                       **overrides)
+
+
+@contextmanager
+def active(config: Config):
+    """Make `config` the report config of the mkdocs hooks for a build started here."""
+    global _active
+    _active = config
+    try:
+        yield
+    finally:
+        _active = None
 
 
 def build_site(config: Config, log=print, site_url: str | None = None) -> Path:
-    """mkdocs build --strict into the configured site folder. `site_url` (else mkdocs.yml's,
-    from $CAPCIRCUIT_SITE_URL) is where the site will be served: material's instant
-    navigation and the sitemap need it; without one, pages load one by one."""
+    """Render the pages and `mkdocs build --strict` into the configured site folder, running
+    no experiment. `site_url` (else mkdocs.yml's, from $CAPCIRCUIT_SITE_URL) is where the site
+    will be served: material's instant navigation and the sitemap need it."""
     from mkdocs.commands.build import build
     from mkdocs.exceptions import Abort, ConfigurationError
     from pymdownx.superfences import SuperFencesException
 
-    copy_assets(config.path("docs"))
-    try:
-        build(mkdocs_config(config, strict=True, **({"site_url": site_url} if site_url else {})))
-    except (Abort, ConfigurationError, SuperFencesException) as e:
-        raise ReportError(f"mkdocs build --strict failed: {e}") from None
+    with active(config):
+        try:
+            build(mkdocs_config(config, strict=True, **({"site_url": site_url} if site_url else {})))
+        except (Abort, ConfigurationError, SuperFencesException) as e:
+            raise ReportError(f"mkdocs build --strict failed: {e}") from None
     log(f"built site in {config.path('site')}")
     return config.path("site")
 
@@ -111,6 +162,7 @@ def build_site(config: Config, log=print, site_url: str | None = None) -> Path:
 def serve(config: Config, dev_addr: str = "127.0.0.1:8000") -> None:
     from mkdocs.commands.serve import serve as mkdocs_serve
 
-    copy_assets(config.path("docs"))
-    mkdocs_serve(config_file=str(config.path("mkdocs")), dev_addr=dev_addr,
-                 docs_dir=str(config.path("docs")), site_name=config.title)
+    config.path("docs").mkdir(parents=True, exist_ok=True)
+    with active(config):
+        mkdocs_serve(config_file=str(config.path("mkdocs")), dev_addr=dev_addr,
+                     docs_dir=str(config.path("docs")), site_dir=str(config.path("site")))

@@ -101,9 +101,6 @@ class Store:
         path = self.path(model, experiment, ".timing.json")
         return json.loads(path.read_text()) if path.exists() else {}
 
-    def models(self) -> list[str]:
-        return sorted(p.name for p in self.root.iterdir() if p.is_dir()) if self.root.exists() else []
-
 
 def stale_reasons(record: dict | None, key_parts: dict) -> list[str]:
     """Why a stored result no longer matches: the names of the key parts that changed."""

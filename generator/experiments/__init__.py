@@ -1,13 +1,18 @@
-"""The experiment registry. An experiment is a module with
+"""The experiment registry: the one place an experiment is declared.
+
+An experiment is a module with
 
     def run(model, batch, params, inputs) -> Result
 
-plus an entry below naming its task, its parameter class (in params.py, which imports no
-torch, so validating a config or rendering never loads it) and the experiments whose stored
-metrics it reads (`after`; they arrive in `inputs` as {name: metrics}, and their cache keys
-are part of its own). An experiment never writes
-files, renders or prints: it returns numbers (with axis labels) and figure specs.
-To add one: write the module, add its Params and an entry here, add a template.
+and one row below naming that module, the task it runs on (tasks/data/<task>.yaml), its
+parameter class (in params.py, which imports no torch, so validating a config or rendering
+never loads it), the experiments whose stored metrics it reads (`after`; they arrive in
+`inputs` as {name: metrics}, and their cache keys join its own) and the pages it fills. The
+site's pages and navigation are derived from these rows (generator.render.pages). An
+experiment never writes files, renders or prints: it returns numbers (with axis labels and
+typed ids) and figure specs; the templates word them.
+
+To add one: the module, its Params in params.py, a row here, a template in templates/.
 """
 
 from __future__ import annotations
@@ -24,23 +29,45 @@ from generator.experiments import params as p
 
 
 @dataclass(frozen=True)
+class Page:
+    file: str  # docs/<file>
+    title: str  # in the navigation
+    section: str = ""  # a navigation section such as "Appendices"; "" = top level
+
+    @property
+    def template(self) -> str:  # templates/<file>.j2
+        return f"{self.file}.j2"
+
+
+@dataclass(frozen=True)
 class Experiment:
     module: str  # where run() lives
     task: str  # the task (tasks/data/<task>.yaml) it runs on
     params: type[BaseModel]
+    pages: tuple[Page, ...]  # the pages that read its results (first: its own page)
     after: tuple[str, ...] = ()  # experiments whose metrics run() receives in `inputs`
+    extra_tasks: tuple[str, ...] = ()  # other tasks whose batches run() receives in inputs["tasks"]
+    overview: bool = False  # adds templates/partials/overview/<name>.md.j2 to the overview
 
 
-# order is run order
+# the navigation follows this order
 EXPERIMENTS: dict[str, Experiment] = {
-    "baseline": Experiment("generator.experiments.baseline", "pronoun", p.Baseline),
-    "attribution": Experiment("generator.experiments.attribution", "pronoun", p.Attribution),
-    # attention shows attribution's top heads and patching's, grouped early / middle / late
-    "attention": Experiment("generator.experiments.attention", "pronoun", p.Attention, after=("attribution", "patching")),
-    "exceptions": Experiment("generator.experiments.exceptions", "exceptions", p.Exceptions),
-    "patching": Experiment("generator.experiments.patching", "pronoun", p.Patching),
-    "path_patching": Experiment("generator.experiments.path_patching", "pronoun", p.PathPatching, after=("patching",)),
-    "circuit": Experiment("generator.experiments.circuit", "pronoun", p.Circuit),
+    "baseline": Experiment("generator.experiments.baseline", "pronoun", p.Baseline,
+                           (Page("baseline.md", "Task and baseline"),
+                            Page("appendix-prompts.md", "Per-prompt results", "Appendices")),
+                           overview=True),
+    "attribution": Experiment("generator.experiments.attribution", "pronoun", p.Attribution,
+                              (Page("attribution.md", "Attribution"), Page("breakdowns.md", "Breakdowns"))),
+    "attention": Experiment("generator.experiments.attention", "pronoun", p.Attention,
+                            (Page("attention.md", "Attention"),), after=("attribution", "patching")),
+    "exceptions": Experiment("generator.experiments.exceptions", "exceptions", p.Exceptions,
+                             (Page("exceptions.md", "Exceptions"),)),
+    "patching": Experiment("generator.experiments.patching", "pronoun", p.Patching,
+                           (Page("patching.md", "Activation patching"),)),
+    "path_patching": Experiment("generator.experiments.path_patching", "pronoun", p.PathPatching,
+                                (Page("path-patching.md", "Path patching"),), after=("patching",)),
+    "circuit": Experiment("generator.experiments.circuit", "pronoun", p.Circuit,
+                          (Page("circuit.md", "Circuit"),), extra_tasks=("exceptions",)),
 }
 
 
@@ -48,6 +75,7 @@ EXPERIMENTS: dict[str, Experiment] = {
 class Result:
     metrics: dict[str, Any]
     figures: dict[str, dict] = field(default_factory=dict)  # name -> plotly / circuitsvis spec
+    timings: dict[str, float] = field(default_factory=dict)  # seconds of parts (stored apart: they vary)
 
 
 def get(name: str) -> Experiment:
@@ -61,6 +89,24 @@ def module(name: str):
     return importlib.import_module(get(name).module)
 
 
+def describe_errors(err: ValidationError, prefix: str, model: type[BaseModel], noun: str = "field") -> list[str]:
+    """One line per problem of a pydantic validation: the field, the value and what is allowed."""
+    lines = []
+    for e in err.errors():
+        where = ".".join([prefix] + [str(x) for x in e["loc"]] if prefix else [str(x) for x in e["loc"]])
+        where = where or "(top level)"
+        if e["type"] == "extra_forbidden":
+            parent = model
+            for part in e["loc"][:-1]:
+                parent = getattr(parent.model_fields.get(str(part)), "annotation", parent)
+            fields = getattr(parent, "model_fields", {})
+            allowed = ", ".join(f for f in fields if f != "root") or "none"
+            lines.append(f"{where}: unknown {noun} (allowed: {allowed})")
+        else:
+            lines.append(f"{where}: {e['msg']} (got {e.get('input')!r})")
+    return lines
+
+
 def validate_params(experiments: dict[str, dict[str, Any] | None]) -> dict[str, dict[str, Any]]:
     """Check each experiment's parameters against its Params model; fill in defaults."""
     checked = {}
@@ -71,15 +117,7 @@ def validate_params(experiments: dict[str, dict[str, Any] | None]) -> dict[str, 
         try:
             checked[name] = params_model.model_validate(params or {}).model_dump(mode="json")
         except ValidationError as e:
-            problems = []
-            for err in e.errors():
-                where = ".".join(str(p) for p in err["loc"])
-                if err["type"] == "extra_forbidden":
-                    allowed = ", ".join(params_model.model_fields) or "none"
-                    problems.append(f"experiments.{name}.{where}: unknown parameter (allowed: {allowed})")
-                else:
-                    problems.append(f"experiments.{name}.{where}: {err['msg']} (got {err.get('input')!r})")
-            raise ReportError("\n".join(problems)) from None
+            raise ReportError("\n".join(describe_errors(e, f"experiments.{name}", params_model, "parameter"))) from None
     return checked
 
 

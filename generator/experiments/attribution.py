@@ -18,18 +18,10 @@ import plotly.graph_objects as go
 import torch
 
 from generator.experiments import Result
-from generator.experiments.common import logit_diff, num, to_list
 from generator.experiments.params import Attribution as Params
-from generator.figures import heatmap, plotly_spec
-
-
-def stack_label(label: str) -> str:
-    """TransformerLens's stack labels ("3_attn_out", "3_mid", "final_post") as page labels."""
-    names = {"attn_out": "attn", "mlp_out": "MLP", "pre": "pre", "mid": "mid"}
-    layer, _, kind = label.partition("_")
-    if layer.isdigit():
-        return f"L{layer} {names[kind]}"
-    return {"final_post": "final"}.get(label, label)
+from generator.figures import heatmap, lens_lines, plotly_spec, stack_label
+from generator.heads import Head, head_name
+from generator.metrics import logit_diff, num, to_list
 
 
 def ld_attribution(cache, stack: torch.Tensor, direction: torch.Tensor) -> torch.Tensor:
@@ -40,7 +32,7 @@ def ld_attribution(cache, stack: torch.Tensor, direction: torch.Tensor) -> torch
 
 
 def attribute(model, tokens: torch.Tensor, answer_tokens: torch.Tensor) -> dict[str, torch.Tensor]:
-    """Every attribution of one batch, per prompt. Shared with the exceptions experiment."""
+    """Every attribution of one batch, per prompt."""
     logits, cache = model.run_with_cache(tokens)
     directions = model.tokens_to_residual_directions(answer_tokens)  # [batch, 2, d_model]
     direction = directions[..., 0, :] - directions[..., 1, :]
@@ -71,11 +63,11 @@ def output_bias(model, layer: int, like: torch.Tensor) -> torch.Tensor:
 
 def top_heads(mean_heads: torch.Tensor, k: int, sign: int) -> list[dict]:
     """The k heads with the largest (sign=1) or most negative (sign=-1) mean attribution,
-    keeping only heads of that sign."""
+    keeping only heads of that sign (the notebook's torch.topk over per-head logit diffs)."""
     n_heads = mean_heads.shape[1]
     values, order = (sign * mean_heads.flatten()).sort(descending=True)
-    return [{"head": f"L{i // n_heads}H{i % n_heads}", "layer": i // n_heads, "head_index": i % n_heads,
-             "attribution": num(sign * v)} for v, i in zip(values[:k].tolist(), order[:k].tolist()) if v > 0]
+    return [{**Head(*divmod(i, n_heads)).as_dict(), "attribution": num(sign * v)}
+            for v, i in zip(values[:k].tolist(), order[:k].tolist()) if v > 0]
 
 
 @torch.no_grad()
@@ -136,9 +128,11 @@ def summary(metrics: dict) -> dict:
 
 
 def breakdowns(spec, clean: dict, top: list[dict]) -> dict:
-    """Mean logit difference and each top head's attribution per template, name and gender."""
+    """Mean logit difference and each top head's attribution per template, name and gender;
+    `heads` lists the top heads, each row's `heads` their values in that order."""
     keys = {"template": lambda p: f"template {p.template + 1}", "name": lambda p: p.name,
             "gender": lambda p: p.group}
+    heads = [Head.of(h) for h in top]
     out = {}
     for kind, key in keys.items():
         groups = list(dict.fromkeys(key(p) for p in spec.prompts))  # first-seen order
@@ -146,9 +140,8 @@ def breakdowns(spec, clean: dict, top: list[dict]) -> dict:
         for g in groups:
             idx = torch.tensor([i for i, p in enumerate(spec.prompts) if key(p) == g])
             rows.append({"group": g, "n": len(idx), "logit_diff": num(clean["logit_diff"][idx].mean()),
-                         "heads": {h["head"]: num(clean["heads"][h["layer"], h["head_index"], idx].mean())
-                                   for h in top}})
-        out[kind] = {"heads": [h["head"] for h in top], "rows": rows}
+                         "heads": [num(clean["heads"][h.layer, h.head, idx].mean()) for h in heads]})
+        out[kind] = {"heads": [h.as_dict() for h in heads], "rows": rows}
     if spec.templates:
         for row, text in zip(out["template"]["rows"], spec.templates):
             row["text"] = text
@@ -159,20 +152,6 @@ def lens_figure(lens: dict) -> dict:
     return lens_lines(lens["labels"], {"clean: “.”": lens["clean"], "corrupted: “;”": lens["corrupted"]},
                       "Logit lens: logit difference read from the residual stream",
                       "logit diff (capital − lowercase)")
-
-
-def lens_lines(labels: list[str], series: dict[str, list[float]], title: str, y_title: str) -> dict:
-    """One line per series over the residual stream's stages, with a zero line (shared with
-    the exceptions experiment's lens)."""
-    fig = go.Figure()
-    for name, values in series.items():
-        fig.add_trace(go.Scatter(x=labels, y=values, mode="lines+markers", name=name,
-                                 hovertemplate="%{x}: %{y:.3f}<extra>" + name + "</extra>"))
-    fig.add_hline(y=0, line_width=1, line_color="grey")
-    fig.update_layout(title=title, yaxis_title=y_title,
-                      xaxis_title="residual stream (before each attention layer, before each MLP, final)")
-    fig.update_xaxes(type="category")
-    return plotly_spec(fig)
 
 
 def components_figure(components: dict) -> dict:
@@ -187,8 +166,8 @@ def components_figure(components: dict) -> dict:
 
 
 def breakdown_figure(kind: str, table: dict) -> dict:
-    columns = ["logit diff"] + table["heads"]
-    z = [[r["logit_diff"]] + [r["heads"][h] for h in table["heads"]] for r in table["rows"]]
+    columns = ["logit diff"] + [head_name(h) for h in table["heads"]]
+    z = [[r["logit_diff"]] + r["heads"] for r in table["rows"]]
     rows = [r["group"] for r in table["rows"]]
     return heatmap(z, columns, rows, f"Logit difference and top heads' attribution per {kind}",
                    "logit difference, then each top head's attribution", kind, colorbar="logits")

@@ -1,98 +1,388 @@
-"""Automatic circuit discovery: edge attribution patching (EAP) and faithfulness.
+"""The circuit: automatic discovery over every prompt, verified exactly the way MIB does it.
 
-TransformerLens's `attribution_patch` (edge granularity) scores every edge writer -> reader of
-the residual-stream graph (writers: embedding, heads, MLPs; readers: each head's query / key /
-value input, each MLP's input, the logits) by (clean − corrupted write) · d(logit diff)/d(reader
-input) at the corrupted run, one prompt at a time; scores are averaged over prompts. The
-circuit of size k is the k edges with the largest |score|. `faithfulness` then ablates every
-edge outside it (replacing the writer's contribution with the corrupted run's) on the clean
-prompt: the recovered fraction is 1 when the circuit alone reproduces the clean logit
-difference and 0 when it does no better than the corrupted run.
+Edges of the residual-stream graph (generator.engine.graph: writers = token embedding, heads,
+MLPs; readers = each head's q / k / v input, each MLP's input, the logits) are ranked by four
+methods, each over all prompts of the task at once:
+
+* EAP: (clean − corrupted writer output) · ∂(mean logit difference)/∂(reader input) at the
+  corrupted run (equal to TransformerLens's `attribution_patch` edge scores; tested);
+* EAP-IG: the same with the gradient averaged over `ig_steps` inputs whose token embeddings
+  are interpolated from corrupted to clean (Hanna et al. 2024; TransformerLens has no EAP-IG);
+* exact node ranking: each writer's exact effect, patching all of its outputs clean into the
+  corrupted run; an edge ranks by its writer, ties by its reader's effect;
+* random: a random order (several seeds), the baseline any method must beat.
+
+A circuit of size n keeps the n top-ranked edges; it is verified by running the clean prompts
+with every other edge fed the corrupted run's writer output, one batched forward per size.
+Faithfulness f(C) = (m(C) − m(∅)) / (m(N) − m(∅)), m the mean logit difference, ∅ the empty
+circuit (= the corrupted run) and N the whole model. MIB's sizes (0.1 % … 100 % of the edges),
+and its areas by the trapezoid rule over those fractions on a linear axis, f(0) left out:
+CPR = ∫ f with edges ranked by signed score (higher is better), CMD = ∫ |1 − f| with edges
+ranked by |score| (lower is better). Intervals: percentile bootstrap over prompts. Also: the
+smallest circuit reaching f ≥ `faithful`, a position-aware graph (one edge per position), a
+held-out half of the prompts, and the pronoun circuit on the exceptions task's ordinary
+sentence ends corrupted the same way.
 """
 
 from __future__ import annotations
 
-import plotly.graph_objects as go
+import time
+
 import torch
-from transformer_lens.tools.analysis import EdgeAttributionConfig, attribution_patch, faithfulness
 
+from generator.engine.graph import CircuitRunner
 from generator.experiments import Result
-from generator.experiments.common import logit_diff, num
+from generator.experiments.circuit_graph import graph_figure, curves_figure
 from generator.experiments.params import Circuit as Params
-from generator.figures import plotly_spec
+from generator.metrics import normalisation_scale, num, to_list
+from generator.tasks import UNUSABLE
 
 
-def node_label(node, positions: list[str]) -> str:
-    where = positions[node.position]
-    if node.kind == "embed":
-        return f"embed@{where}"
-    if node.kind in ("mlp_out", "mlp_in"):
-        return f"MLP{node.layer}@{where}"
-    if node.kind == "logits":
-        return f"logits@{where}"
-    suffix = {"q_input": ".q", "k_input": ".k", "v_input": ".v"}.get(node.kind, "")
-    return f"L{node.layer}H{node.head}{suffix}@{where}"
+def sizes_for(fractions: list[float], n_edges: int) -> list[int]:
+    """Edge counts for fractions of the graph (MIB: int(fraction × edges); at least one edge)."""
+    return [max(1, min(n_edges, round(f * n_edges))) for f in fractions]
 
 
-def prompt_metric(answers: torch.Tensor):
-    """The logit difference of one prompt (TransformerLens scores one prompt at a time)."""
-    return lambda logits: logit_diff(logits, answers.unsqueeze(0))[0]
+def ranking(scores: torch.Tensor, absolute: bool, tie: torch.Tensor | None = None) -> torch.Tensor:
+    """Edge order, best first: by score (or |score|), ties broken by `tie` (larger first)."""
+    key = scores.abs() if absolute else scores
+    order = torch.arange(len(key))
+    if tie is not None:
+        order = order[tie[order].argsort(descending=True, stable=True)]
+    return order[key[order].argsort(descending=True, stable=True)]
+
+
+class Evaluator:
+    """Exact circuit runs on one runner: per-prompt metrics [B] of the top-n edges of an order."""
+
+    def __init__(self, runner: CircuitRunner, position_aware: bool):
+        self.runner = runner
+        upstream = runner.graph.upstream()
+        mask = upstream[..., None].expand(*upstream.shape, runner.n_pos) if position_aware else upstream
+        self.shape = mask.shape
+        self.edges = mask.flatten().nonzero()[:, 0]  # flat indices of the graph's edges
+        self.n_edges = len(self.edges)
+
+    def edge_scores(self, scores: torch.Tensor) -> torch.Tensor:
+        """Position-aware [W, R, n_pos] scores -> one score per edge of this graph."""
+        flat = scores if len(self.shape) == 3 else scores.sum(-1)
+        return flat.flatten()[self.edges]
+
+    def keep(self, order: torch.Tensor, n: int) -> torch.Tensor:
+        keep = torch.zeros(self.shape, dtype=torch.bool).flatten()
+        keep[self.edges[order[:n]]] = True
+        return keep.reshape(self.shape)
+
+    def curve(self, order: torch.Tensor, sizes: list[int]) -> torch.Tensor:
+        """[len(sizes), B] per-prompt logit differences of each circuit."""
+        return torch.stack([self.runner.evaluate(self.keep(order, n)) for n in sizes])
+
+
+def faithfulness(m_c: torch.Tensor, m_n: torch.Tensor, m_0: torch.Tensor) -> torch.Tensor:
+    """f per circuit from per-prompt metrics ([..., S, B], [..., B], [..., B]): means first."""
+    full, empty = m_n.mean(-1, keepdim=True), m_0.mean(-1, keepdim=True)
+    return (m_c.mean(-1) - empty) / (full - empty)
+
+
+def area(fractions: list[float], f: torch.Tensor, cmd: bool) -> torch.Tensor:
+    """MIB's area: trapezoid rule over the fractions (linear axis) of f (CPR) or |1 − f| (CMD)."""
+    y = (1 - f).abs() if cmd else f
+    x = torch.tensor(fractions, dtype=y.dtype)
+    return ((x[1:] - x[:-1]) * (y[..., 1:] + y[..., :-1]) / 2).sum(-1)
+
+
+def summarise(curve: torch.Tensor, runner: CircuitRunner, fractions, sizes, cmd: bool, params: Params,
+              seed: int) -> dict:
+    """f at each size with bootstrap intervals over prompts, and the area (CPR or CMD) with its."""
+    m_n, m_0 = runner.clean_metric, runner.corrupted_metric
+    f = faithfulness(curve, m_n, m_0)
+    g = torch.Generator().manual_seed(seed)
+    b = curve.shape[-1]
+    idx = torch.randint(b, (params.bootstrap, b), generator=g)
+    boot = faithfulness(curve[:, idx].transpose(0, 1), m_n[idx], m_0[idx]).double()  # [n_boot, S]
+    tail = (1 - params.confidence) / 2
+    q = torch.tensor([tail, 1 - tail], dtype=torch.double)
+    band = torch.quantile(boot, q, dim=0)  # [2, S]
+    return {"sizes": sizes, "faithfulness": to_list(f), "low": to_list(band[0]), "high": to_list(band[1]),
+            "area": num(area(fractions, f.double(), cmd)), "area_ci": to_list(torch.quantile(area(fractions, boot, cmd), q))}
+
+
+def smallest_faithful(evaluator: Evaluator, order: torch.Tensor, sizes: list[int], f: list[float],
+                      params: Params) -> dict | None:
+    """The smallest circuit with f ≥ params.faithful: the first evaluated size that reaches it,
+    refined on a log grid of sizes between it and the size before."""
+    runner = evaluator.runner
+    hit = next((i for i, v in enumerate(f) if v >= params.faithful), None)
+    if hit is None:
+        return None
+    low = sizes[hit - 1] if hit else 0
+    grid = sorted({round(low + (sizes[hit] - low) * t) for t in torch.logspace(-1, 0, params.refine).tolist()} - {low})
+    for n in grid:
+        value = float(faithfulness(runner.evaluate(evaluator.keep(order, n))[None], runner.clean_metric,
+                                   runner.corrupted_metric)[0])
+        if value >= params.faithful:
+            return {"edges": n, "fraction": num(n / evaluator.n_edges), "faithfulness": num(value)}
+    return {"edges": sizes[hit], "fraction": num(sizes[hit] / evaluator.n_edges), "faithfulness": num(f[hit])}
+
+
+def node_effects(runner: CircuitRunner, position_aware: bool) -> torch.Tensor:
+    """Each writer's exact effect (mean logit difference minus the corrupted run's, in logits):
+    all of its outgoing edges patched clean into the corrupted run. [W], or [W, n_pos]."""
+    upstream = runner.graph.upstream()
+    base = runner.corrupted_metric.mean()
+    positions = range(runner.start, runner.n_pos) if position_aware else [None]
+    out = torch.zeros(upstream.shape[0], runner.n_pos if position_aware else 1)
+    for w in range(upstream.shape[0]):
+        for p in positions:
+            patched = torch.zeros(*upstream.shape, runner.n_pos, dtype=torch.bool)
+            if p is None:
+                patched[w] = upstream[w, :, None]
+            else:
+                patched[w, :, p] = upstream[w]
+            out[w, p or 0] = runner.patch_edges(patched).mean() - base
+    return out if position_aware else out[:, 0]
+
+
+def node_scores(graph, effects: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per (writer, reader[, pos]) edge: the writer's exact effect, and (to break ties) the
+    effect of the component the reader belongs to (the logits rank first)."""
+    reader_effect = []
+    for r in graph.readers:
+        if r[0] == "logits":
+            reader_effect.append(torch.full_like(effects[0], float("inf")))
+        else:
+            w = graph.writers.index(("head", r[1], r[2]) if r[0] in "qkv" else ("mlp", r[1]))
+            reader_effect.append(effects[w].abs())
+    reader_effect = torch.stack(reader_effect)  # [R] or [R, P]
+    writer = effects[:, None].expand(len(graph.writers), *reader_effect.shape)
+    reader = reader_effect[None].expand_as(writer)
+    return writer, reader
+
+
+@torch.no_grad()
+def edge_effects(runner: CircuitRunner, evaluator: Evaluator, order: torch.Tensor, n: int) -> torch.Tensor:
+    """The exact effect (logits) of patching each of the first n edges of `order` alone."""
+    base = runner.corrupted_metric.mean()
+    out = []
+    for i in order[:n].tolist():
+        patched = torch.zeros(evaluator.shape, dtype=torch.bool).flatten()
+        patched[evaluator.edges[i]] = True
+        patched = patched.reshape(evaluator.shape)
+        if patched.dim() == 2:
+            patched = patched[..., None].expand(*patched.shape, runner.n_pos)
+        out.append(runner.patch_edges(patched).mean() - base)
+    return torch.stack(out)
+
+
+def methods(runner: CircuitRunner, evaluator: Evaluator, params: Params, position_aware: bool):
+    """{method: (edge scores, tie-breaker or None, seconds)} for this graph."""
+    out = {}
+    for name, steps in (("eap", 1), ("eap_ig", params.ig_steps)):
+        start = time.perf_counter()
+        scores = evaluator.edge_scores(runner.scores(steps))
+        out[name] = (scores, None, time.perf_counter() - start)
+    if params.node_ranking:
+        start = time.perf_counter()
+        effects = node_effects(runner, position_aware)
+        writer, reader = node_scores(runner.graph, effects)
+        out["exact_node"] = (writer.flatten()[evaluator.edges], reader.flatten()[evaluator.edges],
+                             time.perf_counter() - start)
+    return out
+
+
+def run_graph(runner: CircuitRunner, params: Params, position_aware: bool) -> tuple[dict, dict, dict]:
+    """Every method's curves (signed and absolute rankings) on one graph; the evaluator and the
+    methods' scores and orders come back for the figures."""
+    evaluator = Evaluator(runner, position_aware)
+    fractions = list(params.sizes)
+    sizes = sizes_for(fractions, evaluator.n_edges)
+    table, orders, timings = {}, {}, {}
+    for name, (scores, tie, seconds) in methods(runner, evaluator, params, position_aware).items():
+        start = time.perf_counter()
+        row = {"scores": scores}
+        for kind, absolute in (("cpr", False), ("cmd", True)):
+            order = ranking(scores, absolute, tie)
+            orders[(name, kind)] = order
+            curve = evaluator.curve(order, sizes)
+            row[kind] = summarise(curve, runner, fractions, sizes, absolute, params, params.seed)
+        row["smallest_faithful"] = smallest_faithful(evaluator, orders[(name, "cmd")], sizes,
+                                                     row["cmd"]["faithfulness"], params)
+        timings[name] = round(seconds + time.perf_counter() - start, 3)
+        table[name] = row
+    start = time.perf_counter()
+    g = torch.Generator().manual_seed(params.seed)
+    randoms = []
+    for _ in range(params.random_seeds):
+        order = torch.randperm(evaluator.n_edges, generator=g)
+        curve = evaluator.curve(order, sizes)
+        randoms.append({k: summarise(curve, runner, fractions, sizes, k == "cmd", params, params.seed)
+                        for k in ("cpr", "cmd")})
+    table["random"] = {"seeds": randoms, "cpr": mean_curve([r["cpr"] for r in randoms]),
+                       "cmd": mean_curve([r["cmd"] for r in randoms]),
+                       "smallest_faithful": None}
+    timings["random"] = round(time.perf_counter() - start, 3)
+    return table, {"evaluator": evaluator, "orders": orders, "sizes": sizes}, timings
+
+
+def mean_curve(curves: list[dict]) -> dict:
+    """The random baseline: the mean over seeds of f and of the area, with the seeds' range."""
+    f = torch.tensor([c["faithfulness"] for c in curves])
+    areas = torch.tensor([c["area"] for c in curves])
+    return {"sizes": curves[0]["sizes"], "faithfulness": to_list(f.mean(0)), "low": to_list(f.min(0).values),
+            "high": to_list(f.max(0).values), "area": num(areas.mean()), "area_ci": [num(areas.min()), num(areas.max())]}
+
+
+def subset(runner_args, idx: torch.Tensor) -> CircuitRunner:
+    model, clean, corrupted, answers = runner_args
+    return CircuitRunner(model, clean[idx], corrupted[idx], answers[idx])
+
+
+def held_out(model, batch, params: Params) -> dict:
+    """EAP-IG scored on one half of the prompts, verified on the other (and, for comparison,
+    scored and verified on that other half)."""
+    g = torch.Generator().manual_seed(params.seed)
+    perm = torch.randperm(len(batch.clean_tokens), generator=g)
+    half = len(perm) // 2
+    args = (model, batch.clean_tokens, batch.corrupted_tokens, batch.answer_tokens)
+    scoring, testing = subset(args, perm[:half]), subset(args, perm[half:])
+    evaluator = Evaluator(testing, False)
+    fractions = list(params.sizes)
+    sizes = sizes_for(fractions, evaluator.n_edges)
+    out = {"n_scoring": half, "n_testing": len(perm) - half}
+    for name, source in (("held_out", scoring), ("in_sample", testing)):
+        order = ranking(evaluator.edge_scores(source.scores(params.ig_steps)), absolute=False)
+        out[name] = summarise(evaluator.curve(order, sizes), testing, fractions, sizes, False, params, params.seed)
+    return out
+
+
+def transfer(model, batch, order: torch.Tensor, params: Params) -> dict | None:
+    """The pronoun circuits (EAP-IG, signed ranking) on the exceptions task's control family,
+    ordinary sentence ends, corrupted the same way ("." -> ";"), on prompts whose answer pair is
+    single-token: per length group one runner; faithfulness from the pooled per-prompt metrics."""
+    spec = batch.spec
+    control = spec.info["control"]
+    groups: dict[int, list] = {}
+    for i, p in enumerate(spec.prompts):
+        answers = batch.answer_tokens[i]
+        if p.group != control or not p.text.endswith(".") or bool((answers == UNUSABLE).any()):
+            continue
+        clean, corrupted = model.to_tokens(p.text), model.to_tokens(p.text[:-1] + ";")
+        if clean.shape == corrupted.shape:
+            groups.setdefault(clean.shape[1], []).append((clean, corrupted, answers, p.text))
+    if not groups:
+        return None
+    fractions = list(params.sizes)
+    m_c, m_n, m_0, prompts = [], [], [], []
+    for rows in groups.values():
+        runner = CircuitRunner(model, torch.cat([r[0] for r in rows]), torch.cat([r[1] for r in rows]),
+                               torch.stack([r[2] for r in rows]))
+        evaluator = Evaluator(runner, False)
+        m_c.append(evaluator.curve(order, sizes_for(fractions, evaluator.n_edges)))
+        m_n.append(runner.clean_metric)
+        m_0.append(runner.corrupted_metric)
+        prompts += [r[3] for r in rows]
+    m_c, m_n, m_0 = torch.cat(m_c, -1), torch.cat(m_n), torch.cat(m_0)
+    if abs(float(m_n.mean() - m_0.mean())) < 1e-6:
+        return {"family": control, "prompts": prompts, "defined": False}
+    f = faithfulness(m_c, m_n, m_0)
+    return {"family": control, "prompts": prompts, "defined": True, "clean": num(m_n.mean()),
+            "corrupted": num(m_0.mean()), "faithfulness": to_list(f), "area": num(area(fractions, f.double(), False))}
+
+
+def describe(graph, evaluator: Evaluator, order: torch.Tensor, n: int, scores: torch.Tensor,
+             effects: torch.Tensor, position_aware: bool) -> dict:
+    """The circuit of the first n edges of `order`, as data: its edges (ids, score, exact
+    effect), its nodes, and how many edges feed each kind of reader."""
+    shape = evaluator.shape
+    edges = []
+    for rank, i in enumerate(order[:n].tolist()):
+        flat = int(evaluator.edges[i])
+        w, r, p = (flat // (shape[1] * shape[2]), flat // shape[2] % shape[1], flat % shape[2]) if position_aware \
+            else (flat // shape[1], flat % shape[1], None)
+        edge = {"writer": graph.writer_id(w), "reader": graph.reader_id(r), "score": num(scores[i])}
+        if p is not None:
+            edge["position"] = p
+        if rank < len(effects):
+            edge["exact_effect"] = num(effects[rank])
+        edges.append(edge)
+    kinds = {}
+    for e in edges:
+        kind = e["reader"]["kind"]
+        kinds[kind] = kinds.get(kind, 0) + 1
+    nodes = {tuple(sorted(e["writer"].items())) for e in edges} | {
+        tuple(sorted(e["reader"].items())) for e in edges}
+    writers = sorted({graph.writers.index(tuple(e["writer"].values())) for e in edges})
+    return {"n_edges": n, "edges": edges, "readers_by_kind": kinds,
+            "writers": [graph.writer_id(w) for w in writers],
+            "heads": [{"layer": layer, "head": head} for layer, head in
+                      sorted({(e["writer"]["layer"], e["writer"]["head"]) for e in edges if e["writer"]["kind"] == "head"})],
+            "mlps": [{"kind": "mlp", "layer": layer} for layer in
+                     sorted({e["writer"]["layer"] for e in edges if e["writer"]["kind"] == "mlp"})],
+            "n_nodes": len(nodes)}
 
 
 def run(model, batch, params: Params, inputs: dict) -> Result:
-    n = batch.clean_tokens.shape[0]
-    # spread the prompts over the task: both groups and every template
-    chosen = sorted(set(torch.linspace(0, n - 1, min(params.n_prompts, n)).round().long().tolist()))
-    pairs = [(batch.clean_tokens[i : i + 1], batch.corrupted_tokens[i : i + 1], prompt_metric(batch.answer_tokens[i]))
-             for i in chosen]
+    runner = CircuitRunner(model, batch.clean_tokens, batch.corrupted_tokens, batch.answer_tokens)
+    clean, corrupted = runner.clean_metric.mean(), runner.corrupted_metric.mean()
+    normalisation_scale("circuit", clean, corrupted)
+    graph = runner.graph
+    table, state, timings = run_graph(runner, params, position_aware=False)
+    evaluator, orders = state["evaluator"], state["orders"]
 
-    totals: dict = {}
-    with torch.enable_grad():
-        for clean, corrupted, metric in pairs:
-            scores = attribution_patch(model, clean, corrupted, metric, EdgeAttributionConfig(granularity="edge"))
-            for edge, score in scores.edge_scores.items():
-                totals[edge] = totals.get(edge, 0.0) + score / len(pairs)
-    ranked = sorted(totals.items(), key=lambda item: abs(item[1]), reverse=True)
+    # the circuit: EAP-IG by |score|, at its smallest faithful size (else the largest drawn)
+    faithful = table["eap_ig"]["smallest_faithful"]
+    order = orders[("eap_ig", "cmd")]
+    shown = min(params.graph_edges, evaluator.n_edges)
+    n = faithful["edges"] if faithful and faithful["edges"] <= shown else shown
+    effects = edge_effects(runner, evaluator, order, shown)
+    ig_scores = table["eap_ig"]["scores"]
+    circuit = describe(graph, evaluator, order, n, ig_scores, effects, False)
+    drawn = describe(graph, evaluator, order, shown, ig_scores, effects, False)
 
-    labels = batch.position_labels
-    sizes = sorted({min(k, len(ranked)) for k in params.circuit_sizes})
-    curve = []
-    for k in sizes:
-        circuit = [edge for edge, _ in ranked[:k]]
-        runs = [faithfulness(model, clean, corrupted, metric, circuit) for clean, corrupted, metric in pairs]
-        curve.append({"size": k, "recovered": num(sum(r.recovered for r in runs) / len(runs)),
-                      "per_prompt": [num(r.recovered) for r in runs],
-                      "by_class": {c: num(sum(r.edge_class_recovered[c] for r in runs) / len(runs))
-                                   for c in runs[0].edge_class_recovered}})
-    faithful = [c for c in curve if c["recovered"] >= params.faithful]
-    top = [{"writer": node_label(w, labels), "reader": node_label(r, labels), "score": num(s)}
-           for (w, r), s in ranked[: params.top_edges]]
+    position = None
+    if params.position_aware:
+        pos_table, pos_state, pos_timings = run_graph(runner, params, position_aware=True)
+        position = {k: {kk: vv for kk, vv in v.items() if kk != "scores"} for k, v in pos_table.items()}
+        timings.update({f"{k}_by_position": v for k, v in pos_timings.items()})
+        pos_order = pos_state["orders"][("eap_ig", "cmd")]
+        pos_shown = min(params.graph_edges, pos_state["evaluator"].n_edges)
+        pos_effects = edge_effects(runner, pos_state["evaluator"], pos_order, pos_shown)
+        position["drawn"] = describe(graph, pos_state["evaluator"], pos_order, pos_shown,
+                                     pos_table["eap_ig"]["scores"], pos_effects, True)
+
+    export = min(params.export_edges, evaluator.n_edges)
+    all_scores = {name: row["scores"] for name, row in table.items() if "scores" in row}
+    methods_table = {k: {kk: vv for kk, vv in v.items() if kk != "scores"} for k, v in table.items()}
+    top = order[:export]
     metrics = {
-        "prompts": [batch.spec.prompts[i].text for i in chosen],
-        "total_edges": len(ranked),
-        "nonzero_edges": sum(1 for _, s in ranked if s != 0.0),
-        "top_edges": top,
-        "faithfulness": curve,
-        "faithful_threshold": params.faithful,
-        "smallest_faithful": faithful[0]["size"] if faithful else None,
+        "clean_logit_diff": num(clean), "corrupted_logit_diff": num(corrupted),
+        "n_prompts": len(batch.spec.prompts), "n_edges": evaluator.n_edges,
+        "n_edges_by_position": evaluator.n_edges * runner.n_pos, "shared_prefix": runner.start,
+        "fractions": list(params.sizes), "ig_steps": params.ig_steps, "top_edges": params.top_edges, "faithful": params.faithful,
+        "confidence": params.confidence, "bootstrap": params.bootstrap, "random_seeds": params.random_seeds,
+        "methods": methods_table, "by_position": position,
+        "circuit": circuit, "drawn": drawn,
+        "held_out": held_out(model, batch, params) if params.held_out else None,
+        "transfer": (transfer(model, inputs["tasks"]["exceptions"], orders[("eap_ig", "cpr")], params)
+                     if "exceptions" in inputs.get("tasks", {}) else None),
+        # the downloadable circuit graph (render writes it beside the page as JSON)
+        "download": {"model_clean_logit_diff": num(clean), "model_corrupted_logit_diff": num(corrupted),
+                  "methods": methods_table,
+                  "writers": [graph.writer_id(i) for i in range(len(graph.writers))],
+                  "readers": [graph.reader_id(i) for i in range(len(graph.readers))],
+                  "edges": [[int(evaluator.edges[i]) // len(graph.readers), int(evaluator.edges[i]) % len(graph.readers)]
+                            + [num(all_scores[m][i]) for m in sorted(all_scores)] for i in top.tolist()],
+                  "columns": ["writer", "reader"] + sorted(all_scores)},
+        "negligible": params.negligible,
+        "negligible_edges": sum(abs(e.get("exact_effect", 0.0)) < params.negligible * float(clean - corrupted)
+                                for e in drawn["edges"]),
     }
-    return Result(metrics, {"edges": edges_figure(top), "faithfulness": faithfulness_figure(curve, len(ranked))})
-
-
-def edges_figure(top: list[dict]) -> dict:
-    names = [f"{e['writer']} → {e['reader']}" for e in top]
-    fig = go.Figure(go.Bar(x=[e["score"] for e in top], y=names, orientation="h",
-                           hovertemplate="%{y}<br>%{x:.4f}<extra></extra>"))
-    fig.update_yaxes(autorange="reversed", type="category")
-    fig.update_layout(title="Top edges by edge attribution patching", xaxis_title="estimated effect (logit diff)",
-                      height=max(300, 24 * len(top) + 120), margin=dict(l=260))
-    return plotly_spec(fig)
-
-
-def faithfulness_figure(curve: list[dict], total: int) -> dict:
-    fig = go.Figure()
-    fig.add_trace(go.Scatter(x=[c["size"] for c in curve], y=[c["recovered"] for c in curve], mode="lines+markers",
-                             name="recovered", hovertemplate="%{x} edges<br>recovered %{y:.3f}<extra></extra>"))
-    fig.update_layout(title="Faithfulness of the top-k circuit", height=380, xaxis_type="log",
-                      xaxis_title=f"edges kept (of {total})", yaxis_title="recovered (0 corrupted, 1 clean)")
-    return plotly_spec(fig)
+    figures = {"faithfulness": curves_figure(methods_table, list(params.sizes), evaluator.n_edges,
+                                                  "position-agnostic graph"),
+               "graph": graph_figure(drawn, state["sizes"], n, params.faithful, graph, runner.n_pos, False)}
+    if position:
+        figures["faithfulness_by_position"] = curves_figure(position, list(params.sizes),
+                                                            evaluator.n_edges * runner.n_pos, "position-aware graph")
+        figures["graph_by_position"] = graph_figure(position["drawn"], pos_state["sizes"], None, params.faithful,
+                                                    graph, runner.n_pos, True)
+    return Result(metrics, figures, timings)

@@ -24,10 +24,9 @@ import plotly.graph_objects as go
 import torch
 
 from generator.experiments import Result
-from generator.experiments.attribution import lens_lines, stack_label
-from generator.experiments.common import num, to_list
 from generator.experiments.params import Exceptions as Params
-from generator.figures import plotly_spec
+from generator.figures import lens_lines, plotly_spec, stack_label
+from generator.metrics import num, to_list
 
 
 def case_masks(model) -> tuple[torch.Tensor, torch.Tensor]:
@@ -69,7 +68,7 @@ def run(model, batch, params: Params, inputs: dict) -> Result:
         for j, i in enumerate(idx):
             p, pair = spec.prompts[i], batch.answer_tokens[i]
             single = bool((pair >= 0).all())
-            rows[i] = {"prompt": p.text, "family": p.group, "capital": p.answers[0], "lowercase": p.answers[1],
+            rows[i] = {"prompt": p.text, "family": p.group, "notebook": p.from_notebook, "capital": p.answers[0], "lowercase": p.answers[1],
                        "n_tokens": length, "log_odds": num(log_odds[j]),
                        "p_capital": num(probs[j, upper].sum()), "p_lowercase": num(probs[j, lower].sum()),
                        "single_token_pair": single,

@@ -12,14 +12,13 @@ tensor per prompt; an answer pair that is not single-token is marked unusable, a
 
 from __future__ import annotations
 
-import hashlib
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
 
 from generator import ReportError
+from generator.store import digest
 
 DATA_DIR = Path(__file__).parent / "data"
 UNUSABLE = -1  # answer id of a `families` pair that is not single-token for the model
@@ -49,8 +48,7 @@ class TaskSpec:
 
     def digest(self) -> str:
         prompts = [p.__dict__ for p in self.prompts]
-        data = json.dumps([prompts, self.info] if self.info else prompts, sort_keys=True)
-        return hashlib.sha256(data.encode()).hexdigest()[:16]
+        return digest([prompts, self.info] if self.info else prompts)
 
 
 @dataclass

@@ -1,0 +1,245 @@
+"""The residual-stream edge graph of a GPT-2-style model, exact circuit runs and EAP(-IG) scores.
+
+Writers are the token embedding, every attention head (its output z @ W_O) and every MLP;
+readers are every head's query, key and value input, every MLP's input and the logits. An edge
+joins a writer to each reader downstream of it (MIB's graph, and TransformerLens's
+`attribution_patch` graph; 32,491 edges for GPT-2 small). Position embeddings and attention
+output biases are in no writer: they are the same in every run.
+
+Why hand-written: TransformerLens scores and evaluates circuits one prompt at a time with hooks
+(`attribution_patch`, `faithfulness`), has no integrated gradients (EAP-IG), and builds a
+Python dict per edge. Here one forward, in which every reader gets its own input,
+
+    input_r = Σ_w live_w − Σ_w ablate[w, r] · (live_w − other_w)     (+ the constant terms)
+
+does all of it on whole batches: with `ablate` = the edges outside a circuit and `other` = the
+corrupted run's writer outputs, on the clean tokens, it is MIB's exact circuit evaluation
+(one batched forward per circuit); with `ablate` = one edge and `other` = the clean run's, on
+the corrupted tokens, it patches that edge alone (an edge's exact effect); with nothing
+ablated and each reader's input tapped for its gradient, it gives EAP scores, and averaged
+over inputs interpolated from corrupted to clean, EAP-IG scores.
+
+Positions before the first token where any clean/corrupted pair differs see the same tokens in
+both runs, so every writer's output there is the same too: runs start after that shared prefix,
+with the earlier keys and values taken from the clean run (exact, as in generator.engine).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional
+
+import torch
+
+from generator.engine.ops import norm
+from generator.engine.weights import model_weights
+from generator.metrics import logit_diff
+
+
+@dataclass(frozen=True)
+class EdgeGraph:
+    """Writers and readers of a model with `n_layers` × `n_heads`, and which edges exist."""
+
+    n_layers: int
+    n_heads: int
+
+    @property
+    def writers(self) -> list[tuple]:  # ("embed",), ("head", layer, head), ("mlp", layer)
+        out = [("embed",)]
+        for layer in range(self.n_layers):
+            out += [("head", layer, h) for h in range(self.n_heads)] + [("mlp", layer)]
+        return out
+
+    @property
+    def readers(self) -> list[tuple]:  # ("q"|"k"|"v", layer, head), ("mlp", layer), ("logits",)
+        out = []
+        for layer in range(self.n_layers):
+            out += [(c, layer, h) for c in "qkv" for h in range(self.n_heads)] + [("mlp", layer)]
+        return out + [("logits",)]
+
+    def writers_before(self, layer: int, mlp: bool = False) -> int:
+        """How many writers precede layer `layer`'s attention (or its MLP, which also reads
+        that layer's heads)."""
+        return 1 + layer * (self.n_heads + 1) + (self.n_heads if mlp else 0)
+
+    def reader_slice(self, layer: int, kind: str) -> slice:
+        """The readers of one layer: its 3 × n_heads attention inputs, or its MLP input."""
+        first = layer * (3 * self.n_heads + 1)
+        return slice(first, first + 3 * self.n_heads) if kind == "attn" else slice(first + 3 * self.n_heads,
+                                                                                first + 3 * self.n_heads + 1)
+
+    def upstream(self) -> torch.Tensor:
+        """[n_writers, n_readers] bool: the edges of the graph."""
+        mask = torch.zeros(len(self.writers), len(self.readers), dtype=torch.bool)
+        for layer in range(self.n_layers):
+            mask[: self.writers_before(layer), self.reader_slice(layer, "attn")] = True
+            mask[: self.writers_before(layer, mlp=True), self.reader_slice(layer, "mlp")] = True
+        mask[:, -1] = True  # every writer reaches the logits
+        return mask
+
+    def writer_id(self, i: int) -> dict:
+        """The stored id of writer i: {"kind": "embed" | "head" | "mlp", "layer", "head"}."""
+        return _node_id(self.writers[i])
+
+    def reader_id(self, i: int) -> dict:
+        """The stored id of reader i: {"kind": "q" | "k" | "v" | "mlp" | "logits", ...}."""
+        return _node_id(self.readers[i])
+
+
+def _node_id(node: tuple) -> dict:
+    return dict(zip(("kind", "layer", "head"), node))
+
+
+class CircuitRunner:
+    """Clean and corrupted runs of one task on one model, for exact circuit evaluations and
+    EAP / EAP-IG scores over the edge graph. Shapes: B prompts, P positions computed (those
+    after the shared prefix), D = d_model, W writers, R readers."""
+
+    def __init__(self, model, clean_tokens: torch.Tensor, corrupted_tokens: torch.Tensor,
+                 answer_tokens: torch.Tensor, *, share_prefix: bool = True):
+        self.w = model_weights(model)
+        self.graph = EdgeGraph(self.w.n_layers, self.w.n_heads)
+        self.device = self.w.W_E.device
+        self.clean_tokens, self.corrupted_tokens = clean_tokens.to(self.device), corrupted_tokens.to(self.device)
+        self.answer_tokens = answer_tokens.to(self.device)
+        self.n_pos = clean_tokens.shape[1]
+        differs = (self.clean_tokens != self.corrupted_tokens).any(0).nonzero()
+        self.start = (int(differs[0]) if len(differs) else self.n_pos - 1) if share_prefix else 0
+        self.start = min(self.start, self.n_pos - 1)  # the final position is always computed
+        with torch.no_grad():
+            self.prefix_kv = self._prefix_keys_values()
+            self.clean_writers, self.clean_metric = self.forward(self.embed(self.clean_tokens), record=True)
+            self.corrupted_writers, self.corrupted_metric = self.forward(self.embed(self.corrupted_tokens), record=True)
+
+    # ---- the forward --------------------------------------------------------------------
+
+    def embed(self, tokens: torch.Tensor) -> torch.Tensor:  # [B, P, D], positions from `start`
+        return self.w.W_E[tokens[:, self.start:]]
+
+    def _prefix_keys_values(self) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """Keys and values at the shared prefix ([B, start, H, d] per layer): a plain forward."""
+        x = self.w.W_E[self.clean_tokens[:, : self.start]] + self.w.W_pos[: self.start]
+        out = []
+        for layer in self.w.layers:
+            h = norm(x, layer.ln1, self.w.eps)
+            q, k, v = (split(h @ W + b, self.w.n_heads) for W, b in
+                       ((layer.W_Q, layer.b_Q), (layer.W_K, layer.b_K), (layer.W_V, layer.b_V)))
+            out.append((k, v))
+            z = attend(q, k, v, 0, self.w.attn_scale)
+            x = x + z.flatten(-2) @ layer.W_O + layer.b_O
+            x = x + self.w.act_fn(norm(x, layer.ln2, self.w.eps) @ layer.W_in + layer.b_in) @ layer.W_out + layer.b_out
+        return out
+
+    def forward(self, embed: torch.Tensor, ablate: Optional[torch.Tensor] = None,
+                other: Optional[torch.Tensor] = None, record: bool = False, taps: Optional[list] = None):
+        """Per-prompt logit differences [B] of one run from token embeddings `embed` [B, P, D].
+
+        ablate: [W, R] or [W, R, n_pos] (position-aware) weights: the share of each edge's
+            writer output replaced by `other`'s ([W, B, P, D]); None = an unablated run.
+        record: also return the writers' outputs [W, B, P, D] (then returns (writers, metric)).
+        taps: a list that receives each reader block's input tensor with its gradient retained.
+        """
+        w, g, H = self.w, self.graph, self.w.n_heads
+        const = w.W_pos[self.start: self.n_pos][None]  # position embeddings and, later, attention biases
+        live = [embed]
+        total = embed  # Σ live
+        for layer, L in enumerate(w.layers):
+            x = self._reader_inputs(const + total, live, other, ablate, g.reader_slice(layer, "attn"), taps)
+            x = norm(x, L.ln1, w.eps).unflatten(0, (3, H))  # [3, H, B, P, D]
+            q, k, v = (torch.einsum("hbpd,dhe->bphe", x[i], W.unflatten(-1, (H, -1))) + b.unflatten(-1, (H, -1))
+                       for i, (W, b) in enumerate(((L.W_Q, L.b_Q), (L.W_K, L.b_K), (L.W_V, L.b_V))))
+            pk, pv = self.prefix_kv[layer] if self.start else (None, None)
+            z = attend(q, join(pk, k), join(pv, v), self.start, w.attn_scale)  # [B, P, H, d]
+            result = torch.einsum("bphe,hed->bphd", z, L.W_O.unflatten(0, (H, -1)))  # each head's write
+            heads = list(result.unbind(2))
+            live += heads
+            total = total + result.sum(2)
+            const = const + L.b_O
+            x = self._reader_inputs(const + total, live, other, ablate, g.reader_slice(layer, "mlp"), taps)[0]
+            mlp_out = w.act_fn(norm(x, L.ln2, w.eps) @ L.W_in + L.b_in) @ L.W_out + L.b_out
+            live.append(mlp_out)
+            total = total + mlp_out
+        final = self._reader_inputs(const + total, live, other, ablate, slice(len(g.readers) - 1, None), taps)[0]
+        x = norm(final[:, -1], w.ln_final, w.eps)  # [B, D]
+        logits = torch.einsum("bd,dbk->bk", x, w.W_U[:, self.answer_tokens]) + w.b_U[self.answer_tokens]
+        metric = logits[:, 0] - logits[:, 1]
+        return (torch.stack(live), metric) if record else metric
+
+    def _reader_inputs(self, resid, live, other, ablate, readers: slice, taps):
+        """[R', B, P, D]: each reader's input, with its ablated writers' outputs swapped for other's."""
+        n_readers = readers.stop - readers.start if readers.stop is not None else 1
+        x = resid[None].expand(n_readers, *resid.shape)
+        if ablate is not None:
+            n = len(live)
+            delta = torch.stack(live) - other[:n]  # [n, B, P, D]
+            a = ablate[:n, readers]
+            if a.dim() == 3:  # position-aware: one weight per position
+                x = x - torch.einsum("nbpd,nrp->rbpd", delta, a[..., self.start:].to(delta.dtype))
+            else:
+                x = x - torch.einsum("nbpd,nr->rbpd", delta, a.to(delta.dtype))
+        if taps is not None:
+            x = x.clone()
+            x.retain_grad()
+            taps.append(x)
+        return x
+
+    # ---- what the circuit experiment asks --------------------------------------------------
+
+    @torch.no_grad()
+    def evaluate(self, keep: torch.Tensor) -> torch.Tensor:
+        """Per-prompt logit difference [B] of the clean run in which every edge outside `keep`
+        ([W, R] or [W, R, n_pos] bool) carries the corrupted run's writer output (MIB)."""
+        ablate = (~keep).to(self.w.W_E.dtype)
+        return self.forward(self.embed(self.clean_tokens), ablate, self.corrupted_writers)
+
+    @torch.no_grad()
+    def patch_edges(self, patched: torch.Tensor) -> torch.Tensor:
+        """Per-prompt logit difference [B] of the corrupted run in which the edges in `patched`
+        carry the clean run's writer output (denoising: an edge's exact effect, which EAP
+        approximates to first order; or a node's, with all of its edges)."""
+        return self.forward(self.embed(self.corrupted_tokens), patched.to(self.w.W_E.dtype), self.clean_writers)
+
+    def scores(self, ig_steps: int = 1) -> torch.Tensor:
+        """[W, R, n_pos] position-aware edge scores (clean − corrupted writer output) ·
+        d(mean logit difference)/d(reader input), the gradient taken at the corrupted run
+        (ig_steps = 1: EAP) or averaged over inputs interpolated from corrupted to clean
+        (EAP-IG: token embeddings corrupted + α (clean − corrupted), α = k/m for k = 0..m−1, a
+        left Riemann sum as in hannamw/EAP-IG; m = 1 is EAP). Zero for edges not in the graph."""
+        clean, corrupted = self.embed(self.clean_tokens), self.embed(self.corrupted_tokens)
+        grads = None
+        for k in range(ig_steps):
+            taps: list[torch.Tensor] = []
+            embed = (corrupted + (k / ig_steps) * (clean - corrupted)).detach().requires_grad_(True)
+            with torch.enable_grad():
+                self.forward(embed, taps=taps).mean().backward()
+            g = torch.cat([t.grad for t in taps])  # [R, B, P, D], readers in graph order
+            grads = g if grads is None else grads + g
+        delta = self.clean_writers - self.corrupted_writers  # [W, B, P, D]
+        scores = torch.einsum("wbpd,rbpd->wrp", delta, grads / ig_steps)
+        full = torch.zeros(*scores.shape[:2], self.n_pos, dtype=scores.dtype, device=scores.device)
+        full[..., self.start:] = scores
+        return full * self.graph.upstream().to(full.device)[..., None]
+
+
+def split(x: torch.Tensor, n_heads: int) -> torch.Tensor:  # [..., H*d] -> [..., H, d]
+    return x.unflatten(-1, (n_heads, -1))
+
+
+def join(prefix: Optional[torch.Tensor], x: torch.Tensor) -> torch.Tensor:
+    return x if prefix is None else torch.cat([prefix, x], dim=1)
+
+
+def attend(q, k, v, start: int, scale: float) -> torch.Tensor:
+    """Causal attention: q [B, P, H, d] at positions start.., k and v [B, N, H, d] at every
+    position up to the last query -> z [B, P, H, d]."""
+    scores = torch.einsum("bphe,bkhe->bhpk", q, k) / scale
+    q_pos = torch.arange(start, start + q.shape[1], device=q.device)
+    k_pos = torch.arange(k.shape[1], device=q.device)
+    pattern = scores.masked_fill(k_pos[None, :] > q_pos[:, None], float("-inf")).softmax(-1)
+    return torch.einsum("bhpk,bkhe->bphe", pattern, v)
+
+
+def per_prompt_metric(model, tokens: torch.Tensor, answers: torch.Tensor) -> torch.Tensor:
+    """The model's own per-prompt logit difference (for checks)."""
+    with torch.no_grad():
+        return logit_diff(model(tokens), answers)

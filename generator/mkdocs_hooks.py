@@ -1,0 +1,4 @@
+"""mkdocs hooks (mkdocs.yml `hooks:`): render the report before each build, so that plain
+`mkdocs build` and `mkdocs serve` work. The code lives in generator.site."""
+
+from generator.site import on_config, on_serve  # noqa: F401

@@ -1,0 +1,77 @@
+"""How the report words what the experiments stored: display names, plurals and the models
+comparison. Torch-free; the templates reach these as Jinja filters and globals, so a template
+prints and never decides a threshold or spells a head name itself."""
+
+from __future__ import annotations
+
+from generator import reproduction
+from generator.heads import GROUPS, group_layers, head_name, node_name
+from generator.patch_targets import TARGETS
+
+COMPONENTS = {"q": "query", "k": "key", "v": "value"}
+COMPONENTS_PLURAL = {"q": "queries", "k": "keys", "v": "values"}
+
+
+def target_title(target: str) -> str:
+    """A patching target's display title ("head_out" -> "Head output (all positions)")."""
+    return TARGETS[target].title
+
+
+def plural(n: int, word: str, many: str = "") -> str:
+    """'1 head', '3 heads' (or `many` for an irregular plural)."""
+    return f"{n} {word if n == 1 else (many or word + 's')}"
+
+
+def join_words(items, last: str = "and") -> str:
+    """'a', 'a and b', 'a, b and c'."""
+    items = [str(i) for i in items]
+    if len(items) <= 1:
+        return "".join(items)
+    return f"{', '.join(items[:-1])} {last} {items[-1]}"
+
+
+def compare_models(results: dict[str, dict]) -> dict:
+    """The models page's comparison: per model its period effect (clean minus corrupted mean
+    logit difference), and which model has the strongest effect and the largest clean logit
+    difference. `results`: {model: {experiment: record}}."""
+    rows = []
+    for model, records in results.items():
+        if "baseline" not in records:
+            continue
+        b = records["baseline"]["metrics"]
+        rows.append({"model": model, "clean": b["mean_logit_diff"], "corrupted": b["mean_logit_diff_corrupted"],
+                     "effect": b["mean_logit_diff"] - b["mean_logit_diff_corrupted"]})
+    if not rows:
+        return {"rows": [], "strongest": None, "largest_clean": None}
+    return {"rows": rows, "strongest": max(rows, key=lambda r: r["effect"]),
+            "largest_clean": max(rows, key=lambda r: r["clean"])}
+
+
+def cell_name(index: dict, positions: list[str]) -> str:
+    """A sweep cell by its stored index: 'L3 · ._7', 'L2H1', 'L2H1 · John_1'."""
+    where = head_name(index) if "head" in index else f"L{index['layer']}"
+    return f"{where} · {positions[index['pos']]}" if "pos" in index else where
+
+
+READER_KINDS = {"q": ("query input", "query inputs"), "k": ("key input", "key inputs"),
+                "v": ("value input", "value inputs"), "mlp": ("MLP input", "MLP inputs"),
+                "logits": ("edge into the logits", "edges into the logits")}
+
+
+def reader_counts(kinds: dict[str, int]) -> str:
+    """{"q": 3, "logits": 1} -> '3 query inputs and 1 edge into the logits'."""
+    return join_words(f"{kinds[k]} {READER_KINDS[k][kinds[k] != 1]}" for k in READER_KINDS if kinds.get(k))
+
+
+def layer_range(layers: list[int]) -> str:
+    """'L0–L6', 'L7', or 'none'."""
+    if not layers:
+        return "none"
+    return f"L{layers[0]}" if len(layers) == 1 else f"L{layers[0]}–L{layers[-1]}"
+
+
+FILTERS = {"head": head_name, "cell": cell_name, "node": node_name, "target": target_title, "plural": plural,
+           "join_words": join_words, "reader_counts": reader_counts, "layer_range": layer_range}
+GLOBALS = {"COMPONENTS": COMPONENTS, "COMPONENTS_PLURAL": COMPONENTS_PLURAL, "GROUPS": GROUPS,
+           "group_layers": group_layers, "compare_models": compare_models,
+           "reproduction": reproduction.for_model, "notebook": reproduction.reference}
