@@ -31,7 +31,9 @@ import yaml  # noqa: E402
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from generator.engine import TARGETS, PatchingEngine, logit_diff  # noqa: E402
+from generator.engine import PatchingEngine  # noqa: E402
+from generator.metrics import logit_diff  # noqa: E402
+from generator.patch_targets import TARGETS  # noqa: E402
 
 TOKENIZER = ROOT / "tests" / "fixtures" / "gpt2-tokenizer"  # the real GPT-2 BPE (MIT)
 TASK = ROOT / "generator" / "tasks" / "data" / "pronoun.yaml"
@@ -60,8 +62,8 @@ def seed_prompts(n: int):
 
 def gpt2_small_shaped(device: str):
     """A random-weight GPT-2 small (GPT2Config()) booted through the bridge, seed processing."""
-    from transformers import GPT2Config, GPT2LMHeadModel, GPT2TokenizerFast
     from transformer_lens.model_bridge import TransformerBridge
+    from transformers import GPT2Config, GPT2LMHeadModel, GPT2TokenizerFast
 
     torch.manual_seed(0)
     with tempfile.TemporaryDirectory() as tmp:
@@ -101,10 +103,10 @@ def run_tl(model, clean_tokens, corrupted_tokens, answers, clean_cache, device):
     metric = lambda logits: logit_diff(logits, answers).mean()  # noqa: E731
     results, times = {}, {}
     for target in SUITE:
-        sweep = getattr(patching, TARGETS[target].tl_equivalent)
+        sweep = getattr(patching, TARGETS[target].tl_sweep)
         with torch.no_grad():
             results[target], times[target] = timed(
-                lambda: sweep(model, corrupted_tokens, clean_cache, metric), device
+                lambda sweep=sweep: sweep(model, corrupted_tokens, clean_cache, metric), device
             )
         print(f"  TL {target:10s} {times[target]:8.2f} s", flush=True)
     return results, times
@@ -114,14 +116,18 @@ def run_engine(model, clean_tokens, corrupted_tokens, answers, clean_cache, devi
     times = {}
     engine, times["setup"] = timed(
         lambda: PatchingEngine(
-            model, clean_tokens, corrupted_tokens, answers,
-            clean_cache=clean_cache, max_rows=max_rows,
+            model,
+            clean_tokens,
+            corrupted_tokens,
+            answers,
+            clean_cache=clean_cache,
+            max_rows=max_rows,
         ),  # fmt: skip
         device,
     )
     results = {}
     for target in SUITE:
-        results[target], times[target] = timed(lambda: engine.sweep(target), device)
+        results[target], times[target] = timed(lambda target=target: engine.sweep(target), device)
     print(
         "  engine " + ", ".join(f"{k} {v:.2f} s" for k, v in times.items()),
         flush=True,
@@ -138,9 +144,7 @@ def run_attribution(model, clean_tokens, corrupted_tokens, answers):
     n_layers = model.cfg.n_layers
     names = [f"blocks.{l}.{h}" for h in ATTRIBUTION_HOOKS.values() for l in range(n_layers)]
     metric = lambda logits: logit_diff(logits, answers).mean()  # noqa: E731
-    clean = cache_activation_and_gradient(
-        model, clean_tokens, metric, names_filter=names, compute_gradient=False
-    )
+    clean = cache_activation_and_gradient(model, clean_tokens, metric, names_filter=names, compute_gradient=False)
     corrupted = cache_activation_and_gradient(model, corrupted_tokens, metric, names_filter=names)
     estimates = {}
     for target, hook in ATTRIBUTION_HOOKS.items():
@@ -182,8 +186,7 @@ def main(argv=None) -> None:
     max_rows = args.max_rows or (16384 if device == "cuda" else 2048)
     where = torch.cuda.get_device_name() if device == "cuda" else f"{torch.get_num_threads()} threads"
     print(
-        f"device {device} ({where}), torch {torch.__version__}, prompts {n}, "
-        f"TL prompts {n_tl}, max_rows {max_rows}",
+        f"device {device} ({where}), torch {torch.__version__}, prompts {n}, TL prompts {n_tl}, max_rows {max_rows}",
         flush=True,
     )
 
@@ -196,9 +199,7 @@ def main(argv=None) -> None:
     print(f"clean cache (shared input of both sides): {cache_s:.2f} s", flush=True)
 
     print(f"engine on {n} prompts:", flush=True)
-    exact, engine_times = run_engine(
-        model, clean_tokens, corrupted_tokens, answers, clean_cache, device, max_rows
-    )
+    exact, engine_times = run_engine(model, clean_tokens, corrupted_tokens, answers, clean_cache, device, max_rows)
     engine_total = sum(engine_times.values())
 
     ratio_line = "TransformerLens: skipped (--skip-tl)"
@@ -225,9 +226,7 @@ def main(argv=None) -> None:
         )
 
     with torch.enable_grad():
-        approx, attr_s = timed(
-            lambda: run_attribution(model, clean_tokens, corrupted_tokens, answers), device
-        )
+        approx, attr_s = timed(lambda: run_attribution(model, clean_tokens, corrupted_tokens, answers), device)
     attr_err = max(float((approx[t] - exact[t]).abs().max()) for t in SUITE)
 
     print()

@@ -21,9 +21,19 @@ def plotly_spec(fig: go.Figure) -> dict:
 
 def heatmap(z, x, y, title, x_title, y_title, colorbar="logit diff", zmid=0.0, text=None) -> dict:
     """A diverging heatmap centred on `zmid` (blue negative, red positive)."""
-    fig = go.Figure(go.Heatmap(z=z, x=x, y=y, zmid=zmid, colorscale="RdBu", reversescale=True,
-                               colorbar=dict(title=colorbar), text=text,
-                               hovertemplate="%{y} · %{x}<br>%{z:.3f}<extra></extra>"))
+    fig = go.Figure(
+        go.Heatmap(
+            z=z,
+            x=x,
+            y=y,
+            zmid=zmid,
+            colorscale="RdBu",
+            reversescale=True,
+            colorbar=dict(title=colorbar),
+            text=text,
+            hovertemplate="%{y} · %{x}<br>%{z:.3f}<extra></extra>",
+        )
+    )
     fig.update_layout(title=title, xaxis_title=x_title, yaxis_title=y_title)
     fig.update_yaxes(autorange="reversed", type="category")
     fig.update_xaxes(type="category")
@@ -61,10 +71,20 @@ def lens_lines(labels: list[str], series: dict[str, list[float]], title: str, y_
     """One line per series over the residual stream's stages (a logit lens), with a zero line."""
     fig = go.Figure()
     for name, values in series.items():
-        fig.add_trace(go.Scatter(x=labels, y=values, mode="lines+markers", name=name,
-                                 hovertemplate="%{x}: %{y:.3f}<extra>" + name + "</extra>"))
+        fig.add_trace(
+            go.Scatter(
+                x=labels,
+                y=values,
+                mode="lines+markers",
+                name=name,
+                hovertemplate="%{x}: %{y:.3f}<extra>" + name + "</extra>",
+            )
+        )
     fig.add_hline(y=0, line_width=1, line_color="grey")
-    fig.update_layout(title=title, yaxis_title=y_title,
-                      xaxis_title="residual stream (before each attention layer, before each MLP, final)")
+    fig.update_layout(
+        title=title,
+        yaxis_title=y_title,
+        xaxis_title="residual stream (before each attention layer, before each MLP, final)",
+    )
     fig.update_xaxes(type="category")
     return plotly_spec(fig)

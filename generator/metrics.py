@@ -30,7 +30,8 @@ def normalisation_scale(experiment: str, clean: float, corrupted: float) -> floa
         raise ReportError(
             f"{experiment}: the clean and corrupted mean logit differences are equal ({float(clean):.4g}), "
             "so the normalised metric (0 = corrupted, 1 = clean) is undefined; this model does not react "
-            "to the corruption")
+            "to the corruption"
+        )
     return scale
 
 

@@ -137,6 +137,17 @@ def load_model(ref: ModelRef, device: str = "auto", dtype: str = "float32"):
 
 def _is_offline_error(e: BaseException) -> bool:
     text = f"{type(e).__name__} {e}".lower()
-    markers = ("offline", "connect", "resolve", "network", "hub", "couldn't", "localentrynotfound",
-               "timed out", "max retries", "name or service", "not found in cache")
+    markers = (
+        "offline",
+        "connect",
+        "resolve",
+        "network",
+        "hub",
+        "couldn't",
+        "localentrynotfound",
+        "timed out",
+        "max retries",
+        "name or service",
+        "not found in cache",
+    )
     return isinstance(e, (OSError, ConnectionError)) or any(m in text for m in markers)

@@ -17,8 +17,8 @@ into variant i's rows.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 from generator.heads import head_name
 
@@ -74,32 +74,83 @@ HEAD_ACTIVATIONS = ("q", "k", "v", "z", "pattern")
 
 _ROWS = [
     # name, title, activation, axes, setter, TransformerLens sweep, attribution reduction
-    ("resid_pre", "Residual stream (resid_pre)", "resid_pre", ("layer", "pos"), _set_pos,
-     "get_act_patch_resid_pre", "b p d -> p"),
-    ("attn_out", "Attention output", "attn_out", ("layer", "pos"), _set_pos,
-     "get_act_patch_attn_out", "b p d -> p"),
-    ("mlp_out", "MLP output", "mlp_out", ("layer", "pos"), _set_pos,
-     "get_act_patch_mlp_out", "b p d -> p"),
-    ("head_out", "Head output (all positions)", "z", ("layer", "head"), _set_head,
-     "get_act_patch_attn_head_out_all_pos", "b p h d -> h"),
-    ("head_out_by_pos", "Head output by position", "z", ("layer", "pos", "head"), _set_pos_head,
-     "get_act_patch_attn_head_out_by_pos", "b p h d -> p h"),
-    ("head_q", "Head queries", "q", ("layer", "head"), _set_head,
-     "get_act_patch_attn_head_q_all_pos", "b p h d -> h"),
-    ("head_k", "Head keys", "k", ("layer", "head"), _set_head,
-     "get_act_patch_attn_head_k_all_pos", "b p h d -> h"),
-    ("head_v", "Head values", "v", ("layer", "head"), _set_head,
-     "get_act_patch_attn_head_v_all_pos", "b p h d -> h"),
-    ("head_pattern", "Head attention patterns", "pattern", ("layer", "head"), _set_head_pattern,
-     "get_act_patch_attn_head_pattern_all_pos", "b h q k -> h"),
-    ("head_q_by_pos", "Head queries by position", "q", ("layer", "pos", "head"), _set_pos_head,
-     "get_act_patch_attn_head_q_by_pos", "b p h d -> p h"),
-    ("head_k_by_pos", "Head keys by position", "k", ("layer", "pos", "head"), _set_pos_head,
-     "get_act_patch_attn_head_k_by_pos", "b p h d -> p h"),
-    ("head_v_by_pos", "Head values by position", "v", ("layer", "pos", "head"), _set_pos_head,
-     "get_act_patch_attn_head_v_by_pos", "b p h d -> p h"),
-    ("head_pattern_by_pos", "Head attention patterns by position", "pattern", ("layer", "head", "pos"),
-     _set_head_pattern_dest, "get_act_patch_attn_head_pattern_by_pos", "b h q k -> h q"),
+    (
+        "resid_pre",
+        "Residual stream (resid_pre)",
+        "resid_pre",
+        ("layer", "pos"),
+        _set_pos,
+        "get_act_patch_resid_pre",
+        "b p d -> p",
+    ),
+    ("attn_out", "Attention output", "attn_out", ("layer", "pos"), _set_pos, "get_act_patch_attn_out", "b p d -> p"),
+    ("mlp_out", "MLP output", "mlp_out", ("layer", "pos"), _set_pos, "get_act_patch_mlp_out", "b p d -> p"),
+    (
+        "head_out",
+        "Head output (all positions)",
+        "z",
+        ("layer", "head"),
+        _set_head,
+        "get_act_patch_attn_head_out_all_pos",
+        "b p h d -> h",
+    ),
+    (
+        "head_out_by_pos",
+        "Head output by position",
+        "z",
+        ("layer", "pos", "head"),
+        _set_pos_head,
+        "get_act_patch_attn_head_out_by_pos",
+        "b p h d -> p h",
+    ),
+    ("head_q", "Head queries", "q", ("layer", "head"), _set_head, "get_act_patch_attn_head_q_all_pos", "b p h d -> h"),
+    ("head_k", "Head keys", "k", ("layer", "head"), _set_head, "get_act_patch_attn_head_k_all_pos", "b p h d -> h"),
+    ("head_v", "Head values", "v", ("layer", "head"), _set_head, "get_act_patch_attn_head_v_all_pos", "b p h d -> h"),
+    (
+        "head_pattern",
+        "Head attention patterns",
+        "pattern",
+        ("layer", "head"),
+        _set_head_pattern,
+        "get_act_patch_attn_head_pattern_all_pos",
+        "b h q k -> h",
+    ),
+    (
+        "head_q_by_pos",
+        "Head queries by position",
+        "q",
+        ("layer", "pos", "head"),
+        _set_pos_head,
+        "get_act_patch_attn_head_q_by_pos",
+        "b p h d -> p h",
+    ),
+    (
+        "head_k_by_pos",
+        "Head keys by position",
+        "k",
+        ("layer", "pos", "head"),
+        _set_pos_head,
+        "get_act_patch_attn_head_k_by_pos",
+        "b p h d -> p h",
+    ),
+    (
+        "head_v_by_pos",
+        "Head values by position",
+        "v",
+        ("layer", "pos", "head"),
+        _set_pos_head,
+        "get_act_patch_attn_head_v_by_pos",
+        "b p h d -> p h",
+    ),
+    (
+        "head_pattern_by_pos",
+        "Head attention patterns by position",
+        "pattern",
+        ("layer", "head", "pos"),
+        _set_head_pattern_dest,
+        "get_act_patch_attn_head_pattern_by_pos",
+        "b h q k -> h q",
+    ),
 ]
 # No "resid_mid": on a TransformerBridge, TL's hook_resid_mid is the input hook of ln2, so
 # get_act_patch_resid_mid patches only the MLP's input (it equals get_act_patch_mlp_out).

@@ -39,9 +39,12 @@ def key_parts(config: Config, ref, experiment: str, upstream: dict[str, str]) ->
     spec = experiments.get(experiment)
     return {
         "inputs": {name: upstream[name] for name in spec.after},
-        "model": {"name": ref.name, "source": ref.source,
-                  "location": ref.location if ref.source == "hub" else ref.source,
-                  "weights": models.fingerprint(ref)},
+        "model": {
+            "name": ref.name,
+            "source": ref.source,
+            "location": ref.location if ref.source == "hub" else ref.source,
+            "weights": models.fingerprint(ref),
+        },
         "task": tasks.load_task(spec.task).digest(),
         **({"extra_tasks": {t: tasks.load_task(t).digest() for t in spec.extra_tasks}} if spec.extra_tasks else {}),
         "params": config.experiments[experiment],
@@ -61,15 +64,19 @@ def ordered(config: Config) -> list[str]:
     for name, deps in after.items():
         for dep in deps:
             if dep not in after:
-                raise ReportError(f"experiments.{name} reads the results of {dep!r}, which is not "
-                                  f"configured: add `{dep}: {{}}` under experiments")
+                raise ReportError(
+                    f"experiments.{name} reads the results of {dep!r}, which is not "
+                    f"configured: add `{dep}: {{}}` under experiments"
+                )
     done: list[str] = []
     while len(done) < len(after):
         ready = [n for n in after if n not in done and all(d in done for d in after[n])]
         if not ready:
             stuck = [n for n in after if n not in done]
-            raise ReportError(f"experiments {', '.join(stuck)} read each other's results in a cycle "
-                              "(`after` in generator/experiments/__init__.py)")
+            raise ReportError(
+                f"experiments {', '.join(stuck)} read each other's results in a cycle "
+                "(`after` in generator/experiments/__init__.py)"
+            )
         done += ready
     return done
 
@@ -80,8 +87,9 @@ def plan(config: Config, force: bool = False, only: tuple[str, ...] = ()) -> lis
     store = Store(config.path("results"))
     for name in only:
         if name not in config.experiments:
-            raise ReportError(f"--only {name}: not an experiment in the config "
-                              f"(configured: {', '.join(config.experiments)})")
+            raise ReportError(
+                f"--only {name}: not an experiment in the config (configured: {', '.join(config.experiments)})"
+            )
     plans = []
     for model_name in config.models:
         ref = models.resolve(model_name)
@@ -103,8 +111,9 @@ def load(config: Config, model_name: str, stale: list[Plan]):
     from generator import experiments, models, tasks
 
     model = models.load_model(models.resolve(model_name), config.device, config.dtype)
-    names = dict.fromkeys(t for p in stale for t in (experiments.get(p.experiment).task,
-                                                     *experiments.get(p.experiment).extra_tasks))
+    names = dict.fromkeys(
+        t for p in stale for t in (experiments.get(p.experiment).task, *experiments.get(p.experiment).extra_tasks)
+    )
     return model, {task: tasks.build(tasks.load_task(task), model) for task in names}
 
 
@@ -119,15 +128,18 @@ def execute(config: Config, p: Plan, model, batches: dict, store: Store):
     for dep in spec.after:
         record = store.load(p.slug, dep)
         if record is None:
-            raise ReportError(f"{p.experiment} reads the results of {dep}, which has not run for {p.model}: "
-                              f"run without --only, or with --only {dep} first")
+            raise ReportError(
+                f"{p.experiment} reads the results of {dep}, which has not run for {p.model}: "
+                f"run without --only, or with --only {dep} first"
+            )
         inputs[dep] = record["metrics"]
     if spec.extra_tasks:
         inputs["tasks"] = {t: batches[t] for t in spec.extra_tasks}
     torch.manual_seed(config.seed)
     start = time.perf_counter()
-    result = experiments.module(p.experiment).run(model, batches[spec.task],
-                                                  spec.params(**config.experiments[p.experiment]), inputs)
+    result = experiments.module(p.experiment).run(
+        model, batches[spec.task], spec.params(**config.experiments[p.experiment]), inputs
+    )
     seconds = time.perf_counter() - start
     experiments.check_finite(p.experiment, result.metrics)
     return result, seconds
@@ -135,15 +147,26 @@ def execute(config: Config, p: Plan, model, batches: dict, store: Store):
 
 def record(config: Config, p: Plan, result, seconds: float, device: str, store: Store) -> None:
     """Store the result with its key and provenance (the timing apart: it varies run to run)."""
-    store.save(p.slug, p.experiment, {
-        "key": digest(p.key_parts),
-        "key_parts": p.key_parts,
-        "provenance": {"generator": __version__, "config": config.digest(), "device": device,
-                       "seed": config.seed, "dtype": config.dtype, "model": p.model,
-                       "versions": p.key_parts["versions"]},
-        "metrics": result.metrics,
-        "figures": result.figures,
-    }, {"wall_s": round(seconds, 3), **({"parts_s": result.timings} if result.timings else {})})
+    store.save(
+        p.slug,
+        p.experiment,
+        {
+            "key": digest(p.key_parts),
+            "key_parts": p.key_parts,
+            "provenance": {
+                "generator": __version__,
+                "config": config.digest(),
+                "device": device,
+                "seed": config.seed,
+                "dtype": config.dtype,
+                "model": p.model,
+                "versions": p.key_parts["versions"],
+            },
+            "metrics": result.metrics,
+            "figures": result.figures,
+        },
+        {"wall_s": round(seconds, 3), **({"parts_s": result.timings} if result.timings else {})},
+    )
 
 
 def run(config: Config, force: bool = False, only: tuple[str, ...] = (), log=print) -> list[dict]:
@@ -153,8 +176,16 @@ def run(config: Config, force: bool = False, only: tuple[str, ...] = (), log=pri
     summary = []
     for model_name in config.models:
         todo = [p for p in plans if p.model == model_name]
-        summary += [{"model": p.model, "experiment": p.experiment, "status": "reused",
-                     "seconds": store.timing(p.slug, p.experiment).get("wall_s")} for p in todo if p.fresh]
+        summary += [
+            {
+                "model": p.model,
+                "experiment": p.experiment,
+                "status": "reused",
+                "seconds": store.timing(p.slug, p.experiment).get("wall_s"),
+            }
+            for p in todo
+            if p.fresh
+        ]
         stale = [p for p in todo if not p.fresh]
         if not stale:
             continue  # everything reused: the model is never loaded
@@ -164,7 +195,8 @@ def run(config: Config, force: bool = False, only: tuple[str, ...] = (), log=pri
             log(f"running {p.experiment} on {model_name} ({'; '.join(p.reasons)})")
             result, seconds = execute(config, p, model, batches, store)
             record(config, p, result, seconds, str(model.cfg.device), store)
-            summary.append({"model": p.model, "experiment": p.experiment, "status": "ran",
-                            "seconds": round(seconds, 3)})
+            summary.append(
+                {"model": p.model, "experiment": p.experiment, "status": "ran", "seconds": round(seconds, 3)}
+            )
         del model
     return summary

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import jinja2
 import yaml
-from markupsafe import Markup, escape
+from markupsafe import Markup
 
 from generator import ReportError
 from generator.config import Config
@@ -76,8 +76,10 @@ def load_results(config: Config) -> dict[str, dict[str, dict]]:
             record["timing"] = store.timing(slug(name), experiment)
             results[name][experiment] = record
     if missing:
-        raise ReportError(f"no stored result for {', '.join(missing)} in {config.path('results')}: "
-                          "run `capcircuit run` (or `build`) first")
+        raise ReportError(
+            f"no stored result for {', '.join(missing)} in {config.path('results')}: "
+            "run `capcircuit run` (or `build`) first"
+        )
     return results
 
 
@@ -86,8 +88,13 @@ def figure_html(spec: dict, element_id: str, caption: str) -> str:
     fence formatter turns it into an element the loader (assets/report.js) draws. A fence,
     not raw HTML, so a figure also works inside content tabs and admonitions: indent it there
     with `{{ figure(...) | indent(4) }}`."""
-    data = json.dumps({"caption": caption, "id": element_id, "spec": spec},
-                      sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    data = json.dumps(
+        {"caption": caption, "id": element_id, "spec": spec},
+        sort_keys=True,
+        separators=(",", ":"),
+        ensure_ascii=False,
+        allow_nan=False,
+    )
     return f"```report-figure\n{data}\n```\n"
 
 
@@ -166,17 +173,26 @@ def render_pages(config: Config, results: dict) -> dict[str, str]:
         return Markup(figure_html(record["figures"][name], f"fig-{fid}{suffix}", caption))
 
     overview = [f"partials/overview/{e}.md.j2" for e in config.experiments if EXPERIMENTS[e].overview]
-    context = {"config": config, "results": results, "primary": primary, "r": results[primary],
-               "models": list(results), "figure": figure, "overview_partials": overview,
-               "download_path": download_path}
+    context = {
+        "config": config,
+        "results": results,
+        "primary": primary,
+        "r": results[primary],
+        "models": list(results),
+        "figure": figure,
+        "overview_partials": overview,
+        "download_path": download_path,
+    }
     out = {}
     for spec in pages(config):
         template = spec.page.template
         try:
             out[spec.page.file] = env.get_template(template).render(context, page=spec.page.file)
         except jinja2.UndefinedError as e:
-            raise ReportError(f"template {template} refers to a missing value: {e.message}; "
-                              "run the experiment that produces it, or fix the template") from None
+            raise ReportError(
+                f"template {template} refers to a missing value: {e.message}; "
+                "run the experiment that produces it, or fix the template"
+            ) from None
     return out
 
 
@@ -187,8 +203,12 @@ def download_path(model: str, experiment: str) -> str:
 
 def downloads(config: Config, results: dict) -> dict[str, str]:
     """The JSON files the pages link for download: each stored result's `download` metric."""
-    return {download_path(m, e): dumps(record["metrics"]["download"])
-            for m, records in results.items() for e, record in records.items() if "download" in record["metrics"]}
+    return {
+        download_path(m, e): dumps(record["metrics"]["download"])
+        for m, records in results.items()
+        for e, record in records.items()
+        if "download" in record["metrics"]
+    }
 
 
 def render(config: Config, log=print) -> list[Path]:

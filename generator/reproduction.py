@@ -44,8 +44,15 @@ def is_gpt2_small(record: dict) -> bool:
 
 def row(what: str, notebook, this, tolerance, ok: bool | None, note: str = "") -> dict:
     diff = None if notebook is None or this is None else this - notebook
-    return {"what": what, "notebook": notebook, "this": this, "difference": diff, "tolerance": tolerance,
-            "ok": ok, "note": note}
+    return {
+        "what": what,
+        "notebook": notebook,
+        "this": this,
+        "difference": diff,
+        "tolerance": tolerance,
+        "ok": ok,
+        "note": note,
+    }
 
 
 def compare(baseline: dict, attribution: dict | None, judge: bool) -> dict:
@@ -58,41 +65,90 @@ def compare(baseline: dict, attribution: dict | None, judge: bool) -> dict:
         return ok if judge else None
 
     mean = baseline["mean_logit_diff"]
-    rows.append(row("mean logit difference", ref["mean_logit_diff"], mean, TOL_LOGIT_DIFF,
-                    mark(abs(mean - ref["mean_logit_diff"]) <= TOL_LOGIT_DIFF)))
+    rows.append(
+        row(
+            "mean logit difference",
+            ref["mean_logit_diff"],
+            mean,
+            TOL_LOGIT_DIFF,
+            mark(abs(mean - ref["mean_logit_diff"]) <= TOL_LOGIT_DIFF),
+        )
+    )
     per_prompt = baseline["per_prompt"]
     same_prompts = [r["prompt"] for r in per_prompt] == ref["prompts"]
     if same_prompts:
         diffs = [abs(r["clean"] - v) for r, v in zip(per_prompt, ref["per_prompt_logit_diff"])]
         worst = max(range(len(diffs)), key=diffs.__getitem__)
-        rows.append(row(f"every per-prompt logit difference (largest difference: prompt {worst + 1}, "
-                        f"“{ref['prompts'][worst]}”)", ref["per_prompt_logit_diff"][worst],
-                        per_prompt[worst]["clean"], TOL_LOGIT_DIFF, mark(diffs[worst] <= TOL_LOGIT_DIFF)))
+        rows.append(
+            row(
+                f"every per-prompt logit difference (largest difference: prompt {worst + 1}, "
+                f"“{ref['prompts'][worst]}”)",
+                ref["per_prompt_logit_diff"][worst],
+                per_prompt[worst]["clean"],
+                TOL_LOGIT_DIFF,
+                mark(diffs[worst] <= TOL_LOGIT_DIFF),
+            )
+        )
     else:
-        rows.append(row("per-prompt logit differences", None, None, TOL_LOGIT_DIFF, mark(False),
-                        "this build's prompts are not the notebook's 100, in its order"))
+        rows.append(
+            row(
+                "per-prompt logit differences",
+                None,
+                None,
+                TOL_LOGIT_DIFF,
+                mark(False),
+                "this build's prompts are not the notebook's 100, in its order",
+            )
+        )
     corrupted = baseline["mean_logit_diff_corrupted"]
     ref_corrupted = ref["mean_logit_diff_corrupted_rounded"]
-    rows.append(row("mean logit difference after “;”", ref_corrupted, corrupted, TOL_CORRUPTED,
-                    mark(abs(corrupted - ref_corrupted) <= TOL_CORRUPTED)))
+    rows.append(
+        row(
+            "mean logit difference after “;”",
+            ref_corrupted,
+            corrupted,
+            TOL_CORRUPTED,
+            mark(abs(corrupted - ref_corrupted) <= TOL_CORRUPTED),
+        )
+    )
     single = baseline.get("single_prompt") or {}
     check = ref["single_prompt_checks"][0]
     if single.get("prompt") == check["prompt"] and single.get("logit_diff") is not None:
-        rows.append(row(f"logit difference of “{check['prompt']}”", check["logit_diff"], single["logit_diff"],
-                        TOL_LOGIT_DIFF, mark(abs(single["logit_diff"] - check["logit_diff"]) <= TOL_LOGIT_DIFF)))
+        rows.append(
+            row(
+                f"logit difference of “{check['prompt']}”",
+                check["logit_diff"],
+                single["logit_diff"],
+                TOL_LOGIT_DIFF,
+                mark(abs(single["logit_diff"] - check["logit_diff"]) <= TOL_LOGIT_DIFF),
+            )
+        )
     probe = next((p for p in baseline.get("probes", []) if p["prompt"] == ref["test_prompt_period"]["prompt"]), None)
     if probe is not None:
         rows.append(top_tokens_row(ref["test_prompt_period"]["top_tokens"], probe["top"], mark))
     # The notebook's DLA total is not its own logit difference (8.22 against 7.27), while the
     # pieces of a correct DLA sum to it (minus the unembedding bias): information, never a mark.
     total = attribution["total"] if attribution else None
-    rows.append(row("direct logit attribution, total", ref["direct_logit_attribution_total"], total, None, None,
-                    "information only: a correct DLA total equals the model's own logit difference "
-                    "(less the unembedding bias, zero for GPT-2); the notebook printed 8.22 beside a logit "
-                    "difference of 7.27, so its DLA cell did not measure what it set out to"))
+    rows.append(
+        row(
+            "direct logit attribution, total",
+            ref["direct_logit_attribution_total"],
+            total,
+            None,
+            None,
+            "information only: a correct DLA total equals the model's own logit difference "
+            "(less the unembedding bias, zero for GPT-2); the notebook printed 8.22 beside a logit "
+            "difference of 7.27, so its DLA cell did not measure what it set out to",
+        )
+    )
     judged = [r["ok"] for r in rows if r["ok"] is not None]
-    return {"judged": judge, "rows": rows, "reproduces": bool(judged) and all(judged),
-            "failed": [r["what"] for r in rows if r["ok"] is False], "model": ref["model"]}
+    return {
+        "judged": judge,
+        "rows": rows,
+        "reproduces": bool(judged) and all(judged),
+        "failed": [r["what"] for r in rows if r["ok"] is False],
+        "model": ref["model"],
+    }
 
 
 def top_tokens_row(ref_top: list[dict], top: list[dict], mark) -> dict:
@@ -108,11 +164,17 @@ def top_tokens_row(ref_top: list[dict], top: list[dict], mark) -> dict:
             problems.append(f"rank {i} {want['token']!r}: logit {got['logit']:.2f}, probability {got['prob']:.4f}")
     largest = max((abs(g["logit"] - w["logit"]) for g, w in zip(top, ref_top)), default=None)
     first = top[0] if top else None
-    return {"what": "top-10 next tokens after “.” alone (test_prompt)", "notebook": ref_top[0]["logit"],
-            "this": first["logit"] if first else None,
-            "difference": largest, "tolerance": TOL_TOP_LOGIT, "ok": mark(not problems),
-            "note": "; ".join(problems) if problems else "same tokens in the same order; the difference is the "
-                    "largest over the ten logits"}
+    return {
+        "what": "top-10 next tokens after “.” alone (test_prompt)",
+        "notebook": ref_top[0]["logit"],
+        "this": first["logit"] if first else None,
+        "difference": largest,
+        "tolerance": TOL_TOP_LOGIT,
+        "ok": mark(not problems),
+        "note": "; ".join(problems)
+        if problems
+        else "same tokens in the same order; the difference is the largest over the ten logits",
+    }
 
 
 def for_model(records: dict) -> dict | None:

@@ -36,9 +36,11 @@ def figure_element(element_id: str, caption: str, spec: dict) -> str:
     # instant navigation re-creates inline scripts without their type and would run it.
     data = json.dumps(spec, sort_keys=True, separators=(",", ":"), allow_nan=False)
     data = html.escape(data, quote=False).replace("'", "&#x27;")
-    return (f'<figure class="report-figure">\n'
-            f"<div class=\"report-{spec['kind']}\" id=\"{element_id}\" data-figure='{data}'></div>\n"
-            f"<figcaption>{html.escape(caption)}</figcaption>\n</figure>")
+    return (
+        f'<figure class="report-figure">\n'
+        f'<div class="report-{spec["kind"]}" id="{element_id}" data-figure=\'{data}\'></div>\n'
+        f"<figcaption>{html.escape(caption)}</figcaption>\n</figure>"
+    )
 
 
 def figure_fence(source, language, css_class, options, md, **kwargs) -> str:
@@ -127,8 +129,7 @@ def mkdocs_config(config: Config, **overrides):
         raise ReportError(f"mkdocs config {config_file} does not exist (paths.mkdocs in the report config)")
     docs = config.path("docs")
     docs.mkdir(parents=True, exist_ok=True)  # mkdocs requires docs_dir to exist before the hooks run
-    return load_config(config_file=str(config_file), docs_dir=str(docs), site_dir=str(config.path("site")),
-                       **overrides)
+    return load_config(config_file=str(config_file), docs_dir=str(docs), site_dir=str(config.path("site")), **overrides)
 
 
 @contextmanager
@@ -164,5 +165,9 @@ def serve(config: Config, dev_addr: str = "127.0.0.1:8000") -> None:
 
     config.path("docs").mkdir(parents=True, exist_ok=True)
     with active(config):
-        mkdocs_serve(config_file=str(config.path("mkdocs")), dev_addr=dev_addr,
-                     docs_dir=str(config.path("docs")), site_dir=str(config.path("site")))
+        mkdocs_serve(
+            config_file=str(config.path("mkdocs")),
+            dev_addr=dev_addr,
+            docs_dir=str(config.path("docs")),
+            site_dir=str(config.path("site")),
+        )

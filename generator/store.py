@@ -108,4 +108,5 @@ def stale_reasons(record: dict | None, key_parts: dict) -> list[str]:
         return ["no stored result"]
     old = record.get("key_parts", {})
     return [f"{k} changed" for k in sorted(key_parts) if old.get(k) != key_parts[k]] + [
-        f"{k} removed" for k in sorted(set(old) - set(key_parts))]
+        f"{k} removed" for k in sorted(set(old) - set(key_parts))
+    ]

@@ -39,12 +39,21 @@ def compare_models(results: dict[str, dict]) -> dict:
         if "baseline" not in records:
             continue
         b = records["baseline"]["metrics"]
-        rows.append({"model": model, "clean": b["mean_logit_diff"], "corrupted": b["mean_logit_diff_corrupted"],
-                     "effect": b["mean_logit_diff"] - b["mean_logit_diff_corrupted"]})
+        rows.append(
+            {
+                "model": model,
+                "clean": b["mean_logit_diff"],
+                "corrupted": b["mean_logit_diff_corrupted"],
+                "effect": b["mean_logit_diff"] - b["mean_logit_diff_corrupted"],
+            }
+        )
     if not rows:
         return {"rows": [], "strongest": None, "largest_clean": None}
-    return {"rows": rows, "strongest": max(rows, key=lambda r: r["effect"]),
-            "largest_clean": max(rows, key=lambda r: r["clean"])}
+    return {
+        "rows": rows,
+        "strongest": max(rows, key=lambda r: r["effect"]),
+        "largest_clean": max(rows, key=lambda r: r["clean"]),
+    }
 
 
 def cell_name(index: dict, positions: list[str]) -> str:
@@ -53,9 +62,13 @@ def cell_name(index: dict, positions: list[str]) -> str:
     return f"{where} · {positions[index['pos']]}" if "pos" in index else where
 
 
-READER_KINDS = {"q": ("query input", "query inputs"), "k": ("key input", "key inputs"),
-                "v": ("value input", "value inputs"), "mlp": ("MLP input", "MLP inputs"),
-                "logits": ("edge into the logits", "edges into the logits")}
+READER_KINDS = {
+    "q": ("query input", "query inputs"),
+    "k": ("key input", "key inputs"),
+    "v": ("value input", "value inputs"),
+    "mlp": ("MLP input", "MLP inputs"),
+    "logits": ("edge into the logits", "edges into the logits"),
+}
 
 
 def reader_counts(kinds: dict[str, int]) -> str:
@@ -70,8 +83,22 @@ def layer_range(layers: list[int]) -> str:
     return f"L{layers[0]}" if len(layers) == 1 else f"L{layers[0]}–L{layers[-1]}"
 
 
-FILTERS = {"head": head_name, "cell": cell_name, "node": node_name, "target": target_title, "plural": plural,
-           "join_words": join_words, "reader_counts": reader_counts, "layer_range": layer_range}
-GLOBALS = {"COMPONENTS": COMPONENTS, "COMPONENTS_PLURAL": COMPONENTS_PLURAL, "GROUPS": GROUPS,
-           "group_layers": group_layers, "compare_models": compare_models,
-           "reproduction": reproduction.for_model, "notebook": reproduction.reference}
+FILTERS = {
+    "head": head_name,
+    "cell": cell_name,
+    "node": node_name,
+    "target": target_title,
+    "plural": plural,
+    "join_words": join_words,
+    "reader_counts": reader_counts,
+    "layer_range": layer_range,
+}
+GLOBALS = {
+    "COMPONENTS": COMPONENTS,
+    "COMPONENTS_PLURAL": COMPONENTS_PLURAL,
+    "GROUPS": GROUPS,
+    "group_layers": group_layers,
+    "compare_models": compare_models,
+    "reproduction": reproduction.for_model,
+    "notebook": reproduction.reference,
+}

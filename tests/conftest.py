@@ -100,8 +100,7 @@ def report_results(tmp_path_factory, site_model) -> Path:
     from generator.pipeline import run
 
     folder = tmp_path_factory.mktemp("report-results")
-    config = load_config(write_config(folder, models=[site_model], device="cpu",
-                                      experiments=site_experiments()))
+    config = load_config(write_config(folder, models=[site_model], device="cpu", experiments=site_experiments()))
     run(config, log=lambda message: None)
     return config.path("results")
 

@@ -15,8 +15,13 @@ from generator.render import render
 from generator.store import Store
 from tests.conftest import write_config
 
-EXPERIMENTS = {"baseline": {}, "attribution": {"top_k": 3}, "attention": {"top_k": 2}, "exceptions": {},
-               "patching": {"head_by_position": False}}
+EXPERIMENTS = {
+    "baseline": {},
+    "attribution": {"top_k": 3},
+    "attention": {"top_k": 2},
+    "exceptions": {},
+    "patching": {"head_by_position": False},
+}
 
 
 @pytest.fixture(scope="module")
@@ -33,8 +38,10 @@ def rendered(tmp_path, results, models, edit=None):
         edit(Store(tmp_path / "results"))
     config = load_config(write_config(tmp_path, models=models, device="cpu", experiments=EXPERIMENTS))
     render(config, log=lambda message: None)
-    return config, {p: (config.path("docs") / f"{p}.md").read_text()
-                    for p in ("attribution", "breakdowns", "attention", "exceptions", "models")}
+    return config, {
+        p: (config.path("docs") / f"{p}.md").read_text()
+        for p in ("attribution", "breakdowns", "attention", "exceptions", "models")
+    }
 
 
 def slug(model: str) -> str:

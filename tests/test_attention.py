@@ -44,6 +44,7 @@ def naive_pattern(model, tokens, layer: int, head: int) -> torch.Tensor:
     def keep(name):
         def hook(value, hook):
             seen[name] = value[:, :, head].clone()
+
         return hook
 
     names = [f"blocks.{layer}.attn.hook_q", f"blocks.{layer}.attn.hook_k"]

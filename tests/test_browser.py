@@ -20,14 +20,19 @@ import threading
 from pathlib import Path
 
 import pytest
-
 from conftest import build_report
 
 pytestmark = pytest.mark.browser
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
 SCREENSHOTS = Path(os.environ.get("CAPCIRCUIT_SCREENSHOTS", Path(tempfile.gettempdir()) / "capcircuit-screenshots"))
 # report.js's palettes (font colour of plotly figures)
 LIGHT_FONT, DARK_FONT = "#1f2329", "#e2e4e9"
@@ -64,18 +69,31 @@ def loader_checks(docs: Path) -> None:
     from generator.render import figure_html
 
     def bar(title):
-        return {"kind": "plotly", "figure": {"data": [{"type": "bar", "x": ["a_b", "c*d"], "y": [1, -2]}],
-                                             "layout": {"title": {"text": title}, "height": 300}}}
+        return {
+            "kind": "plotly",
+            "figure": {
+                "data": [{"type": "bar", "x": ["a_b", "c*d"], "y": [1, -2]}],
+                "layout": {"title": {"text": title}, "height": 300},
+            },
+        }
 
     tokens = ["<|endoftext|>", "John", " is", " great", "."]
-    attention = [[[1.0 / (j + 1) if i <= j else 0.0 for i in range(len(tokens))] for j in range(len(tokens))]
-                 for _ in range(2)]
+    attention = [
+        [[1.0 / (j + 1) if i <= j else 0.0 for i in range(len(tokens))] for j in range(len(tokens))] for _ in range(2)
+    ]
     tab = lambda spec, fid, caption: "    " + figure_html(spec, fid, caption).replace("\n", "\n    ")  # noqa: E731
-    text = ("\n\n## Loader checks\n\nTest-only figures: *tabs* and a circuitsvis view.\n\n"
-            '=== "First"\n\n' + tab(bar("first tab"), "fig-check-first", "A figure in the first tab.") + "\n"
-            '=== "Second"\n\n' + tab(bar("second tab"), "fig-check-second", "Drawn while hidden.") + "\n"
-            + figure_html(circuitsvis_spec("AttentionHeads", {"attention": attention, "tokens": tokens}),
-                          "fig-check-attention", "Uniform causal attention, two heads."))
+    text = (
+        "\n\n## Loader checks\n\nTest-only figures: *tabs* and a circuitsvis view.\n\n"
+        '=== "First"\n\n' + tab(bar("first tab"), "fig-check-first", "A figure in the first tab.") + "\n"
+        '=== "Second"\n\n'
+        + tab(bar("second tab"), "fig-check-second", "Drawn while hidden.")
+        + "\n"
+        + figure_html(
+            circuitsvis_spec("AttentionHeads", {"attention": attention, "tokens": tokens}),
+            "fig-check-attention",
+            "Uniform causal attention, two heads.",
+        )
+    )
     page = docs / LOADER_PAGE
     page.write_text(page.read_text() + text)
 
@@ -90,7 +108,8 @@ def site_url(tmp_path_factory, report_results, site_model):
     folder = tmp_path_factory.mktemp("browser-site")
     (folder / "site").mkdir()
     server = http.server.ThreadingHTTPServer(
-        ("127.0.0.1", 0), functools.partial(QuietHandler, directory=str(folder / "site")))
+        ("127.0.0.1", 0), functools.partial(QuietHandler, directory=str(folder / "site"))
+    )
     url = f"http://127.0.0.1:{server.server_address[1]}/"
     # built for the URL it is served at: material's instant navigation needs site_url
     build_report(folder, report_results, site_model, after_render=loader_checks, site_url=url)
@@ -145,7 +164,8 @@ class Watched:
     def nav_links(self) -> list[str]:
         """The pages in the primary navigation (absolute URLs, in order; no anchors)."""
         hrefs = self.page.eval_on_selector_all(
-            "nav.md-nav--primary a.md-nav__link[href]", "els => els.map(a => a.href)")
+            "nav.md-nav--primary a.md-nav__link[href]", "els => els.map(a => a.href)"
+        )
         return list(dict.fromkeys(h for h in hrefs if "#" not in h))
 
     def click_nav(self, url: str) -> None:
@@ -160,7 +180,8 @@ class Watched:
         else:
             pytest.fail(f"no visible navigation link to {url} on {self.page.url}")
         self.page.wait_for_function(
-            "url => location.href === url && !document.querySelector('article[data-old]')", arg=url, timeout=20_000)
+            "url => location.href === url && !document.querySelector('article[data-old]')", arg=url, timeout=20_000
+        )
 
     def toggle_palette(self) -> None:
         self.page.click("form[data-md-component=palette] label:not([hidden])")
@@ -204,7 +225,8 @@ def check_tab_resize(page) -> None:
     page.wait_for_function(
         """() => { const el = document.getElementById('fig-check-second');
                    return el.clientWidth > 0 && Math.abs(el._fullLayout.width - el.clientWidth) <= 2; }""",
-        timeout=10_000)
+        timeout=10_000,
+    )
 
 
 def test_figures_follow_the_dark_palette(watched, site_url):
@@ -220,7 +242,9 @@ def test_figures_follow_the_dark_palette(watched, site_url):
     watched.toggle_palette()
     page.wait_for_function(
         "c => [...document.querySelectorAll('.report-plotly')].every(el => el._fullLayout.font.color === c)",
-        arg=DARK_FONT, timeout=10_000)
+        arg=DARK_FONT,
+        timeout=10_000,
+    )
     assert page.evaluate("() => document.body.getAttribute('data-md-color-scheme')") == "slate"
     fill = page.evaluate("() => getComputedStyle(document.querySelector('.report-plotly .main-svg text')).fill")
     assert fill == "rgb(226, 228, 233)", fill  # DARK_FONT on the SVG itself
@@ -236,6 +260,8 @@ def test_figures_follow_the_dark_palette(watched, site_url):
     watched.toggle_palette()
     page.wait_for_function(
         "c => [...document.querySelectorAll('.report-plotly')].every(el => el._fullLayout.font.color === c)",
-        arg=LIGHT_FONT, timeout=10_000)
+        arg=LIGHT_FONT,
+        timeout=10_000,
+    )
     assert not watched.errors, watched.errors
     assert not watched.blocked, f"requests to other hosts: {watched.blocked}"

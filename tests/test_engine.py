@@ -40,9 +40,7 @@ def tl_sweep(model, target, corrupted_tokens, clean_cache, answers, index_df=Non
     with torch.no_grad():
         if index_df is None:
             return sweep(model, corrupted_tokens, clean_cache, metric)
-        return sweep(
-            model, corrupted_tokens, clean_cache, metric, index_axis_names=None, index_df=index_df
-        )
+        return sweep(model, corrupted_tokens, clean_cache, metric, index_axis_names=None, index_df=index_df)
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -141,8 +139,7 @@ def test_transformer_lens_caches(tiny):
         compare(model, batch, cache, engine, target, max_indices=16)
     partial = {k: v for k, v in cache.items() if "hook_pattern" not in k}
     with pytest.raises(ValueError, match="clean_cache lacks blocks.0.attn.hook_pattern"):
-        PatchingEngine(model, batch.clean_tokens, batch.corrupted_tokens, batch.answer_tokens,
-                       clean_cache=partial)
+        PatchingEngine(model, batch.clean_tokens, batch.corrupted_tokens, batch.answer_tokens, clean_cache=partial)
 
 
 def test_errors_name_the_problem(tiny, monkeypatch):
@@ -187,9 +184,7 @@ def compare(model, batch, cache, engine, target, max_indices=None):
 def check_spread(model, batch, targets, max_indices):
     with torch.no_grad():
         _, cache = model.run_with_cache(batch.clean_tokens)
-    engine = PatchingEngine(
-        model, batch.clean_tokens, batch.corrupted_tokens, batch.answer_tokens, clean_cache=cache
-    )
+    engine = PatchingEngine(model, batch.clean_tokens, batch.corrupted_tokens, batch.answer_tokens, clean_cache=cache)
     for target in targets:
         compare(model, batch, cache, engine, target, max_indices)
 
@@ -214,9 +209,7 @@ def organism_dir():
     return ORGANISM_DIR
 
 
-@pytest.mark.skipif(
-    not (organism_dir() / "config.json").exists(), reason="organism not trained yet"
-)
+@pytest.mark.skipif(not (organism_dir() / "config.json").exists(), reason="organism not trained yet")
 def test_organism(organism):
     batch = subset(build(load_task("pronoun"), organism), PROMPTS)
     check_spread(organism, batch, sorted(TARGETS), 16)

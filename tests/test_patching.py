@@ -13,7 +13,7 @@ import jinja2
 import pytest
 import torch
 
-from generator.experiments import check_finite, circuit, params, path_patching, patching
+from generator.experiments import check_finite, circuit, params, patching, path_patching
 from generator.experiments.common import logit_diff
 from generator.render import environment, figure_html
 from generator.tasks import build, load_task
@@ -32,8 +32,13 @@ def batch(model):
     full = build(load_task("pronoun"), model)
     idx = torch.tensor(PROMPTS)
     spec = dataclasses.replace(full.spec, prompts=tuple(full.spec.prompts[i] for i in PROMPTS))
-    return dataclasses.replace(full, spec=spec, clean_tokens=full.clean_tokens[idx],
-                               corrupted_tokens=full.corrupted_tokens[idx], answer_tokens=full.answer_tokens[idx])
+    return dataclasses.replace(
+        full,
+        spec=spec,
+        clean_tokens=full.clean_tokens[idx],
+        corrupted_tokens=full.corrupted_tokens[idx],
+        answer_tokens=full.answer_tokens[idx],
+    )
 
 
 @pytest.fixture(scope="module")
@@ -66,6 +71,7 @@ def copy_from_clean(clean_act, index):
         act = act.clone()
         act[index] = clean_act[index]
         return act
+
     return hook
 
 
@@ -122,17 +128,29 @@ def test_attribution_matches_naive_gradient(model, batch, result, reference):
     computed here with one ε per cell and plain autograd, not TransformerLens's hooks."""
     cache, clean, corrupted = reference
     n_pos, n_layers, n_heads = batch.clean_tokens.shape[1], model.cfg.n_layers, model.cfg.n_heads
-    shapes = {"resid_pre": (n_pos, 1), "attn_out": (n_pos, 1), "mlp_out": (n_pos, 1),
-              "head_out_by_pos": (n_pos, n_heads, 1), "head_v": (1, n_heads, 1), "head_pattern": (n_heads, 1, 1)}
-    eps = {(t, layer): torch.zeros(shape, requires_grad=True) for t, shape in shapes.items() for layer in range(n_layers)}
+    shapes = {
+        "resid_pre": (n_pos, 1),
+        "attn_out": (n_pos, 1),
+        "mlp_out": (n_pos, 1),
+        "head_out_by_pos": (n_pos, n_heads, 1),
+        "head_v": (1, n_heads, 1),
+        "head_pattern": (n_heads, 1, 1),
+    }
+    eps = {
+        (t, layer): torch.zeros(shape, requires_grad=True) for t, shape in shapes.items() for layer in range(n_layers)
+    }
 
     def nudge(t, layer, name):
         def hook(act, hook):
             return act + eps[(t, layer)] * (cache[name] - act.detach())
+
         return hook
 
-    hooks = [(f"blocks.{layer}.{NAIVE[t][0]}", nudge(t, layer, f"blocks.{layer}.{NAIVE[t][0]}"))
-             for t in shapes for layer in range(n_layers)]
+    hooks = [
+        (f"blocks.{layer}.{NAIVE[t][0]}", nudge(t, layer, f"blocks.{layer}.{NAIVE[t][0]}"))
+        for t in shapes
+        for layer in range(n_layers)
+    ]
     with torch.enable_grad():
         logits = model.run_with_hooks(batch.corrupted_tokens, fwd_hooks=hooks)
         metric = (logit_diff(logits, batch.answer_tokens).mean() - corrupted) / (clean - corrupted)
@@ -167,7 +185,9 @@ def test_top_heads_and_groups(model, result):
         assert h["head"] in m["head_groups"][h["group"]]
     n = model.cfg.n_layers
     assert patching.layer_group(0, n) == "early" and (n == 1 or patching.layer_group(n - 1, n) != "early")
-    assert [patching.layer_group(layer, 12) for layer in (0, 3, 4, 7, 8, 11)] == ["early"] * 2 + ["middle"] * 2 + ["late"] * 2
+    assert [patching.layer_group(layer, 12) for layer in (0, 3, 4, 7, 8, 11)] == ["early"] * 2 + ["middle"] * 2 + [
+        "late"
+    ] * 2
 
 
 @pytest.fixture(scope="module")
@@ -266,8 +286,9 @@ def test_circuit_faithfulness_bounds(discovered):
 
 def test_pages_render(model, result, paths, discovered, tmp_path):
     """Both pages render from these results under StrictUndefined, every figure captioned."""
-    from generator.config import Config
     from conftest import ROOT
+
+    from generator.config import Config
 
     config = Config(paths={"templates": str(ROOT / "templates")})
     env = environment(config)
@@ -276,8 +297,10 @@ def test_pages_render(model, result, paths, discovered, tmp_path):
         assert caption.strip()
         return figure_html(record["figures"][name], name, caption)
 
-    records = {name: {"metrics": r.metrics, "figures": r.figures, "provenance": {"model": "m"}}
-               for name, r in (("patching", result), ("path_patching", paths), ("circuit", discovered))}
+    records = {
+        name: {"metrics": r.metrics, "figures": r.figures, "provenance": {"model": "m"}}
+        for name, r in (("patching", result), ("path_patching", paths), ("circuit", discovered))
+    }
 
     def render(records):
         pages = {}

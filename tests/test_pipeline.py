@@ -8,7 +8,6 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
@@ -85,11 +84,13 @@ def test_render_never_imports_torch(tmp_path, two_models):
     blocker = tmp_path / "block"
     blocker.mkdir()
     (blocker / "sitecustomize.py").write_text(
-        "import sys\nfor name in ('torch', 'transformer_lens', 'transformers'):\n    sys.modules[name] = None\n")
+        "import sys\nfor name in ('torch', 'transformer_lens', 'transformers'):\n    sys.modules[name] = None\n"
+    )
     env = {**os.environ, "PYTHONPATH": f"{blocker}{os.pathsep}{ROOT}"}
     code = "from generator.cli import main; main()"
-    done = subprocess.run([sys.executable, "-c", code, "render", "--config", str(config)],
-                          env=env, capture_output=True, text=True)
+    done = subprocess.run(
+        [sys.executable, "-c", code, "render", "--config", str(config)], env=env, capture_output=True, text=True
+    )
     assert done.returncode == 0, done.stderr
     assert (tmp_path / "docs" / "baseline.md").exists()
     # and the blocker really blocks
@@ -99,8 +100,12 @@ def test_render_never_imports_torch(tmp_path, two_models):
 
 def test_killed_build_leaves_no_corrupt_result_and_resumes(tmp_path, two_models):
     config = write_config(tmp_path, models=list(two_models))
-    proc = subprocess.Popen([sys.executable, "-m", "generator", "run", "--config", str(config)],
-                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "generator", "run", "--config", str(config)],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
     results = tmp_path / "results"
     deadline = time.time() + 120
     while time.time() < deadline and not list(results.glob("*/baseline.json")):
@@ -115,14 +120,20 @@ def test_killed_build_leaves_no_corrupt_result_and_resumes(tmp_path, two_models)
     assert not list(results.rglob("*.tmp"))
 
 
-@pytest.mark.parametrize("text, expected", [
-    ("models: [organism\n", "not valid YAML"),
-    ("modles: [organism]\n", "modles: unknown field (allowed: title, models"),
-    ("device: auto\nexperiments: {baseline: {top_kk: 3}}\n", "experiments.baseline.top_kk: unknown parameter (allowed: top_k)"),
-    ("experiments: {baseline: {top_k: 0}}\n", "experiments.baseline.top_k"),
-    ("experiments: {nonsense: {}}\n", "experiments.nonsense: unknown experiment (allowed: baseline"),
-    ("dtype: float8\n", "dtype"),
-])
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("models: [organism\n", "not valid YAML"),
+        ("modles: [organism]\n", "modles: unknown field (allowed: title, models"),
+        (
+            "device: auto\nexperiments: {baseline: {top_kk: 3}}\n",
+            "experiments.baseline.top_kk: unknown parameter (allowed: top_k)",
+        ),
+        ("experiments: {baseline: {top_k: 0}}\n", "experiments.baseline.top_k"),
+        ("experiments: {nonsense: {}}\n", "experiments.nonsense: unknown experiment (allowed: baseline"),
+        ("dtype: float8\n", "dtype"),
+    ],
+)
 def test_bad_config_names_the_field(tmp_path, text, expected):
     config = tmp_path / "report.yaml"
     config.write_text(text)
@@ -142,8 +153,13 @@ def test_hub_unreachable_is_one_sentence(tmp_path):
     """gpt2 is not in this (empty) cache and the hub is off: one sentence, non-zero exit."""
     config = write_config(tmp_path)
     env = {**os.environ, "HF_HOME": str(tmp_path / "hf"), "HF_HUB_OFFLINE": "1"}
-    done = subprocess.run([sys.executable, "-m", "generator", "run", "--config", str(config),
-                           "--models", "gpt2-small"], cwd=ROOT, env=env, capture_output=True, text=True)
+    done = subprocess.run(
+        [sys.executable, "-m", "generator", "run", "--config", str(config), "--models", "gpt2-small"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
     assert done.returncode == 1
     assert "cannot load model 'gpt2-small'" in done.stderr and "--models organism" in done.stderr
     assert "Traceback" not in done.stderr

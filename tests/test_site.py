@@ -14,12 +14,12 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from conftest import ROOT, build_report, write_config
 
 FIGURE = re.compile(
     r'<figure class="report-figure">\n<div class="report-(plotly|circuitsvis)" id="([^"]+)" '
-    r"data-figure='([^']*)'></div>\n<figcaption>([^<]*)</figcaption>\n</figure>")
+    r"data-figure='([^']*)'></div>\n<figcaption>([^<]*)</figcaption>\n</figure>"
+)
 
 
 @pytest.fixture(scope="module")
@@ -82,7 +82,9 @@ def test_every_figure_has_a_caption_unique_id_and_json(built):
         assert len(ids) == len(set(ids)), f"{page}: duplicate figure ids {ids}"
         for kind, fid, data, caption in figures:
             assert caption.strip(), f"{page}: figure {fid} has no caption"
-            spec = json.loads(data.replace("&#x27;", "'").replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&"))
+            spec = json.loads(
+                data.replace("&#x27;", "'").replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")
+            )
             assert spec["kind"] == kind
         total += len(figures)
     assert total >= 1
@@ -100,9 +102,12 @@ def test_figure_fence_rejects_broken_figures():
     good = figure_html(spec, "fig-x", "A caption with 'quotes' & <tags>.").split("\n")[1]
     html = figure_fence(good, "report-figure", "report-figure", {}, None)
     assert "data-figure='" in html and "&#x27;quotes&#x27; &amp; &lt;tags&gt;" in html
-    for source in ("not json", json.dumps({"id": "fig-x", "caption": "", "spec": spec}),
-                   json.dumps({"id": "fig-x", "caption": "c", "spec": {"kind": "matplotlib"}}),
-                   json.dumps({"id": "bad id", "caption": "c", "spec": spec})):
+    for source in (
+        "not json",
+        json.dumps({"id": "fig-x", "caption": "", "spec": spec}),
+        json.dumps({"id": "fig-x", "caption": "c", "spec": {"kind": "matplotlib"}}),
+        json.dumps({"id": "bad id", "caption": "c", "spec": spec}),
+    ):
         with pytest.raises(SuperFencesException):
             figure_fence(source, "report-figure", "report-figure", {}, None)
 
@@ -130,10 +135,12 @@ def test_site_command_builds_from_stored_results_without_torch(tmp_path, report_
 
     shutil.copytree(report_results, tmp_path / "results")
     config = write_config(tmp_path, models=[site_model], experiments={"baseline": {}})
-    code = ("import sys; from generator.cli import main\n"
-            "try: main(['site', '--config', sys.argv[1]])\n"
-            "except SystemExit as e: assert e.code in (0, None), e.code\n"
-            "assert 'torch' not in sys.modules, 'capcircuit site imported torch'\n")
+    code = (
+        "import sys; from generator.cli import main\n"
+        "try: main(['site', '--config', sys.argv[1]])\n"
+        "except SystemExit as e: assert e.code in (0, None), e.code\n"
+        "assert 'torch' not in sys.modules, 'capcircuit site imported torch'\n"
+    )
     done = subprocess.run([sys.executable, "-c", code, str(config)], capture_output=True, text=True, cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     assert (tmp_path / "site" / "index.html").exists()

@@ -36,7 +36,7 @@ Usage::
 from __future__ import annotations
 
 import itertools
-from typing import Mapping, Optional, Sequence
+from collections.abc import Mapping, Sequence
 
 import torch
 from transformer_lens.utilities import get_act_name
@@ -67,17 +67,30 @@ class PatchingEngine:
         check: compare the engine's corrupted-run metric with the model's own logits once.
     """
 
-    def __init__(self, model, clean_tokens: torch.Tensor, corrupted_tokens: torch.Tensor,
-                 answer_tokens: torch.Tensor, *, clean_cache: Optional[Cache] = None,
-                 corrupted_cache: Optional[Cache] = None, max_rows: int = 2048,
-                 share_prefix: bool = True, check: bool = True):
+    def __init__(
+        self,
+        model,
+        clean_tokens: torch.Tensor,
+        corrupted_tokens: torch.Tensor,
+        answer_tokens: torch.Tensor,
+        *,
+        clean_cache: Cache | None = None,
+        corrupted_cache: Cache | None = None,
+        max_rows: int = 2048,
+        share_prefix: bool = True,
+        check: bool = True,
+    ):
         self.w = model_weights(model)  # refuses architectures it does not implement
         if clean_tokens.shape != corrupted_tokens.shape or clean_tokens.ndim != 2:
-            raise ValueError(f"clean_tokens {tuple(clean_tokens.shape)} and corrupted_tokens "
-                             f"{tuple(corrupted_tokens.shape)} must both be [batch, pos] of the same shape")
+            raise ValueError(
+                f"clean_tokens {tuple(clean_tokens.shape)} and corrupted_tokens "
+                f"{tuple(corrupted_tokens.shape)} must both be [batch, pos] of the same shape"
+            )
         if answer_tokens.shape != (clean_tokens.shape[0], 2):
-            raise ValueError(f"answer_tokens must be [batch, 2] = {(clean_tokens.shape[0], 2)} "
-                             f"(correct, wrong) ids; got {tuple(answer_tokens.shape)}")
+            raise ValueError(
+                f"answer_tokens must be [batch, 2] = {(clean_tokens.shape[0], 2)} "
+                f"(correct, wrong) ids; got {tuple(answer_tokens.shape)}"
+            )
         self.n_layers, self.n_heads = self.w.n_layers, self.w.n_heads
         self.max_rows = max_rows
         self.device = self.w.W_E.device
@@ -105,8 +118,9 @@ class PatchingEngine:
     def step(self, layer: int, start: int) -> Step:
         """The context for computing block `layer` from position `start` on in a patched run:
         keys and values before `start` are the corrupted run's."""
-        prefix = {kv: self.corrupted[get_act_name(kv, layer)][None, :, :start] if start else None
-                  for kv in ops.KEY_SIDE}
+        prefix = {
+            kv: self.corrupted[get_act_name(kv, layer)][None, :, :start] if start else None for kv in ops.KEY_SIDE
+        }
         return Step(self.w, self.w.layers[layer], start, self.n_pos, prefix["k"], prefix["v"])
 
     def run_block(self, layer: int, state: dict, start: int, last_only: bool = False) -> torch.Tensor:
@@ -146,8 +160,10 @@ class PatchingEngine:
         names = [get_act_name(n, l) for l in range(self.n_layers) for n in ops.CACHED]
         missing = [n for n in names if n not in cache]
         if missing:
-            raise ValueError(f"{which}_cache lacks {missing[0]} (and {len(missing) - 1} more hooks); pass a "
-                             f"full run_with_cache() cache or leave {which}_cache out")
+            raise ValueError(
+                f"{which}_cache lacks {missing[0]} (and {len(missing) - 1} more hooks); pass a "
+                f"full run_with_cache() cache or leave {which}_cache out"
+            )
         return {n: cache[n].to(self.device) for n in names}
 
     def readout(self, resid_final: torch.Tensor) -> torch.Tensor:
@@ -166,12 +182,20 @@ class PatchingEngine:
             raise NotImplementedError(
                 f"generator.engine's forward disagrees with the model's logits by {err:.3g} on the "
                 "corrupted prompts, so this architecture is not reproduced exactly. Use "
-                "transformer_lens.patching's sweeps for it instead.")
+                "transformer_lens.patching's sweeps for it instead."
+            )
 
     # ---- sweeps: the scheduler ------------------------------------------------------------
 
-    def sweep(self, target: str, *, per_prompt: bool = False, source: Optional[Cache] = None,
-              source_shares_prefix: bool = False, layers: Optional[Sequence[int]] = None) -> torch.Tensor:
+    def sweep(
+        self,
+        target: str,
+        *,
+        per_prompt: bool = False,
+        source: Cache | None = None,
+        source_shares_prefix: bool = False,
+        layers: Sequence[int] | None = None,
+    ) -> torch.Tensor:
         """Patch each index of `target` into the corrupted run, one index at a time.
 
         The patched value is the clean run's activation, or `source`'s (a mapping of hook
@@ -208,13 +232,14 @@ class PatchingEngine:
         with torch.inference_mode():
             for (layer, start), members in groups.items():
                 for c in range(0, len(members), per_chunk):
-                    chunk = members[c: c + per_chunk]
+                    chunk = members[c : c + per_chunk]
                     out[chunk] = self._patched_runs(spec, [indices[i] for i in chunk], layer, start, source)
         out = out.reshape(*shape, self.batch)
         return out if per_prompt else out.mean(-1)
 
-    def _patched_runs(self, spec: PatchTarget, chunk: Sequence[tuple[int, ...]], layer: int, start: int,
-                      source: Cache) -> torch.Tensor:
+    def _patched_runs(
+        self, spec: PatchTarget, chunk: Sequence[tuple[int, ...]], layer: int, start: int, source: Cache
+    ) -> torch.Tensor:
         """Logit differences [variant, prompt] for variants patching `layer` from `start` on."""
         name = spec.activation
         corrupted = self.corrupted[get_act_name(name, layer)][None]
@@ -229,11 +254,27 @@ class PatchingEngine:
         return self.readout(state["resid_pre"])
 
 
-def patch_sweep(model, target: str, clean_tokens, corrupted_tokens, answer_tokens, *,
-                clean_cache: Optional[Cache] = None, corrupted_cache: Optional[Cache] = None,
-                max_rows: int = 2048, per_prompt: bool = False) -> torch.Tensor:
+def patch_sweep(
+    model,
+    target: str,
+    clean_tokens,
+    corrupted_tokens,
+    answer_tokens,
+    *,
+    clean_cache: Cache | None = None,
+    corrupted_cache: Cache | None = None,
+    max_rows: int = 2048,
+    per_prompt: bool = False,
+) -> torch.Tensor:
     """One sweep in one call: ``PatchingEngine(...).sweep(target)``. Build a
     :class:`PatchingEngine` once instead when running several targets on the same prompts."""
-    engine = PatchingEngine(model, clean_tokens, corrupted_tokens, answer_tokens, clean_cache=clean_cache,
-                            corrupted_cache=corrupted_cache, max_rows=max_rows)
+    engine = PatchingEngine(
+        model,
+        clean_tokens,
+        corrupted_tokens,
+        answer_tokens,
+        clean_cache=clean_cache,
+        corrupted_cache=corrupted_cache,
+        max_rows=max_rows,
+    )
     return engine.sweep(target, per_prompt=per_prompt)

@@ -27,7 +27,6 @@ with the earlier keys and values taken from the clean run (exact, as in generato
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional
 
 import torch
 
@@ -65,8 +64,11 @@ class EdgeGraph:
     def reader_slice(self, layer: int, kind: str) -> slice:
         """The readers of one layer: its 3 × n_heads attention inputs, or its MLP input."""
         first = layer * (3 * self.n_heads + 1)
-        return slice(first, first + 3 * self.n_heads) if kind == "attn" else slice(first + 3 * self.n_heads,
-                                                                                first + 3 * self.n_heads + 1)
+        return (
+            slice(first, first + 3 * self.n_heads)
+            if kind == "attn"
+            else slice(first + 3 * self.n_heads, first + 3 * self.n_heads + 1)
+        )
 
     def upstream(self) -> torch.Tensor:
         """[n_writers, n_readers] bool: the edges of the graph."""
@@ -95,8 +97,15 @@ class CircuitRunner:
     EAP / EAP-IG scores over the edge graph. Shapes: B prompts, P positions computed (those
     after the shared prefix), D = d_model, W writers, R readers."""
 
-    def __init__(self, model, clean_tokens: torch.Tensor, corrupted_tokens: torch.Tensor,
-                 answer_tokens: torch.Tensor, *, share_prefix: bool = True):
+    def __init__(
+        self,
+        model,
+        clean_tokens: torch.Tensor,
+        corrupted_tokens: torch.Tensor,
+        answer_tokens: torch.Tensor,
+        *,
+        share_prefix: bool = True,
+    ):
         self.w = model_weights(model)
         self.graph = EdgeGraph(self.w.n_layers, self.w.n_heads)
         self.device = self.w.W_E.device
@@ -114,7 +123,7 @@ class CircuitRunner:
     # ---- the forward --------------------------------------------------------------------
 
     def embed(self, tokens: torch.Tensor) -> torch.Tensor:  # [B, P, D], positions from `start`
-        return self.w.W_E[tokens[:, self.start:]]
+        return self.w.W_E[tokens[:, self.start :]]
 
     def _prefix_keys_values(self) -> list[tuple[torch.Tensor, torch.Tensor]]:
         """Keys and values at the shared prefix ([B, start, H, d] per layer): a plain forward."""
@@ -122,16 +131,24 @@ class CircuitRunner:
         out = []
         for layer in self.w.layers:
             h = norm(x, layer.ln1, self.w.eps)
-            q, k, v = (split(h @ W + b, self.w.n_heads) for W, b in
-                       ((layer.W_Q, layer.b_Q), (layer.W_K, layer.b_K), (layer.W_V, layer.b_V)))
+            q, k, v = (
+                split(h @ W + b, self.w.n_heads)
+                for W, b in ((layer.W_Q, layer.b_Q), (layer.W_K, layer.b_K), (layer.W_V, layer.b_V))
+            )
             out.append((k, v))
             z = attend(q, k, v, 0, self.w.attn_scale)
             x = x + z.flatten(-2) @ layer.W_O + layer.b_O
             x = x + self.w.act_fn(norm(x, layer.ln2, self.w.eps) @ layer.W_in + layer.b_in) @ layer.W_out + layer.b_out
         return out
 
-    def forward(self, embed: torch.Tensor, ablate: Optional[torch.Tensor] = None,
-                other: Optional[torch.Tensor] = None, record: bool = False, taps: Optional[list] = None):
+    def forward(
+        self,
+        embed: torch.Tensor,
+        ablate: torch.Tensor | None = None,
+        other: torch.Tensor | None = None,
+        record: bool = False,
+        taps: list | None = None,
+    ):
         """Per-prompt logit differences [B] of one run from token embeddings `embed` [B, P, D].
 
         ablate: [W, R] or [W, R, n_pos] (position-aware) weights: the share of each edge's
@@ -140,14 +157,16 @@ class CircuitRunner:
         taps: a list that receives each reader block's input tensor with its gradient retained.
         """
         w, g, H = self.w, self.graph, self.w.n_heads
-        const = w.W_pos[self.start: self.n_pos][None]  # position embeddings and, later, attention biases
+        const = w.W_pos[self.start : self.n_pos][None]  # position embeddings and, later, attention biases
         live = [embed]
         total = embed  # Σ live
         for layer, L in enumerate(w.layers):
             x = self._reader_inputs(const + total, live, other, ablate, g.reader_slice(layer, "attn"), taps)
             x = norm(x, L.ln1, w.eps).unflatten(0, (3, H))  # [3, H, B, P, D]
-            q, k, v = (torch.einsum("hbpd,dhe->bphe", x[i], W.unflatten(-1, (H, -1))) + b.unflatten(-1, (H, -1))
-                       for i, (W, b) in enumerate(((L.W_Q, L.b_Q), (L.W_K, L.b_K), (L.W_V, L.b_V))))
+            q, k, v = (
+                torch.einsum("hbpd,dhe->bphe", x[i], W.unflatten(-1, (H, -1))) + b.unflatten(-1, (H, -1))
+                for i, (W, b) in enumerate(((L.W_Q, L.b_Q), (L.W_K, L.b_K), (L.W_V, L.b_V)))
+            )
             pk, pv = self.prefix_kv[layer] if self.start else (None, None)
             z = attend(q, join(pk, k), join(pv, v), self.start, w.attn_scale)  # [B, P, H, d]
             result = torch.einsum("bphe,hed->bphd", z, L.W_O.unflatten(0, (H, -1)))  # each head's write
@@ -174,7 +193,7 @@ class CircuitRunner:
             delta = torch.stack(live) - other[:n]  # [n, B, P, D]
             a = ablate[:n, readers]
             if a.dim() == 3:  # position-aware: one weight per position
-                x = x - torch.einsum("nbpd,nrp->rbpd", delta, a[..., self.start:].to(delta.dtype))
+                x = x - torch.einsum("nbpd,nrp->rbpd", delta, a[..., self.start :].to(delta.dtype))
             else:
                 x = x - torch.einsum("nbpd,nr->rbpd", delta, a.to(delta.dtype))
         if taps is not None:
@@ -217,7 +236,7 @@ class CircuitRunner:
         delta = self.clean_writers - self.corrupted_writers  # [W, B, P, D]
         scores = torch.einsum("wbpd,rbpd->wrp", delta, grads / ig_steps)
         full = torch.zeros(*scores.shape[:2], self.n_pos, dtype=scores.dtype, device=scores.device)
-        full[..., self.start:] = scores
+        full[..., self.start :] = scores
         return full * self.graph.upstream().to(full.device)[..., None]
 
 
@@ -225,7 +244,7 @@ def split(x: torch.Tensor, n_heads: int) -> torch.Tensor:  # [..., H*d] -> [...,
     return x.unflatten(-1, (n_heads, -1))
 
 
-def join(prefix: Optional[torch.Tensor], x: torch.Tensor) -> torch.Tensor:
+def join(prefix: torch.Tensor | None, x: torch.Tensor) -> torch.Tensor:
     return x if prefix is None else torch.cat([prefix, x], dim=1)
 
 

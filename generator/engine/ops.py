@@ -11,8 +11,8 @@ H heads, D = d_model, d = d_head, M = d_mlp):
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable, Optional
 
 import torch
 
@@ -27,8 +27,8 @@ class Step:
     layer: LayerWeights
     start: int  # first position computed (earlier ones are the corrupted run's)
     n_pos: int  # N
-    prefix_k: Optional[torch.Tensor]  # [1, B, start, H, d]: keys before `start`, or None
-    prefix_v: Optional[torch.Tensor]
+    prefix_k: torch.Tensor | None  # [1, B, start, H, d]: keys before `start`, or None
+    prefix_v: torch.Tensor | None
 
 
 def norm(x: torch.Tensor, affine: Affine, eps: float) -> torch.Tensor:
@@ -47,7 +47,7 @@ def split_heads(x: torch.Tensor, n_heads: int) -> torch.Tensor:  # [..., H*d] ->
     return x.unflatten(-1, (n_heads, -1))
 
 
-def join_positions(prefix: Optional[torch.Tensor], suffix: torch.Tensor, dim: int) -> torch.Tensor:
+def join_positions(prefix: torch.Tensor | None, suffix: torch.Tensor, dim: int) -> torch.Tensor:
     """Cached earlier positions joined to recomputed later ones, broadcasting the variant axis."""
     if prefix is None:
         return suffix
@@ -59,7 +59,7 @@ def attention_pattern(s: Step, q: torch.Tensor, k: torch.Tensor) -> torch.Tensor
     """Causal softmax(q·k / scale): [V, B, P, H, d] x [V, B, P, H, d] -> [V, B, H, P, N]."""
     k = join_positions(s.prefix_k, k, dim=-3)  # keys at every position
     scores = q.transpose(-3, -2) @ k.transpose(-3, -2).transpose(-2, -1) / s.model.attn_scale
-    q_pos = torch.arange(s.start, s.n_pos, device=q.device)[-q.shape[-3]:]
+    q_pos = torch.arange(s.start, s.n_pos, device=q.device)[-q.shape[-3] :]
     k_pos = torch.arange(s.n_pos, device=q.device)
     return scores.masked_fill(k_pos[None, :] > q_pos[:, None], float("-inf")).softmax(-1)
 

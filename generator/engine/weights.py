@@ -4,8 +4,8 @@ mode (folded LayerNorms, centred writing weights): one `LayerWeights` per block.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable, Optional
 
 import torch
 import torch.nn.functional as F
@@ -18,7 +18,7 @@ ACT_FNS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
     "silu": F.silu,
 }
 
-Affine = tuple[Optional[torch.Tensor], Optional[torch.Tensor]]  # LayerNorm (weight, bias); None = identity
+Affine = tuple[torch.Tensor | None, torch.Tensor | None]  # LayerNorm (weight, bias); None = identity
 
 
 @dataclass(frozen=True)
@@ -83,11 +83,13 @@ def check_supported(model) -> None:
         raise NotImplementedError(
             f"generator.engine supports GPT-2-style models (pre-LayerNorm, learned positions, "
             f"causal multi-head attention, plain MLP); this model has {', '.join(bad)}. "
-            "Use transformer_lens.patching's sweeps for it instead.")
+            "Use transformer_lens.patching's sweeps for it instead."
+        )
     training = [name or "<root>" for name, mod in model.named_modules() if mod.training]
     if training:
-        raise ValueError(f"activation patching needs the model in eval mode; {training[0]} is training. "
-                         "Call model.eval() first.")
+        raise ValueError(
+            f"activation patching needs the model in eval mode; {training[0]} is training. Call model.eval() first."
+        )
 
 
 def _affine(norm) -> Affine:

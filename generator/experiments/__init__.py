@@ -52,22 +52,46 @@ class Experiment:
 
 # the navigation follows this order
 EXPERIMENTS: dict[str, Experiment] = {
-    "baseline": Experiment("generator.experiments.baseline", "pronoun", p.Baseline,
-                           (Page("baseline.md", "Task and baseline"),
-                            Page("appendix-prompts.md", "Per-prompt results", "Appendices")),
-                           overview=True),
-    "attribution": Experiment("generator.experiments.attribution", "pronoun", p.Attribution,
-                              (Page("attribution.md", "Attribution"), Page("breakdowns.md", "Breakdowns"))),
-    "attention": Experiment("generator.experiments.attention", "pronoun", p.Attention,
-                            (Page("attention.md", "Attention"),), after=("attribution", "patching")),
-    "exceptions": Experiment("generator.experiments.exceptions", "exceptions", p.Exceptions,
-                             (Page("exceptions.md", "Exceptions"),)),
-    "patching": Experiment("generator.experiments.patching", "pronoun", p.Patching,
-                           (Page("patching.md", "Activation patching"),)),
-    "path_patching": Experiment("generator.experiments.path_patching", "pronoun", p.PathPatching,
-                                (Page("path-patching.md", "Path patching"),), after=("patching",)),
-    "circuit": Experiment("generator.experiments.circuit", "pronoun", p.Circuit,
-                          (Page("circuit.md", "Circuit"),), extra_tasks=("exceptions",)),
+    "baseline": Experiment(
+        "generator.experiments.baseline",
+        "pronoun",
+        p.Baseline,
+        (Page("baseline.md", "Task and baseline"), Page("appendix-prompts.md", "Per-prompt results", "Appendices")),
+        overview=True,
+    ),
+    "attribution": Experiment(
+        "generator.experiments.attribution",
+        "pronoun",
+        p.Attribution,
+        (Page("attribution.md", "Attribution"), Page("breakdowns.md", "Breakdowns")),
+    ),
+    "attention": Experiment(
+        "generator.experiments.attention",
+        "pronoun",
+        p.Attention,
+        (Page("attention.md", "Attention"),),
+        after=("attribution", "patching"),
+    ),
+    "exceptions": Experiment(
+        "generator.experiments.exceptions", "exceptions", p.Exceptions, (Page("exceptions.md", "Exceptions"),)
+    ),
+    "patching": Experiment(
+        "generator.experiments.patching", "pronoun", p.Patching, (Page("patching.md", "Activation patching"),)
+    ),
+    "path_patching": Experiment(
+        "generator.experiments.path_patching",
+        "pronoun",
+        p.PathPatching,
+        (Page("path-patching.md", "Path patching"),),
+        after=("patching",),
+    ),
+    "circuit": Experiment(
+        "generator.experiments.circuit",
+        "pronoun",
+        p.Circuit,
+        (Page("circuit.md", "Circuit"),),
+        extra_tasks=("exceptions",),
+    ),
 }
 
 
@@ -124,8 +148,10 @@ def validate_params(experiments: dict[str, dict[str, Any] | None]) -> dict[str, 
 def check_finite(name: str, value: Any, where: str = "") -> None:
     """Fail loudly on NaN/inf anywhere in a result: a NaN rendered as a number is a lie."""
     if isinstance(value, float) and not math.isfinite(value):
-        raise ReportError(f"experiment {name} produced {value} at {where or 'top level'}; "
-                          "check the model's dtype (float16 overflows) and the prompts")
+        raise ReportError(
+            f"experiment {name} produced {value} at {where or 'top level'}; "
+            "check the model's dtype (float16 overflows) and the prompts"
+        )
     if isinstance(value, dict):
         for k, v in value.items():
             check_finite(name, v, f"{where}.{k}" if where else str(k))

@@ -25,8 +25,10 @@ from generator.metrics import num, to_list
 def head_groups(attribution: dict, patching: dict | None, k: int, n_layers: int) -> dict[str, list[Head]]:
     """The heads shown, by group: attribution's top k of each sign, then patching's top heads
     by depth (a group with no head is kept, empty, so the page can say so)."""
-    groups = {"positive": [Head.of(h) for h in attribution["top_positive"][:k]],
-              "negative": [Head.of(h) for h in attribution["top_negative"][:k]]}
+    groups = {
+        "positive": [Head.of(h) for h in attribution["top_positive"][:k]],
+        "negative": [Head.of(h) for h in attribution["top_negative"][:k]],
+    }
     if patching is not None:
         heads = [Head.of(h) for h in patching["top_heads"]]
         for g in GROUPS:
@@ -39,8 +41,9 @@ def run(model, batch, params: Params, inputs: dict) -> Result:
     groups = head_groups(inputs["attribution"], inputs.get("patching"), params.top_k, model.cfg.n_layers)
     example = next((i for i, p in enumerate(batch.spec.prompts) if p.text == batch.spec.example), 0)
     needed = sorted({h.layer for heads in groups.values() for h in heads})
-    _, cache = model.run_with_cache(batch.clean_tokens,
-                                    names_filter=[f"blocks.{l}.attn.hook_pattern" for l in needed] or None)
+    _, cache = model.run_with_cache(
+        batch.clean_tokens, names_filter=[f"blocks.{l}.attn.hook_pattern" for l in needed] or None
+    )
     tokens = model.to_str_tokens(batch.clean_tokens[example])
     labels = batch.position_labels
     # a list, not a dict: the store sorts keys, and the page shows groups in this order
@@ -55,13 +58,20 @@ def run(model, batch, params: Params, inputs: dict) -> Result:
         pattern = torch.stack([cache["pattern", h.layer][:, h.head] for h in heads])  # [head, batch, dest, src]
         example_pattern, mean_pattern = pattern[:, example], pattern.mean(1)
         final = mean_pattern[:, -1]
-        entry.update(final_example=to_list(example_pattern[:, -1]), final_mean=to_list(final),
-                     # where each head looks most from the final position, on average over prompts
-                     focus=[{**h.as_dict(), "position": int(final[i].argmax()), "weight": num(final[i].max())}
-                            for i, h in enumerate(heads)])
+        entry.update(
+            final_example=to_list(example_pattern[:, -1]),
+            final_mean=to_list(final),
+            # where each head looks most from the final position, on average over prompts
+            focus=[
+                {**h.as_dict(), "position": int(final[i].argmax()), "weight": num(final[i].max())}
+                for i, h in enumerate(heads)
+            ],
+        )
         for kind, p in (("example", example_pattern), ("mean", mean_pattern)):
-            figures[f"{group}_{kind}"] = circuitsvis_spec("AttentionHeads", {
-                "attention": to_list(p, 4), "tokens": tokens, "attentionHeadNames": names, "maskUpperTri": True})
+            figures[f"{group}_{kind}"] = circuitsvis_spec(
+                "AttentionHeads",
+                {"attention": to_list(p, 4), "tokens": tokens, "attentionHeadNames": names, "maskUpperTri": True},
+            )
             figures[f"{group}_{kind}_final"] = final_row_figure(p[:, -1], names, labels, group, kind)
     return Result(metrics, figures)
 
@@ -69,12 +79,24 @@ def run(model, batch, params: Params, inputs: dict) -> Result:
 def final_row_figure(rows: torch.Tensor, heads: list[str], labels: list[str], group: str, kind: str) -> dict:
     """Attention from the final position: one row per head, one column per source position."""
     what = "the example prompt" if kind == "example" else "the mean over prompts"
-    fig = go.Figure(go.Heatmap(z=to_list(rows, 4), x=labels, y=heads, zmin=0, zmax=1,
-                               colorscale="Blues", colorbar=dict(title="attention"),
-                               hovertemplate="%{y} attends from the final position to %{x}: %{z:.3f}<extra></extra>"))
-    fig.update_layout(title=f"Attention from the final position, {group.replace('_', ' ')} heads, {what}",
-                      xaxis_title="source position (token_index)", yaxis_title="head",
-                      height=160 + 40 * len(heads))
+    fig = go.Figure(
+        go.Heatmap(
+            z=to_list(rows, 4),
+            x=labels,
+            y=heads,
+            zmin=0,
+            zmax=1,
+            colorscale="Blues",
+            colorbar=dict(title="attention"),
+            hovertemplate="%{y} attends from the final position to %{x}: %{z:.3f}<extra></extra>",
+        )
+    )
+    fig.update_layout(
+        title=f"Attention from the final position, {group.replace('_', ' ')} heads, {what}",
+        xaxis_title="source position (token_index)",
+        yaxis_title="head",
+        height=160 + 40 * len(heads),
+    )
     fig.update_xaxes(type="category")
     fig.update_yaxes(type="category", autorange="reversed")
     return plotly_spec(fig)

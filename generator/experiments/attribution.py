@@ -46,10 +46,13 @@ def attribute(model, tokens: torch.Tensor, answer_tokens: torch.Tensor) -> dict[
     biases = torch.stack([output_bias(model, l, final[0]) for l in range(n_layers)])
     biases = biases[:, None].expand(n_layers, *final.shape)
     return {
-        "logit_diff": logit_diff(logits, answer_tokens), "final_logits": logits[:, -1],
+        "logit_diff": logit_diff(logits, answer_tokens),
+        "final_logits": logits[:, -1],
         "total": ld_attribution(cache, final[None], direction)[0],
-        "lens": ld_attribution(cache, lens, direction), "lens_labels": lens_labels,
-        "parts": ld_attribution(cache, parts, direction), "part_labels": part_labels,
+        "lens": ld_attribution(cache, lens, direction),
+        "lens_labels": lens_labels,
+        "parts": ld_attribution(cache, parts, direction),
+        "part_labels": part_labels,
         "heads": ld_attribution(cache, heads, direction).reshape(n_layers, n_heads, -1),
         "attn_bias": ld_attribution(cache, biases, direction),
     }
@@ -66,8 +69,11 @@ def top_heads(mean_heads: torch.Tensor, k: int, sign: int) -> list[dict]:
     keeping only heads of that sign (the notebook's torch.topk over per-head logit diffs)."""
     n_heads = mean_heads.shape[1]
     values, order = (sign * mean_heads.flatten()).sort(descending=True)
-    return [{**Head(*divmod(i, n_heads)).as_dict(), "attribution": num(sign * v)}
-            for v, i in zip(values[:k].tolist(), order[:k].tolist()) if v > 0]
+    return [
+        {**Head(*divmod(i, n_heads)).as_dict(), "attribution": num(sign * v)}
+        for v, i in zip(values[:k].tolist(), order[:k].tolist())
+        if v > 0
+    ]
 
 
 @torch.no_grad()
@@ -76,8 +82,7 @@ def run(model, batch, params: Params, inputs: dict) -> Result:
     clean = attribute(model, batch.clean_tokens, batch.answer_tokens)
     corrupted = attribute(model, batch.corrupted_tokens, batch.answer_tokens)
     heads = clean["heads"].mean(-1)
-    attn_parts = torch.stack([clean["parts"][clean["part_labels"].index(f"{l}_attn_out")]
-                              for l in range(n_layers)])
+    attn_parts = torch.stack([clean["parts"][clean["part_labels"].index(f"{l}_attn_out")] for l in range(n_layers)])
     head_sum = clean["heads"].sum(1) + clean["attn_bias"]
     layer_labels = [f"L{l}" for l in range(n_layers)]
     head_labels = [f"H{h}" for h in range(n_heads)]
@@ -93,10 +98,15 @@ def run(model, batch, params: Params, inputs: dict) -> Result:
         "head_error": num((head_sum - attn_parts).abs().max()),
         "heads_total": num(clean["heads"].sum((0, 1)).mean()),
         "not_heads": num((clean["total"] - clean["heads"].sum((0, 1))).mean()),
-        "lens": {"labels": [stack_label(s) for s in clean["lens_labels"]],
-                 "clean": to_list(clean["lens"].mean(-1)), "corrupted": to_list(corrupted["lens"].mean(-1))},
-        "components": {"labels": [stack_label(s) for s in clean["part_labels"]],
-                       "values": to_list(clean["parts"].mean(-1))},
+        "lens": {
+            "labels": [stack_label(s) for s in clean["lens_labels"]],
+            "clean": to_list(clean["lens"].mean(-1)),
+            "corrupted": to_list(corrupted["lens"].mean(-1)),
+        },
+        "components": {
+            "labels": [stack_label(s) for s in clean["part_labels"]],
+            "values": to_list(clean["parts"].mean(-1)),
+        },
         "heads": {"layers": layer_labels, "heads": head_labels, "values": to_list(heads)},
         "attn_bias": to_list(clean["attn_bias"].mean(-1)),
         "top_positive": positive,
@@ -107,8 +117,14 @@ def run(model, batch, params: Params, inputs: dict) -> Result:
     figures = {
         "logit_lens": lens_figure(metrics["lens"]),
         "components": components_figure(metrics["components"]),
-        "heads": heatmap(to_list(heads), head_labels, layer_labels,
-                         "Direct logit attribution per head (mean over prompts)", "head", "layer"),
+        "heads": heatmap(
+            to_list(heads),
+            head_labels,
+            layer_labels,
+            "Direct logit attribution per head (mean over prompts)",
+            "head",
+            "layer",
+        ),
     }
     for kind, table in metrics["breakdowns"].items():
         figures[f"breakdown_{kind}"] = breakdown_figure(kind, table)
@@ -122,16 +138,17 @@ def summary(metrics: dict) -> dict:
     final = lens[-1][1]
     # the first residual stream that carries half of the final logit difference (same sign)
     half = next((label for label, v in lens if final != 0 and v / final >= 0.5), None)
-    return {"top_component": dict(zip(("label", "value"), max(parts, key=lambda x: x[1]))),
-            "bottom_component": dict(zip(("label", "value"), min(parts, key=lambda x: x[1]))),
-            "lens_half": half}
+    return {
+        "top_component": dict(zip(("label", "value"), max(parts, key=lambda x: x[1]))),
+        "bottom_component": dict(zip(("label", "value"), min(parts, key=lambda x: x[1]))),
+        "lens_half": half,
+    }
 
 
 def breakdowns(spec, clean: dict, top: list[dict]) -> dict:
     """Mean logit difference and each top head's attribution per template, name and gender;
     `heads` lists the top heads, each row's `heads` their values in that order."""
-    keys = {"template": lambda p: f"template {p.template + 1}", "name": lambda p: p.name,
-            "gender": lambda p: p.group}
+    keys = {"template": lambda p: f"template {p.template + 1}", "name": lambda p: p.name, "gender": lambda p: p.group}
     heads = [Head.of(h) for h in top]
     out = {}
     for kind, key in keys.items():
@@ -139,8 +156,14 @@ def breakdowns(spec, clean: dict, top: list[dict]) -> dict:
         rows = []
         for g in groups:
             idx = torch.tensor([i for i, p in enumerate(spec.prompts) if key(p) == g])
-            rows.append({"group": g, "n": len(idx), "logit_diff": num(clean["logit_diff"][idx].mean()),
-                         "heads": [num(clean["heads"][h.layer, h.head, idx].mean()) for h in heads]})
+            rows.append(
+                {
+                    "group": g,
+                    "n": len(idx),
+                    "logit_diff": num(clean["logit_diff"][idx].mean()),
+                    "heads": [num(clean["heads"][h.layer, h.head, idx].mean()) for h in heads],
+                }
+            )
         out[kind] = {"heads": [h.as_dict() for h in heads], "rows": rows}
     if spec.templates:
         for row, text in zip(out["template"]["rows"], spec.templates):
@@ -149,18 +172,29 @@ def breakdowns(spec, clean: dict, top: list[dict]) -> dict:
 
 
 def lens_figure(lens: dict) -> dict:
-    return lens_lines(lens["labels"], {"clean: “.”": lens["clean"], "corrupted: “;”": lens["corrupted"]},
-                      "Logit lens: logit difference read from the residual stream",
-                      "logit diff (capital − lowercase)")
+    return lens_lines(
+        lens["labels"],
+        {"clean: “.”": lens["clean"], "corrupted: “;”": lens["corrupted"]},
+        "Logit lens: logit difference read from the residual stream",
+        "logit diff (capital − lowercase)",
+    )
 
 
 def components_figure(components: dict) -> dict:
     values = components["values"]
-    fig = go.Figure(go.Bar(x=components["labels"], y=values,
-                           marker_color=["#b2182b" if v > 0 else "#2166ac" for v in values],
-                           hovertemplate="%{x}: %{y:.3f}<extra></extra>"))
-    fig.update_layout(title="Direct logit attribution per component (mean over prompts)",
-                      xaxis_title="component", yaxis_title="logit diff attribution")
+    fig = go.Figure(
+        go.Bar(
+            x=components["labels"],
+            y=values,
+            marker_color=["#b2182b" if v > 0 else "#2166ac" for v in values],
+            hovertemplate="%{x}: %{y:.3f}<extra></extra>",
+        )
+    )
+    fig.update_layout(
+        title="Direct logit attribution per component (mean over prompts)",
+        xaxis_title="component",
+        yaxis_title="logit diff attribution",
+    )
     fig.update_xaxes(type="category")
     return plotly_spec(fig)
 
@@ -169,5 +203,12 @@ def breakdown_figure(kind: str, table: dict) -> dict:
     columns = ["logit diff"] + [head_name(h) for h in table["heads"]]
     z = [[r["logit_diff"]] + r["heads"] for r in table["rows"]]
     rows = [r["group"] for r in table["rows"]]
-    return heatmap(z, columns, rows, f"Logit difference and top heads' attribution per {kind}",
-                   "logit difference, then each top head's attribution", kind, colorbar="logits")
+    return heatmap(
+        z,
+        columns,
+        rows,
+        f"Logit difference and top heads' attribution per {kind}",
+        "logit difference, then each top head's attribution",
+        kind,
+        colorbar="logits",
+    )

@@ -28,14 +28,22 @@ def test_prompt(model, prompt: str, answer: str, k: int) -> dict:
     probs = logits.softmax(-1)
     top = probs.topk(k)
     ids = model.to_tokens(answer, prepend_bos=False)[0]
-    row = {"prompt": prompt, "answer": answer, "str_tokens": model.to_str_tokens(prompt),
-           "top": [{"rank": i, "token": model.to_string(int(t)), "prob": num(p), "logit": num(logits[t])}
-                   for i, (p, t) in enumerate(zip(top.values, top.indices))],
-           "answer_single_token": len(ids) == 1, "answer_rank": None, "answer_logit": None, "answer_prob": None}
+    row = {
+        "prompt": prompt,
+        "answer": answer,
+        "str_tokens": model.to_str_tokens(prompt),
+        "top": [
+            {"rank": i, "token": model.to_string(int(t)), "prob": num(p), "logit": num(logits[t])}
+            for i, (p, t) in enumerate(zip(top.values, top.indices))
+        ],
+        "answer_single_token": len(ids) == 1,
+        "answer_rank": None,
+        "answer_logit": None,
+        "answer_prob": None,
+    }
     if len(ids) == 1:
         a = int(ids[0])
-        row.update(answer_rank=int((logits > logits[a]).sum()), answer_logit=num(logits[a]),
-                   answer_prob=num(probs[a]))
+        row.update(answer_rank=int((logits > logits[a]).sum()), answer_logit=num(logits[a]), answer_prob=num(probs[a]))
     return row
 
 
@@ -71,15 +79,29 @@ def run(model, batch, params: Params, inputs: dict) -> Result:
 
     # gender agreement: the right capital pronoun beats every other group's capital pronoun
     capital_ids = {p.answers[0]: int(batch.answer_tokens[i, 0]) for i, p in enumerate(spec.prompts)}
-    agrees = [all(clean_logits[i, batch.answer_tokens[i, 0]] > clean_logits[i, capital_ids[o]] for o in others)
-              for i, others in enumerate(other_group_capital(spec))]
+    agrees = [
+        all(clean_logits[i, batch.answer_tokens[i, 0]] > clean_logits[i, capital_ids[o]] for o in others)
+        for i, others in enumerate(other_group_capital(spec))
+    ]
 
     templates = sorted({p.template for p in spec.prompts})
     names = list(dict.fromkeys(p.name for p in spec.prompts))
-    rows = [{"index": i, "prompt": p.text, "corrupted_prompt": p.corrupted, "template": p.template,
-             "name": p.name, "group": p.group, "correct": p.answers[0], "wrong": p.answers[1],
-             "clean": num(clean[i]), "corrupted": num(corrupted[i]), "gender_ok": bool(agrees[i])}
-            for i, p in enumerate(spec.prompts)]
+    rows = [
+        {
+            "index": i,
+            "prompt": p.text,
+            "corrupted_prompt": p.corrupted,
+            "template": p.template,
+            "name": p.name,
+            "group": p.group,
+            "correct": p.answers[0],
+            "wrong": p.answers[1],
+            "clean": num(clean[i]),
+            "corrupted": num(corrupted[i]),
+            "gender_ok": bool(agrees[i]),
+        }
+        for i, p in enumerate(spec.prompts)
+    ]
     mean, frac = float(clean.mean()), float((clean > 0).float().mean())
     cfg = model.cfg
     metrics = {
@@ -97,31 +119,52 @@ def run(model, batch, params: Params, inputs: dict) -> Result:
         "example_prompt": spec.example,
         "position_str_tokens": model.to_str_tokens(spec.example),
         "probes": [test_prompt(model, prompt, answer, params.top_k) for prompt, answer in params.probes],
-        "single_prompt": {"prompt": params.single_prompt, "answers": list(params.single_prompt_answers),
-                          "logit_diff": pair_logit_diff(model, params.single_prompt, params.single_prompt_answers)},
+        "single_prompt": {
+            "prompt": params.single_prompt,
+            "answers": list(params.single_prompt_answers),
+            "logit_diff": pair_logit_diff(model, params.single_prompt, params.single_prompt_answers),
+        },
         "per_prompt": rows,
         "templates": list(spec.templates),
         "names": names,
-        "model_shape": {"n_layers": cfg.n_layers, "n_heads": cfg.n_heads, "d_model": cfg.d_model,
-                        "d_vocab": cfg.d_vocab, "attn_only": attention_only(model)},
+        "model_shape": {
+            "n_layers": cfg.n_layers,
+            "n_heads": cfg.n_heads,
+            "d_model": cfg.d_model,
+            "d_vocab": cfg.d_vocab,
+            "attn_only": attention_only(model),
+        },
     }
     return Result(metrics, {"per_prompt": per_prompt_figure(rows, templates, names)})
 
 
 def per_prompt_figure(rows, templates, names) -> dict:
     """Two heatmaps (template × name), clean and corrupted, on one shared colour scale."""
-    fig = make_subplots(rows=1, cols=2, subplot_titles=("clean: “.”", "corrupted: “;”"),
-                        shared_yaxes=True, horizontal_spacing=0.04)
+    fig = make_subplots(
+        rows=1, cols=2, subplot_titles=("clean: “.”", "corrupted: “;”"), shared_yaxes=True, horizontal_spacing=0.04
+    )
     lookup = {(r["template"], r["name"]): r for r in rows}
     bound = max(abs(r[k]) for r in rows for k in ("clean", "corrupted"))
     for col, key in enumerate(("clean", "corrupted"), start=1):
         z = [[lookup[(t, n)][key] for n in names] for t in templates]
         text = [[f"#{lookup[(t, n)]['index'] + 1}: {lookup[(t, n)]['prompt']}" for n in names] for t in templates]
-        fig.add_trace(go.Heatmap(
-            z=z, x=names, y=[f"template {t + 1}" for t in templates], text=text,
-            zmin=-bound, zmax=bound, colorscale="RdBu", reversescale=True, showscale=col == 2,
-            colorbar=dict(title="logit diff"),
-            hovertemplate="%{text}<br>logit diff %{z:.2f}<extra>" + key + "</extra>"), row=1, col=col)
+        fig.add_trace(
+            go.Heatmap(
+                z=z,
+                x=names,
+                y=[f"template {t + 1}" for t in templates],
+                text=text,
+                zmin=-bound,
+                zmax=bound,
+                colorscale="RdBu",
+                reversescale=True,
+                showscale=col == 2,
+                colorbar=dict(title="logit diff"),
+                hovertemplate="%{text}<br>logit diff %{z:.2f}<extra>" + key + "</extra>",
+            ),
+            row=1,
+            col=col,
+        )
     fig.update_xaxes(type="category", tickangle=-45)
     fig.update_yaxes(type="category", autorange="reversed")
     fig.update_layout(title="Logit difference (capital − lowercase) per prompt", height=380)

@@ -32,7 +32,7 @@ import torch
 
 from generator.engine.graph import CircuitRunner
 from generator.experiments import Result
-from generator.experiments.circuit_graph import graph_figure, curves_figure
+from generator.experiments.circuit_graph import curves_figure, graph_figure
 from generator.experiments.params import Circuit as Params
 from generator.metrics import normalisation_scale, num, to_list
 from generator.tasks import UNUSABLE
@@ -91,8 +91,9 @@ def area(fractions: list[float], f: torch.Tensor, cmd: bool) -> torch.Tensor:
     return ((x[1:] - x[:-1]) * (y[..., 1:] + y[..., :-1]) / 2).sum(-1)
 
 
-def summarise(curve: torch.Tensor, runner: CircuitRunner, fractions, sizes, cmd: bool, params: Params,
-              seed: int) -> dict:
+def summarise(
+    curve: torch.Tensor, runner: CircuitRunner, fractions, sizes, cmd: bool, params: Params, seed: int
+) -> dict:
     """f at each size with bootstrap intervals over prompts, and the area (CPR or CMD) with its."""
     m_n, m_0 = runner.clean_metric, runner.corrupted_metric
     f = faithfulness(curve, m_n, m_0)
@@ -103,12 +104,19 @@ def summarise(curve: torch.Tensor, runner: CircuitRunner, fractions, sizes, cmd:
     tail = (1 - params.confidence) / 2
     q = torch.tensor([tail, 1 - tail], dtype=torch.double)
     band = torch.quantile(boot, q, dim=0)  # [2, S]
-    return {"sizes": sizes, "faithfulness": to_list(f), "low": to_list(band[0]), "high": to_list(band[1]),
-            "area": num(area(fractions, f.double(), cmd)), "area_ci": to_list(torch.quantile(area(fractions, boot, cmd), q))}
+    return {
+        "sizes": sizes,
+        "faithfulness": to_list(f),
+        "low": to_list(band[0]),
+        "high": to_list(band[1]),
+        "area": num(area(fractions, f.double(), cmd)),
+        "area_ci": to_list(torch.quantile(area(fractions, boot, cmd), q)),
+    }
 
 
-def smallest_faithful(evaluator: Evaluator, order: torch.Tensor, sizes: list[int], f: list[float],
-                      params: Params) -> dict | None:
+def smallest_faithful(
+    evaluator: Evaluator, order: torch.Tensor, sizes: list[int], f: list[float], params: Params
+) -> dict | None:
     """The smallest circuit with f ≥ params.faithful: the first evaluated size that reaches it,
     refined on a log grid of sizes between it and the size before."""
     runner = evaluator.runner
@@ -118,8 +126,11 @@ def smallest_faithful(evaluator: Evaluator, order: torch.Tensor, sizes: list[int
     low = sizes[hit - 1] if hit else 0
     grid = sorted({round(low + (sizes[hit] - low) * t) for t in torch.logspace(-1, 0, params.refine).tolist()} - {low})
     for n in grid:
-        value = float(faithfulness(runner.evaluate(evaluator.keep(order, n))[None], runner.clean_metric,
-                                   runner.corrupted_metric)[0])
+        value = float(
+            faithfulness(runner.evaluate(evaluator.keep(order, n))[None], runner.clean_metric, runner.corrupted_metric)[
+                0
+            ]
+        )
         if value >= params.faithful:
             return {"edges": n, "fraction": num(n / evaluator.n_edges), "faithfulness": num(value)}
     return {"edges": sizes[hit], "fraction": num(sizes[hit] / evaluator.n_edges), "faithfulness": num(f[hit])}
@@ -185,8 +196,11 @@ def methods(runner: CircuitRunner, evaluator: Evaluator, params: Params, positio
         start = time.perf_counter()
         effects = node_effects(runner, position_aware)
         writer, reader = node_scores(runner.graph, effects)
-        out["exact_node"] = (writer.flatten()[evaluator.edges], reader.flatten()[evaluator.edges],
-                             time.perf_counter() - start)
+        out["exact_node"] = (
+            writer.flatten()[evaluator.edges],
+            reader.flatten()[evaluator.edges],
+            time.perf_counter() - start,
+        )
     return out
 
 
@@ -205,8 +219,9 @@ def run_graph(runner: CircuitRunner, params: Params, position_aware: bool) -> tu
             orders[(name, kind)] = order
             curve = evaluator.curve(order, sizes)
             row[kind] = summarise(curve, runner, fractions, sizes, absolute, params, params.seed)
-        row["smallest_faithful"] = smallest_faithful(evaluator, orders[(name, "cmd")], sizes,
-                                                     row["cmd"]["faithfulness"], params)
+        row["smallest_faithful"] = smallest_faithful(
+            evaluator, orders[(name, "cmd")], sizes, row["cmd"]["faithfulness"], params
+        )
         timings[name] = round(seconds + time.perf_counter() - start, 3)
         table[name] = row
     start = time.perf_counter()
@@ -215,11 +230,15 @@ def run_graph(runner: CircuitRunner, params: Params, position_aware: bool) -> tu
     for _ in range(params.random_seeds):
         order = torch.randperm(evaluator.n_edges, generator=g)
         curve = evaluator.curve(order, sizes)
-        randoms.append({k: summarise(curve, runner, fractions, sizes, k == "cmd", params, params.seed)
-                        for k in ("cpr", "cmd")})
-    table["random"] = {"seeds": randoms, "cpr": mean_curve([r["cpr"] for r in randoms]),
-                       "cmd": mean_curve([r["cmd"] for r in randoms]),
-                       "smallest_faithful": None}
+        randoms.append(
+            {k: summarise(curve, runner, fractions, sizes, k == "cmd", params, params.seed) for k in ("cpr", "cmd")}
+        )
+    table["random"] = {
+        "seeds": randoms,
+        "cpr": mean_curve([r["cpr"] for r in randoms]),
+        "cmd": mean_curve([r["cmd"] for r in randoms]),
+        "smallest_faithful": None,
+    }
     timings["random"] = round(time.perf_counter() - start, 3)
     return table, {"evaluator": evaluator, "orders": orders, "sizes": sizes}, timings
 
@@ -228,8 +247,14 @@ def mean_curve(curves: list[dict]) -> dict:
     """The random baseline: the mean over seeds of f and of the area, with the seeds' range."""
     f = torch.tensor([c["faithfulness"] for c in curves])
     areas = torch.tensor([c["area"] for c in curves])
-    return {"sizes": curves[0]["sizes"], "faithfulness": to_list(f.mean(0)), "low": to_list(f.min(0).values),
-            "high": to_list(f.max(0).values), "area": num(areas.mean()), "area_ci": [num(areas.min()), num(areas.max())]}
+    return {
+        "sizes": curves[0]["sizes"],
+        "faithfulness": to_list(f.mean(0)),
+        "low": to_list(f.min(0).values),
+        "high": to_list(f.max(0).values),
+        "area": num(areas.mean()),
+        "area_ci": [num(areas.min()), num(areas.max())],
+    }
 
 
 def subset(runner_args, idx: torch.Tensor) -> CircuitRunner:
@@ -274,8 +299,9 @@ def transfer(model, batch, order: torch.Tensor, params: Params) -> dict | None:
     fractions = list(params.sizes)
     m_c, m_n, m_0, prompts = [], [], [], []
     for rows in groups.values():
-        runner = CircuitRunner(model, torch.cat([r[0] for r in rows]), torch.cat([r[1] for r in rows]),
-                               torch.stack([r[2] for r in rows]))
+        runner = CircuitRunner(
+            model, torch.cat([r[0] for r in rows]), torch.cat([r[1] for r in rows]), torch.stack([r[2] for r in rows])
+        )
         evaluator = Evaluator(runner, False)
         m_c.append(evaluator.curve(order, sizes_for(fractions, evaluator.n_edges)))
         m_n.append(runner.clean_metric)
@@ -285,20 +311,37 @@ def transfer(model, batch, order: torch.Tensor, params: Params) -> dict | None:
     if abs(float(m_n.mean() - m_0.mean())) < 1e-6:
         return {"family": control, "prompts": prompts, "defined": False}
     f = faithfulness(m_c, m_n, m_0)
-    return {"family": control, "prompts": prompts, "defined": True, "clean": num(m_n.mean()),
-            "corrupted": num(m_0.mean()), "faithfulness": to_list(f), "area": num(area(fractions, f.double(), False))}
+    return {
+        "family": control,
+        "prompts": prompts,
+        "defined": True,
+        "clean": num(m_n.mean()),
+        "corrupted": num(m_0.mean()),
+        "faithfulness": to_list(f),
+        "area": num(area(fractions, f.double(), False)),
+    }
 
 
-def describe(graph, evaluator: Evaluator, order: torch.Tensor, n: int, scores: torch.Tensor,
-             effects: torch.Tensor, position_aware: bool) -> dict:
+def describe(
+    graph,
+    evaluator: Evaluator,
+    order: torch.Tensor,
+    n: int,
+    scores: torch.Tensor,
+    effects: torch.Tensor,
+    position_aware: bool,
+) -> dict:
     """The circuit of the first n edges of `order`, as data: its edges (ids, score, exact
     effect), its nodes, and how many edges feed each kind of reader."""
     shape = evaluator.shape
     edges = []
     for rank, i in enumerate(order[:n].tolist()):
         flat = int(evaluator.edges[i])
-        w, r, p = (flat // (shape[1] * shape[2]), flat // shape[2] % shape[1], flat % shape[2]) if position_aware \
+        w, r, p = (
+            (flat // (shape[1] * shape[2]), flat // shape[2] % shape[1], flat % shape[2])
+            if position_aware
             else (flat // shape[1], flat % shape[1], None)
+        )
         edge = {"writer": graph.writer_id(w), "reader": graph.reader_id(r), "score": num(scores[i])}
         if p is not None:
             edge["position"] = p
@@ -309,16 +352,25 @@ def describe(graph, evaluator: Evaluator, order: torch.Tensor, n: int, scores: t
     for e in edges:
         kind = e["reader"]["kind"]
         kinds[kind] = kinds.get(kind, 0) + 1
-    nodes = {tuple(sorted(e["writer"].items())) for e in edges} | {
-        tuple(sorted(e["reader"].items())) for e in edges}
+    nodes = {tuple(sorted(e["writer"].items())) for e in edges} | {tuple(sorted(e["reader"].items())) for e in edges}
     writers = sorted({graph.writers.index(tuple(e["writer"].values())) for e in edges})
-    return {"n_edges": n, "edges": edges, "readers_by_kind": kinds,
-            "writers": [graph.writer_id(w) for w in writers],
-            "heads": [{"layer": layer, "head": head} for layer, head in
-                      sorted({(e["writer"]["layer"], e["writer"]["head"]) for e in edges if e["writer"]["kind"] == "head"})],
-            "mlps": [{"kind": "mlp", "layer": layer} for layer in
-                     sorted({e["writer"]["layer"] for e in edges if e["writer"]["kind"] == "mlp"})],
-            "n_nodes": len(nodes)}
+    return {
+        "n_edges": n,
+        "edges": edges,
+        "readers_by_kind": kinds,
+        "writers": [graph.writer_id(w) for w in writers],
+        "heads": [
+            {"layer": layer, "head": head}
+            for layer, head in sorted(
+                {(e["writer"]["layer"], e["writer"]["head"]) for e in edges if e["writer"]["kind"] == "head"}
+            )
+        ],
+        "mlps": [
+            {"kind": "mlp", "layer": layer}
+            for layer in sorted({e["writer"]["layer"] for e in edges if e["writer"]["kind"] == "mlp"})
+        ],
+        "n_nodes": len(nodes),
+    }
 
 
 def run(model, batch, params: Params, inputs: dict) -> Result:
@@ -347,42 +399,66 @@ def run(model, batch, params: Params, inputs: dict) -> Result:
         pos_order = pos_state["orders"][("eap_ig", "cmd")]
         pos_shown = min(params.graph_edges, pos_state["evaluator"].n_edges)
         pos_effects = edge_effects(runner, pos_state["evaluator"], pos_order, pos_shown)
-        position["drawn"] = describe(graph, pos_state["evaluator"], pos_order, pos_shown,
-                                     pos_table["eap_ig"]["scores"], pos_effects, True)
+        position["drawn"] = describe(
+            graph, pos_state["evaluator"], pos_order, pos_shown, pos_table["eap_ig"]["scores"], pos_effects, True
+        )
 
     export = min(params.export_edges, evaluator.n_edges)
     all_scores = {name: row["scores"] for name, row in table.items() if "scores" in row}
     methods_table = {k: {kk: vv for kk, vv in v.items() if kk != "scores"} for k, v in table.items()}
     top = order[:export]
     metrics = {
-        "clean_logit_diff": num(clean), "corrupted_logit_diff": num(corrupted),
-        "n_prompts": len(batch.spec.prompts), "n_edges": evaluator.n_edges,
-        "n_edges_by_position": evaluator.n_edges * runner.n_pos, "shared_prefix": runner.start,
-        "fractions": list(params.sizes), "ig_steps": params.ig_steps, "top_edges": params.top_edges, "faithful": params.faithful,
-        "confidence": params.confidence, "bootstrap": params.bootstrap, "random_seeds": params.random_seeds,
-        "methods": methods_table, "by_position": position,
-        "circuit": circuit, "drawn": drawn,
+        "clean_logit_diff": num(clean),
+        "corrupted_logit_diff": num(corrupted),
+        "n_prompts": len(batch.spec.prompts),
+        "n_edges": evaluator.n_edges,
+        "n_edges_by_position": evaluator.n_edges * runner.n_pos,
+        "shared_prefix": runner.start,
+        "fractions": list(params.sizes),
+        "ig_steps": params.ig_steps,
+        "top_edges": params.top_edges,
+        "faithful": params.faithful,
+        "confidence": params.confidence,
+        "bootstrap": params.bootstrap,
+        "random_seeds": params.random_seeds,
+        "methods": methods_table,
+        "by_position": position,
+        "circuit": circuit,
+        "drawn": drawn,
         "held_out": held_out(model, batch, params) if params.held_out else None,
-        "transfer": (transfer(model, inputs["tasks"]["exceptions"], orders[("eap_ig", "cpr")], params)
-                     if "exceptions" in inputs.get("tasks", {}) else None),
+        "transfer": (
+            transfer(model, inputs["tasks"]["exceptions"], orders[("eap_ig", "cpr")], params)
+            if "exceptions" in inputs.get("tasks", {})
+            else None
+        ),
         # the downloadable circuit graph (render writes it beside the page as JSON)
-        "download": {"model_clean_logit_diff": num(clean), "model_corrupted_logit_diff": num(corrupted),
-                  "methods": methods_table,
-                  "writers": [graph.writer_id(i) for i in range(len(graph.writers))],
-                  "readers": [graph.reader_id(i) for i in range(len(graph.readers))],
-                  "edges": [[int(evaluator.edges[i]) // len(graph.readers), int(evaluator.edges[i]) % len(graph.readers)]
-                            + [num(all_scores[m][i]) for m in sorted(all_scores)] for i in top.tolist()],
-                  "columns": ["writer", "reader"] + sorted(all_scores)},
+        "download": {
+            "model_clean_logit_diff": num(clean),
+            "model_corrupted_logit_diff": num(corrupted),
+            "methods": methods_table,
+            "writers": [graph.writer_id(i) for i in range(len(graph.writers))],
+            "readers": [graph.reader_id(i) for i in range(len(graph.readers))],
+            "edges": [
+                [int(evaluator.edges[i]) // len(graph.readers), int(evaluator.edges[i]) % len(graph.readers)]
+                + [num(all_scores[m][i]) for m in sorted(all_scores)]
+                for i in top.tolist()
+            ],
+            "columns": ["writer", "reader"] + sorted(all_scores),
+        },
         "negligible": params.negligible,
-        "negligible_edges": sum(abs(e.get("exact_effect", 0.0)) < params.negligible * float(clean - corrupted)
-                                for e in drawn["edges"]),
+        "negligible_edges": sum(
+            abs(e.get("exact_effect", 0.0)) < params.negligible * float(clean - corrupted) for e in drawn["edges"]
+        ),
     }
-    figures = {"faithfulness": curves_figure(methods_table, list(params.sizes), evaluator.n_edges,
-                                                  "position-agnostic graph"),
-               "graph": graph_figure(drawn, state["sizes"], n, params.faithful, graph, runner.n_pos, False)}
+    figures = {
+        "faithfulness": curves_figure(methods_table, list(params.sizes), evaluator.n_edges, "position-agnostic graph"),
+        "graph": graph_figure(drawn, state["sizes"], n, params.faithful, graph, runner.n_pos, False),
+    }
     if position:
-        figures["faithfulness_by_position"] = curves_figure(position, list(params.sizes),
-                                                            evaluator.n_edges * runner.n_pos, "position-aware graph")
-        figures["graph_by_position"] = graph_figure(position["drawn"], pos_state["sizes"], None, params.faithful,
-                                                    graph, runner.n_pos, True)
+        figures["faithfulness_by_position"] = curves_figure(
+            position, list(params.sizes), evaluator.n_edges * runner.n_pos, "position-aware graph"
+        )
+        figures["graph_by_position"] = graph_figure(
+            position["drawn"], pos_state["sizes"], None, params.faithful, graph, runner.n_pos, True
+        )
     return Result(metrics, figures, timings)

@@ -19,8 +19,13 @@ POSITIVE, NEGATIVE = "#b2182b", "#2166ac"
 def curves_figure(table: dict, fractions: list[float], n_edges: int, graph: str) -> dict:
     """f against circuit size for each method, signed ranking (CPR) left and |score| (CMD)
     right, each with its bootstrap interval (random: the range over seeds)."""
-    fig = make_subplots(rows=1, cols=2, shared_yaxes=True, horizontal_spacing=0.05,
-                        subplot_titles=("ranked by score (CPR)", "ranked by |score| (CMD)"))
+    fig = make_subplots(
+        rows=1,
+        cols=2,
+        shared_yaxes=True,
+        horizontal_spacing=0.05,
+        subplot_titles=("ranked by score (CPR)", "ranked by |score| (CMD)"),
+    )
     for col, kind in enumerate(("cpr", "cmd"), start=1):
         for name, row in table.items():
             if name not in METHOD_NAMES or kind not in row:
@@ -28,14 +33,38 @@ def curves_figure(table: dict, fractions: list[float], n_edges: int, graph: str)
             c = row[kind]
             x = list(fractions)  # MIB's nominal sizes (the areas integrate over these)
             colour = COLOURS[name]
-            fig.add_trace(go.Scatter(x=x + x[::-1], y=c["high"] + c["low"][::-1], fill="toself", line=dict(width=0),
-                                     fillcolor=colour, opacity=0.15, hoverinfo="skip", showlegend=False,
-                                     legendgroup=name), row=1, col=col)
-            fig.add_trace(go.Scatter(x=x, y=c["faithfulness"], mode="lines+markers", name=METHOD_NAMES[name],
-                                     line=dict(color=colour), legendgroup=name, showlegend=col == 1,
-                                     customdata=c["sizes"],
-                                     hovertemplate="%{customdata} edges (%{x:.1%})<br>f = %{y:.3f}<extra>"
-                                     + METHOD_NAMES[name] + "</extra>"), row=1, col=col)
+            fig.add_trace(
+                go.Scatter(
+                    x=x + x[::-1],
+                    y=c["high"] + c["low"][::-1],
+                    fill="toself",
+                    line=dict(width=0),
+                    fillcolor=colour,
+                    opacity=0.15,
+                    hoverinfo="skip",
+                    showlegend=False,
+                    legendgroup=name,
+                ),
+                row=1,
+                col=col,
+            )
+            fig.add_trace(
+                go.Scatter(
+                    x=x,
+                    y=c["faithfulness"],
+                    mode="lines+markers",
+                    name=METHOD_NAMES[name],
+                    line=dict(color=colour),
+                    legendgroup=name,
+                    showlegend=col == 1,
+                    customdata=c["sizes"],
+                    hovertemplate="%{customdata} edges (%{x:.1%})<br>f = %{y:.3f}<extra>"
+                    + METHOD_NAMES[name]
+                    + "</extra>",
+                ),
+                row=1,
+                col=col,
+            )
         fig.add_hline(y=1, line_width=1, line_dash="dot", line_color="grey", row=1, col=col)
         fig.add_hline(y=0, line_width=1, line_color="grey", row=1, col=col)
     fig.update_xaxes(type="log", tickformat=".1%", title_text=f"edges kept (fraction of {n_edges}, log scale)")
@@ -59,8 +88,9 @@ def node_xy(node: dict, n_heads: int, n_layers: int, position: int | None, n_pos
     return 2.0 * node["layer"] + 1, band + node["head"]  # a head (or one of its q/k/v inputs)
 
 
-def graph_figure(drawn: dict, sizes: list[int], selected: int | None, faithful: float, graph, n_pos: int,
-                 position_aware: bool) -> dict:
+def graph_figure(
+    drawn: dict, sizes: list[int], selected: int | None, faithful: float, graph, n_pos: int, position_aware: bool
+) -> dict:
     """The drawn edges (EAP-IG, by |score|) with a slider over the circuit sizes up to them."""
     edges = drawn["edges"]
     n_layers, n_heads = graph.n_layers, graph.n_heads
@@ -73,15 +103,25 @@ def graph_figure(drawn: dict, sizes: list[int], selected: int | None, faithful: 
         dash = {"q": "solid", "k": "dot", "v": "dash"}.get(e["reader"]["kind"], "solid")
         where = f" at position {p}" if p is not None else ""
         exact = f"<br>exact effect {e['exact_effect']:.4f}" if "exact_effect" in e else ""
-        label = (f"{node_name(e['writer'])} → {node_name(e['reader'])}{where}<br>EAP-IG score "
-                 f"{e['score']:.4f}{exact}")
-        fig.add_trace(go.Scatter(
-            x=[x0, (x0 + x1) / 2, x1], y=[y0, (y0 + y1) / 2, y1], mode="lines+markers",
-            line=dict(width=1 + 7 * abs(e["score"]) / largest, color=POSITIVE if e["score"] > 0 else NEGATIVE,
-                      dash=dash),
-            marker=dict(size=[0, 7, 0], color=POSITIVE if e["score"] > 0 else NEGATIVE),
-            hovertext=["", label, ""], hoverinfo="text", showlegend=False, opacity=0.75))
-    nodes = [("embed", None), ("logits", None)] + [(("head", l, h), None) for l in range(n_layers) for h in range(n_heads)]
+        label = f"{node_name(e['writer'])} → {node_name(e['reader'])}{where}<br>EAP-IG score {e['score']:.4f}{exact}"
+        fig.add_trace(
+            go.Scatter(
+                x=[x0, (x0 + x1) / 2, x1],
+                y=[y0, (y0 + y1) / 2, y1],
+                mode="lines+markers",
+                line=dict(
+                    width=1 + 7 * abs(e["score"]) / largest, color=POSITIVE if e["score"] > 0 else NEGATIVE, dash=dash
+                ),
+                marker=dict(size=[0, 7, 0], color=POSITIVE if e["score"] > 0 else NEGATIVE),
+                hovertext=["", label, ""],
+                hoverinfo="text",
+                showlegend=False,
+                opacity=0.75,
+            )
+        )
+    nodes = [("embed", None), ("logits", None)] + [
+        (("head", l, h), None) for l in range(n_layers) for h in range(n_heads)
+    ]
     nodes += [(("mlp", l), None) for l in range(n_layers)]
     xs, ys, text = [], [], []
     for p in positions:
@@ -91,8 +131,17 @@ def graph_figure(drawn: dict, sizes: list[int], selected: int | None, faithful: 
             xs.append(x)
             ys.append(y)
             text.append(node_name(ident) + (f" at position {p}" if p is not None else ""))
-    fig.add_trace(go.Scatter(x=xs, y=ys, mode="markers", marker=dict(size=9, color="#888888", symbol="circle"),
-                             hovertext=text, hoverinfo="text", showlegend=False))
+    fig.add_trace(
+        go.Scatter(
+            x=xs,
+            y=ys,
+            mode="markers",
+            marker=dict(size=9, color="#888888", symbol="circle"),
+            hovertext=text,
+            hoverinfo="text",
+            showlegend=False,
+        )
+    )
     steps_at = sorted({n for n in sizes if n <= len(edges)} | ({selected} if selected else set()) | {len(edges)})
     steps = []
     for n in steps_at:
@@ -102,15 +151,22 @@ def graph_figure(drawn: dict, sizes: list[int], selected: int | None, faithful: 
     active = steps_at.index(selected) if selected in steps_at else len(steps_at) - 1
     for i, trace in enumerate(fig.data[:-1]):
         trace.visible = i < steps_at[active]
-    ticks = [0.0] + [2.0 * l + 1 for l in range(n_layers)] + [2.0 * l + 2 for l in range(n_layers)] + [2.0 * n_layers + 1]
+    ticks = (
+        [0.0] + [2.0 * l + 1 for l in range(n_layers)] + [2.0 * l + 2 for l in range(n_layers)] + [2.0 * n_layers + 1]
+    )
     labels = ["embed"] + [f"L{l} heads" for l in range(n_layers)] + [f"MLP{l}" for l in range(n_layers)] + ["logits"]
     fig.update_xaxes(tickvals=ticks, ticktext=labels, showgrid=False, zeroline=False)
-    fig.update_yaxes(showticklabels=position_aware, showgrid=False, zeroline=False,
-                     tickvals=[(p or 0) * (n_heads + 2) + (n_heads - 1) / 2 for p in positions] if position_aware else None,
-                     ticktext=[f"position {p}" for p in positions] if position_aware else None)
+    fig.update_yaxes(
+        showticklabels=position_aware,
+        showgrid=False,
+        zeroline=False,
+        tickvals=[(p or 0) * (n_heads + 2) + (n_heads - 1) / 2 for p in positions] if position_aware else None,
+        ticktext=[f"position {p}" for p in positions] if position_aware else None,
+    )
     fig.update_layout(
         title="The circuit by EAP-IG: " + ("one edge per position" if position_aware else "edges between components"),
         height=520 if not position_aware else 200 + 170 * len(positions),
         sliders=[dict(active=active, currentvalue=dict(prefix="edges kept: "), pad=dict(t=40), steps=steps)],
-        margin=dict(l=60, r=20, t=60, b=80))
+        margin=dict(l=60, r=20, t=60, b=80),
+    )
     return plotly_spec(fig)

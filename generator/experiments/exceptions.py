@@ -68,11 +68,19 @@ def run(model, batch, params: Params, inputs: dict) -> Result:
         for j, i in enumerate(idx):
             p, pair = spec.prompts[i], batch.answer_tokens[i]
             single = bool((pair >= 0).all())
-            rows[i] = {"prompt": p.text, "family": p.group, "notebook": p.from_notebook, "capital": p.answers[0], "lowercase": p.answers[1],
-                       "n_tokens": length, "log_odds": num(log_odds[j]),
-                       "p_capital": num(probs[j, upper].sum()), "p_lowercase": num(probs[j, lower].sum()),
-                       "single_token_pair": single,
-                       "logit_diff": num(final[j, pair[0]] - final[j, pair[1]]) if single else None}
+            rows[i] = {
+                "prompt": p.text,
+                "family": p.group,
+                "notebook": p.from_notebook,
+                "capital": p.answers[0],
+                "lowercase": p.answers[1],
+                "n_tokens": length,
+                "log_odds": num(log_odds[j]),
+                "p_capital": num(probs[j, upper].sum()),
+                "p_lowercase": num(probs[j, lower].sum()),
+                "single_token_pair": single,
+                "logit_diff": num(final[j, pair[0]] - final[j, pair[1]]) if single else None,
+            }
             lenses[i] = lens[:, j]
         del cache
         labels = [stack_label(s) for s in resid_labels]
@@ -88,36 +96,55 @@ def run(model, batch, params: Params, inputs: dict) -> Result:
         odds = [r["log_odds"] for r in mine]
         pairs = [r["logit_diff"] for r in mine if r["logit_diff"] is not None]
         capital_side = mean(odds) > 0
-        families.append({
-            "family": family, "description": spec.info["families"][family]["description"],
-            "expected": expected, "n": len(mine), "example": mine[0]["prompt"],
-            "mean_log_odds": num(mean(odds)), "min_log_odds": min(odds), "max_log_odds": max(odds),
-            "vs_control": num(mean(odds) - control_mean),
-            # does the sign of each prompt's log-odds match written English?
-            "agrees": num(mean([(o > 0) == (expected == "capital") for o in odds])),
-            "sentence_end_like": capital_side,  # on average treated like a sentence end
-            "as_english": capital_side == (expected == "capital"),
-            "p_capital": num(mean([r["p_capital"] for r in mine])),
-            "p_lowercase": num(mean([r["p_lowercase"] for r in mine])),
-            "n_pairs": len(pairs),
-            "mean_logit_diff": num(mean(pairs)) if pairs else None,
-            "vs_control_logit_diff": (num(mean(pairs) - control_pair)
-                                      if pairs and control_pair is not None else None),
-        })
+        families.append(
+            {
+                "family": family,
+                "description": spec.info["families"][family]["description"],
+                "expected": expected,
+                "n": len(mine),
+                "example": mine[0]["prompt"],
+                "mean_log_odds": num(mean(odds)),
+                "min_log_odds": min(odds),
+                "max_log_odds": max(odds),
+                "vs_control": num(mean(odds) - control_mean),
+                # does the sign of each prompt's log-odds match written English?
+                "agrees": num(mean([(o > 0) == (expected == "capital") for o in odds])),
+                "sentence_end_like": capital_side,  # on average treated like a sentence end
+                "as_english": capital_side == (expected == "capital"),
+                "p_capital": num(mean([r["p_capital"] for r in mine])),
+                "p_lowercase": num(mean([r["p_lowercase"] for r in mine])),
+                "n_pairs": len(pairs),
+                "mean_logit_diff": num(mean(pairs)) if pairs else None,
+                "vs_control_logit_diff": (
+                    num(mean(pairs) - control_pair) if pairs and control_pair is not None else None
+                ),
+            }
+        )
     lens = {f: to_list(lenses[[r["family"] == f for r in rows]].mean(0)) for f in spec.groups}
     others = [f for f in families if f["family"] != control]
     lowest = min(others, key=lambda f: f["vs_control"])
-    metrics = {"control": control, "control_mean": num(control_mean),
-               "control_mean_logit_diff": num(control_pair) if control_pair is not None else None,
-               "n_prompts": len(rows), "n_pairs": sum(r["single_token_pair"] for r in rows),
-               "unusable_pairs": [{"prompt": r["prompt"], "family": r["family"],
-                                   "split": [model.to_str_tokens(a, prepend_bos=False) for a in (r["capital"], r["lowercase"])]}
-                                  for r in rows if not r["single_token_pair"]],
-               "families": families, "per_prompt": rows, "lens": {"labels": labels, "families": lens},
-               "agreement": num(mean([f["agrees"] for f in others])),
-               "lens_split": lens_split(labels, lens[control], lens[lowest["family"]], lowest["family"])}
-    return Result(metrics, {"families": families_figure(rows, families),
-                            "logit_lens": lens_figure(labels, lens)})
+    metrics = {
+        "control": control,
+        "control_mean": num(control_mean),
+        "control_mean_logit_diff": num(control_pair) if control_pair is not None else None,
+        "n_prompts": len(rows),
+        "n_pairs": sum(r["single_token_pair"] for r in rows),
+        "unusable_pairs": [
+            {
+                "prompt": r["prompt"],
+                "family": r["family"],
+                "split": [model.to_str_tokens(a, prepend_bos=False) for a in (r["capital"], r["lowercase"])],
+            }
+            for r in rows
+            if not r["single_token_pair"]
+        ],
+        "families": families,
+        "per_prompt": rows,
+        "lens": {"labels": labels, "families": lens},
+        "agreement": num(mean([f["agrees"] for f in others])),
+        "lens_split": lens_split(labels, lens[control], lens[lowest["family"]], lowest["family"]),
+    }
+    return Result(metrics, {"families": families_figure(rows, families), "logit_lens": lens_figure(labels, lens)})
 
 
 def lens_split(labels: list[str], control: list[float], family: list[float], name: str) -> dict:
@@ -141,21 +168,39 @@ def mean_or_none(values) -> float | None:
 def families_figure(rows: list[dict], families: list[dict]) -> dict:
     """A bar per family (its mean capital log-odds) with every prompt as a dot on top."""
     names = [f["family"] for f in families]
-    fig = go.Figure(go.Bar(x=names, y=[f["mean_log_odds"] for f in families], name="family mean",
-                           marker_color=["#b2182b" if f["expected"] == "capital" else "#2166ac" for f in families],
-                           opacity=0.6, hovertemplate="%{x}: mean %{y:.2f}<extra></extra>"))
-    fig.add_trace(go.Scatter(x=[r["family"] for r in rows], y=[r["log_odds"] for r in rows], mode="markers",
-                             name="prompt", text=[r["prompt"] for r in rows],
-                             marker=dict(color="black", size=6),
-                             hovertemplate="%{text}<br>capital log-odds %{y:.2f}<extra></extra>"))
+    fig = go.Figure(
+        go.Bar(
+            x=names,
+            y=[f["mean_log_odds"] for f in families],
+            name="family mean",
+            marker_color=["#b2182b" if f["expected"] == "capital" else "#2166ac" for f in families],
+            opacity=0.6,
+            hovertemplate="%{x}: mean %{y:.2f}<extra></extra>",
+        )
+    )
+    fig.add_trace(
+        go.Scatter(
+            x=[r["family"] for r in rows],
+            y=[r["log_odds"] for r in rows],
+            mode="markers",
+            name="prompt",
+            text=[r["prompt"] for r in rows],
+            marker=dict(color="black", size=6),
+            hovertemplate="%{text}<br>capital log-odds %{y:.2f}<extra></extra>",
+        )
+    )
     fig.add_hline(y=0, line_width=1, line_color="grey")
-    fig.update_layout(title="Capital log-odds after the period, per family",
-                      xaxis_title="family (red: English expects a capital, blue: lowercase)",
-                      yaxis_title="log P(capital) − log P(lowercase)", showlegend=False)
+    fig.update_layout(
+        title="Capital log-odds after the period, per family",
+        xaxis_title="family (red: English expects a capital, blue: lowercase)",
+        yaxis_title="log P(capital) − log P(lowercase)",
+        showlegend=False,
+    )
     fig.update_xaxes(type="category", categoryarray=names)
     return plotly_spec(fig)
 
 
 def lens_figure(labels: list[str], lens: dict[str, list[float]]) -> dict:
-    return lens_lines(labels, lens, "Logit lens on the exceptions: capital log-odds per family",
-                      "log P(capital) − log P(lowercase)")
+    return lens_lines(
+        labels, lens, "Logit lens on the exceptions: capital log-odds per family", "log P(capital) − log P(lowercase)"
+    )

@@ -15,19 +15,29 @@ class Params(BaseModel):
 
 
 class Baseline(Params):
-    top_k: int = Field(10, ge=1, le=100, description="rows in the next-token tables (the notebook's test_prompt shows 10)")
+    top_k: int = Field(
+        10, ge=1, le=100, description="rows in the next-token tables (the notebook's test_prompt shows 10)"
+    )
     probes: list[tuple[str, str]] = Field(
-        default_factory=lambda: [(".", " He"), ("Daniel is a great friend.", " he"),
-                                 ("John is a really great friend.", " He")],
+        default_factory=lambda: [
+            (".", " He"),
+            ("Daniel is a great friend.", " he"),
+            ("John is a really great friend.", " He"),
+        ],
         description="(prompt, answer) pairs shown like the notebook's test_prompt: '.' alone with "
-                    "' He', and 'Daniel is a great friend.' with ' he' as the notebook ran them")
-    single_prompt: str = Field("David is a really great friend.", description="the notebook's "
-                               "single-prompt logit-difference check (its 'Tests' section)")
+        "' He', and 'Daniel is a great friend.' with ' he' as the notebook ran them",
+    )
+    single_prompt: str = Field(
+        "David is a really great friend.",
+        description="the notebook's single-prompt logit-difference check (its 'Tests' section)",
+    )
     single_prompt_answers: tuple[str, str] = (" He", " he")
-    performs_min_logit_diff: float = Field(1.0, description="mean logit difference from which the "
-                                           "report says a model can perform the task")
-    performs_min_fraction: float = Field(0.9, ge=0, le=1, description="... and the share of prompts "
-                                         "on which the capital must win")
+    performs_min_logit_diff: float = Field(
+        1.0, description="mean logit difference from which the report says a model can perform the task"
+    )
+    performs_min_fraction: float = Field(
+        0.9, ge=0, le=1, description="... and the share of prompts on which the capital must win"
+    )
 
 
 REPORT_TARGETS = ["resid_pre", "attn_out", "mlp_out", "head_out", "head_out_by_pos", "head_v", "head_pattern"]
@@ -39,17 +49,29 @@ class Patching(Params):
     targets: list[Literal[tuple(TARGETS)]] = Field(  # type: ignore[valid-type]
         default_factory=lambda: list(REPORT_TARGETS),
         description="sweeps to run, rows of generator/patch_targets.py (head_out_by_pos is the "
-                    "slowest: n_layers × n_positions × n_heads patched runs)")
-    top_heads: int = Field(10, ge=1, le=100, description="heads listed in the top-heads table "
-                           "(the notebook's top_k = 10)")
-    good_correlation: float = Field(0.9, ge=0, le=1, description="Pearson correlation above which "
-                                    "the page calls attribution patching a good approximation")
-    large_error: float = Field(0.1, gt=0, description="attribution-patching error (normalised) above "
-                               "which the page says a first-order estimate cannot follow the model")
-    constant_range: float = Field(0.005, gt=0, description="a per-layer range of effects narrower "
-                                  "than this is called constant")
-    noise: float = Field(1e-4, gt=0, description="effects below this at positions whose tokens do "
-                         "not differ are called numerical noise")
+        "slowest: n_layers × n_positions × n_heads patched runs)",
+    )
+    top_heads: int = Field(
+        10, ge=1, le=100, description="heads listed in the top-heads table (the notebook's top_k = 10)"
+    )
+    good_correlation: float = Field(
+        0.9,
+        ge=0,
+        le=1,
+        description="Pearson correlation above which the page calls attribution patching a good approximation",
+    )
+    large_error: float = Field(
+        0.1,
+        gt=0,
+        description="attribution-patching error (normalised) above "
+        "which the page says a first-order estimate cannot follow the model",
+    )
+    constant_range: float = Field(
+        0.005, gt=0, description="a per-layer range of effects narrower than this is called constant"
+    )
+    noise: float = Field(
+        1e-4, gt=0, description="effects below this at positions whose tokens do not differ are called numerical noise"
+    )
 
     @field_validator("targets")
     @classmethod
@@ -61,13 +83,19 @@ class Patching(Params):
 
 
 class PathPatching(Params):
-    sources: int = Field(3, ge=1, le=20, description="strongest heads (by head-output patching, "
-                         "outside the last layer) whose direct paths are patched")
-    components: list[Literal["q", "k", "v"]] = Field(["q", "k", "v"], min_length=1,
-                                                     description="receiver inputs to patch")
+    sources: int = Field(
+        3,
+        ge=1,
+        le=20,
+        description="strongest heads (by head-output patching, outside the last layer) whose direct paths are patched",
+    )
+    components: list[Literal["q", "k", "v"]] = Field(
+        ["q", "k", "v"], min_length=1, description="receiver inputs to patch"
+    )
     top_paths: int = Field(10, ge=1, le=100, description="paths listed in the table")
-    negligible: float = Field(0.01, gt=0, description="a path carrying less than this share of the "
-                              "clean behaviour is called negligible")
+    negligible: float = Field(
+        0.01, gt=0, description="a path carrying less than this share of the clean behaviour is called negligible"
+    )
 
 
 MIB_SIZES = [0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0]
@@ -75,23 +103,37 @@ MIB_SIZES = [0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0]
 
 class Circuit(Params):
     ig_steps: int = Field(5, ge=1, le=100, description="EAP-IG interpolation steps (1 = plain EAP)")
-    sizes: list[float] = Field(default_factory=lambda: list(MIB_SIZES), min_length=2, description="circuit "
-                               "sizes as fractions of the graph's edges (MIB's); the areas integrate over them")
+    sizes: list[float] = Field(
+        default_factory=lambda: list(MIB_SIZES),
+        min_length=2,
+        description="circuit sizes as fractions of the graph's edges (MIB's); the areas integrate over them",
+    )
     faithful: float = Field(0.8, gt=0, le=1, description="faithfulness the smallest reported circuit must reach")
-    refine: int = Field(8, ge=1, le=32, description="sizes tried between the first evaluated size that "
-                        "reaches `faithful` and the one before it")
+    refine: int = Field(
+        8,
+        ge=1,
+        le=32,
+        description="sizes tried between the first evaluated size that reaches `faithful` and the one before it",
+    )
     node_ranking: bool = Field(True, description="also rank edges by their writers' exact node effects")
     random_seeds: int = Field(3, ge=1, le=20, description="random edge orders (the baseline)")
     bootstrap: int = Field(1000, ge=100, le=100_000, description="bootstrap resamples of the prompts")
     confidence: float = Field(0.95, gt=0, lt=1, description="level of the bootstrap intervals")
     position_aware: bool = Field(True, description="also score and verify the graph with one edge per position")
     held_out: bool = Field(True, description="score on half of the prompts, verify on the other half")
-    graph_edges: int = Field(60, ge=1, le=500, description="edges drawn in the interactive circuit graph "
-                             "(its slider stops at the circuit sizes up to this)")
+    graph_edges: int = Field(
+        60,
+        ge=1,
+        le=500,
+        description="edges drawn in the interactive circuit graph (its slider stops at the circuit sizes up to this)",
+    )
     export_edges: int = Field(2000, ge=1, description="edges (top by |EAP-IG|) in the downloadable graph JSON")
     top_edges: int = Field(15, ge=1, le=200, description="edges listed in the table")
-    negligible: float = Field(0.01, gt=0, description="an edge whose exact effect is below this share of "
-                              "the clean − corrupted gap is called negligible")
+    negligible: float = Field(
+        0.01,
+        gt=0,
+        description="an edge whose exact effect is below this share of the clean − corrupted gap is called negligible",
+    )
     seed: int = Field(0, description="seed of the random baseline, the bootstrap and the half split")
 
     @field_validator("sizes")
@@ -107,8 +149,9 @@ class Attribution(Params):
 
 
 class Attention(Params):
-    top_k: int = Field(3, ge=1, le=20, description="heads shown per sign, from attribution's top "
-                       "heads (at most attribution.top_k)")
+    top_k: int = Field(
+        3, ge=1, le=20, description="heads shown per sign, from attribution's top heads (at most attribution.top_k)"
+    )
 
 
 class Exceptions(Params):

@@ -28,7 +28,7 @@ from transformer_lens.tools.analysis.attribution_patching import cache_activatio
 from generator.engine import PatchingEngine
 from generator.experiments import Result
 from generator.experiments.params import Patching as Params
-from generator.figures import heatmap, plotly_spec, recovered_heatmap
+from generator.figures import plotly_spec, recovered_heatmap
 from generator.heads import Head, head_name, layer_group
 from generator.metrics import logit_diff, mean_logit_diff_metric, normalisation_scale, num, to_list
 from generator.patch_targets import TARGETS
@@ -80,8 +80,13 @@ def correlations(exact: torch.Tensor, estimate: torch.Tensor, mask: torch.Tensor
     """Pearson and Spearman correlation over the cells where clean and corrupted differ; None
     where fewer than three cells or a constant side leave them undefined."""
     x, y = exact[mask].double(), estimate[mask].double()
-    result = {"n_cells": int(mask.sum()), "n_total": mask.numel(), "pearson": None, "spearman": None,
-              "max_abs_error": num((exact - estimate).abs().max()) if mask.any() else 0.0}
+    result = {
+        "n_cells": int(mask.sum()),
+        "n_total": mask.numel(),
+        "pearson": None,
+        "spearman": None,
+        "max_abs_error": num((exact - estimate).abs().max()) if mask.any() else 0.0,
+    }
     if len(x) >= 3 and x.std() > 0 and y.std() > 0:
         result["pearson"] = num(torch.corrcoef(torch.stack([x, y]))[0, 1])
         rx, ry = ranks(x), ranks(y)
@@ -107,9 +112,15 @@ def top_heads(head_out, head_v, head_pattern, k: int) -> list[dict]:
     rows = []
     for i in head_out.flatten().abs().argsort(descending=True)[:k].tolist():
         head = Head(*divmod(i, n_heads))
-        rows.append({**head.as_dict(), "group": layer_group(head.layer, n_layers),
-                     "effect": num(head_out[head]), "value": num(head_v[head]),
-                     "pattern": num(head_pattern[head])})
+        rows.append(
+            {
+                **head.as_dict(),
+                "group": layer_group(head.layer, n_layers),
+                "effect": num(head_out[head]),
+                "value": num(head_v[head]),
+                "pattern": num(head_pattern[head]),
+            }
+        )
     return rows
 
 
@@ -129,13 +140,19 @@ def resid_flow(resid_pre: torch.Tensor, batch, params: Params) -> dict:
                 break
     final_effect = resid_pre[:, final]
     unchanged = float(resid_pre[:, : changed[0]].abs().max()) if changed[0] > 0 else 0.0
-    return {"changed_positions": changed, "final_position": final, "changed_is_final": changed == [final],
-            "dominant_by_layer": dominant, "moves_at_layer": moves_at,
-            "final_effect_by_layer": to_list(final_effect),
-            "final_effect_constant": float(final_effect.max() - final_effect.min()) < params.constant_range,
-            "changed_effect_by_layer": to_list(resid_pre[:, changed].abs().max(dim=1).values),
-            # positions before the first changed token see the same tokens in both runs
-            "unchanged_max_effect": num(unchanged), "unchanged_is_noise": unchanged < params.noise}
+    return {
+        "changed_positions": changed,
+        "final_position": final,
+        "changed_is_final": changed == [final],
+        "dominant_by_layer": dominant,
+        "moves_at_layer": moves_at,
+        "final_effect_by_layer": to_list(final_effect),
+        "final_effect_constant": float(final_effect.max() - final_effect.min()) < params.constant_range,
+        "changed_effect_by_layer": to_list(resid_pre[:, changed].abs().max(dim=1).values),
+        # positions before the first changed token see the same tokens in both runs
+        "unchanged_max_effect": num(unchanged),
+        "unchanged_is_noise": unchanged < params.noise,
+    }
 
 
 @torch.no_grad()
@@ -151,11 +168,16 @@ def run(model, batch, params: Params, inputs: dict) -> Result:
     exact = {t: (sweep(engine, model, batch, clean_cache, t) - corrupted) / scale for t in targets}
     approx = attribution(model, batch, targets, scale)
     agreement = {t: correlations(exact[t], *approx[t]) for t in targets}
-    heads_table = top_heads(exact["head_out"], exact["head_v"], exact["head_pattern"], min(params.top_heads, n_layers * n_heads))
+    heads_table = top_heads(
+        exact["head_out"], exact["head_v"], exact["head_pattern"], min(params.top_heads, n_layers * n_heads)
+    )
     positions = batch.position_labels
     metrics = {
-        "clean_logit_diff": num(clean), "corrupted_logit_diff": num(corrupted),
-        "n_layers": n_layers, "n_heads": n_heads, "positions": positions,
+        "clean_logit_diff": num(clean),
+        "corrupted_logit_diff": num(corrupted),
+        "n_layers": n_layers,
+        "n_heads": n_heads,
+        "positions": positions,
         "backend": "engine" if engine is not None else "transformer_lens",
         "targets": targets,  # sweep order (the store sorts dict keys)
         "sweeps": {t: to_list(v) for t, v in exact.items()},
@@ -196,8 +218,10 @@ def cell_labels(target: str, n_layers: int, n_heads: int, positions: list[str]) 
     spec = TARGETS[target]
     sizes = {"layer": n_layers, "pos": len(positions), "head": n_heads}
     shape = [sizes[a] for a in spec.axes]
-    return [spec.cell_label(tuple(int(i) for i in torch.unravel_index(torch.tensor(f), shape)), positions)
-            for f in range(int(torch.tensor(shape).prod()))]
+    return [
+        spec.cell_label(tuple(int(i) for i in torch.unravel_index(torch.tensor(f), shape)), positions)
+        for f in range(int(torch.tensor(shape).prod()))
+    ]
 
 
 def figures(exact, approx, targets, positions, n_layers, n_heads) -> dict:
@@ -214,17 +238,25 @@ def figures(exact, approx, targets, positions, n_layers, n_heads) -> dict:
             out[t] = recovered_heatmap(to_list(values), heads, layers, title, "head", "layer")
         else:  # three axes: one row per head, one column per position
             by_pos = values if axes == ("layer", "head", "pos") else values.transpose(1, 2)
-            out[t] = recovered_heatmap(to_list(einops.rearrange(by_pos, "l h p -> (l h) p")), positions,
-                                       head_labels, title, "position", "head")
+            out[t] = recovered_heatmap(
+                to_list(einops.rearrange(by_pos, "l h p -> (l h) p")), positions, head_labels, title, "position", "head"
+            )
             out[t]["figure"]["layout"]["height"] = max(400, 16 * len(head_labels) + 120)
     out["value_vs_pattern"] = scatter_figure(
         {"heads": (exact["head_v"].flatten(), exact["head_pattern"].flatten(), head_labels)},
-        "Value patching vs pattern patching, per head", "value patching (recovered)",
-        "pattern patching (recovered)")
+        "Value patching vs pattern patching, per head",
+        "value patching (recovered)",
+        "pattern patching (recovered)",
+    )
     out["attribution"] = scatter_figure(
-        {TARGETS[t].title: (exact[t].flatten(), approx[t][0].flatten(), cell_labels(t, n_layers, n_heads, positions))
-         for t in targets},
-        "Attribution patching vs exact activation patching", "exact (recovered)", "attribution estimate (recovered)")
+        {
+            TARGETS[t].title: (exact[t].flatten(), approx[t][0].flatten(), cell_labels(t, n_layers, n_heads, positions))
+            for t in targets
+        },
+        "Attribution patching vs exact activation patching",
+        "exact (recovered)",
+        "attribution estimate (recovered)",
+    )
     return out
 
 
@@ -233,11 +265,27 @@ def scatter_figure(series: dict, title: str, x_title: str, y_title: str) -> dict
     fig = go.Figure()
     values = []
     for name, (x, y, labels) in series.items():
-        fig.add_trace(go.Scatter(x=to_list(x), y=to_list(y), text=labels, mode="markers", name=name,
-                                 hovertemplate="%{text}<br>x %{x:.3f}<br>y %{y:.3f}<extra>" + name + "</extra>"))
+        fig.add_trace(
+            go.Scatter(
+                x=to_list(x),
+                y=to_list(y),
+                text=labels,
+                mode="markers",
+                name=name,
+                hovertemplate="%{text}<br>x %{x:.3f}<br>y %{y:.3f}<extra>" + name + "</extra>",
+            )
+        )
         values += to_list(x) + to_list(y)
     low, high = min(values + [0.0]), max(values + [1.0])
-    fig.add_trace(go.Scatter(x=[low, high], y=[low, high], mode="lines", name="y = x",
-                             line=dict(dash="dot", color="gray"), hoverinfo="skip"))
+    fig.add_trace(
+        go.Scatter(
+            x=[low, high],
+            y=[low, high],
+            mode="lines",
+            name="y = x",
+            line=dict(dash="dot", color="gray"),
+            hoverinfo="skip",
+        )
+    )
     fig.update_layout(title=title, xaxis_title=x_title, yaxis_title=y_title, height=480)
     return plotly_spec(fig)

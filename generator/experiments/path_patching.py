@@ -54,8 +54,9 @@ def path_sweep(engine: PatchingEngine, sender: Head, component: str) -> torch.Te
     """[n_layers, n_heads] mean logit difference with each path sender -> (layer, head).component
     patched alone; rows up to the sender's layer are the corrupted baseline (no path leads there)."""
     layers = range(sender.layer + 1, engine.n_layers)
-    return engine.sweep(f"head_{component}", source=path_sources(engine, sender, component),
-                        source_shares_prefix=True, layers=layers)
+    return engine.sweep(
+        f"head_{component}", source=path_sources(engine, sender, component), source_shares_prefix=True, layers=layers
+    )
 
 
 @torch.no_grad()
@@ -75,27 +76,40 @@ def run(model, batch, params: Params, inputs: dict) -> Result:
             recovered = to_list((path_sweep(engine, sender, c) - corrupted) / scale)
             # rows up to the sender's layer are not measurements: stored as gaps (null)
             grids[c] = [[None] * n_heads if layer <= sender.layer else row for layer, row in enumerate(recovered)]
-            paths += [{"sender": sender.as_dict(), "receiver": {"layer": layer, "head": h}, "component": c,
-                       "effect": grids[c][layer][h]}
-                      for layer in range(sender.layer + 1, n_layers) for h in range(n_heads)]
+            paths += [
+                {
+                    "sender": sender.as_dict(),
+                    "receiver": {"layer": layer, "head": h},
+                    "component": c,
+                    "effect": grids[c][layer][h],
+                }
+                for layer in range(sender.layer + 1, n_layers)
+                for h in range(n_heads)
+            ]
         name = f"paths_from_{head_name(sender)}"
         figures[name] = path_figure(head_name(sender), grids, n_layers, n_heads)
         mine = [p for p in paths if p["sender"] == sender.as_dict()]
         best = max(mine, key=lambda p: abs(p["effect"]))
-        results.append({"sender": sender.as_dict(), "sender_effect": effect, "figure": name, "grids": grids,
-                        "strongest": best})
+        results.append(
+            {"sender": sender.as_dict(), "sender_effect": effect, "figure": name, "grids": grids, "strongest": best}
+        )
     paths.sort(key=lambda p: abs(p["effect"]), reverse=True)
     totals = {c: num(sum(abs(p["effect"]) for p in paths if p["component"] == c)) for c in params.components}
     largest = abs(paths[0]["effect"]) if paths else 0.0
     metrics = {
-        "clean_logit_diff": num(clean), "corrupted_logit_diff": num(corrupted),
-        "n_layers": n_layers, "n_heads": n_heads, "backend": "engine",
-        "components": list(params.components), "senders": results,
+        "clean_logit_diff": num(clean),
+        "corrupted_logit_diff": num(corrupted),
+        "n_layers": n_layers,
+        "n_heads": n_heads,
+        "backend": "engine",
+        "components": list(params.components),
+        "senders": results,
         "top_paths": paths[: params.top_paths],
         # summed |effect| per receiver input: which input the senders mostly feed
         "total_by_component": totals,
         "main_component": max(totals, key=totals.get) if paths else None,
-        "largest_effect": num(largest), "negligible": params.negligible,
+        "largest_effect": num(largest),
+        "negligible": params.negligible,
         "all_negligible": largest < params.negligible,
     }
     return Result(metrics, figures)
@@ -107,14 +121,31 @@ def path_figure(sender: str, grids: dict, n_layers: int, n_heads: int) -> dict:
     values = [abs(v) for g in grids.values() for row in g for v in row if v is not None]
     bound = max([1.0] + values)
     names = {"q": "query", "k": "key", "v": "value"}
-    fig = make_subplots(rows=1, cols=len(grids), shared_yaxes=True, horizontal_spacing=0.04,
-                        subplot_titles=[f"into {names[c]} ({c})" for c in grids])
+    fig = make_subplots(
+        rows=1,
+        cols=len(grids),
+        shared_yaxes=True,
+        horizontal_spacing=0.04,
+        subplot_titles=[f"into {names[c]} ({c})" for c in grids],
+    )
     layers, heads = [f"L{layer}" for layer in range(n_layers)], [f"H{h}" for h in range(n_heads)]
     for col, (c, grid) in enumerate(grids.items(), start=1):
-        fig.add_trace(go.Heatmap(
-            z=grid, x=heads, y=layers, zmin=-bound, zmax=bound, colorscale="RdBu", reversescale=True,
-            showscale=col == len(grids), colorbar=dict(title="recovered"),
-            hovertemplate=f"{sender} → %{{y}}%{{x}}.{c}<br>%{{z:.4f}}<extra></extra>"), row=1, col=col)
+        fig.add_trace(
+            go.Heatmap(
+                z=grid,
+                x=heads,
+                y=layers,
+                zmin=-bound,
+                zmax=bound,
+                colorscale="RdBu",
+                reversescale=True,
+                showscale=col == len(grids),
+                colorbar=dict(title="recovered"),
+                hovertemplate=f"{sender} → %{{y}}%{{x}}.{c}<br>%{{z:.4f}}<extra></extra>",
+            ),
+            row=1,
+            col=col,
+        )
     fig.update_xaxes(type="category", title_text="receiver head")
     fig.update_yaxes(type="category", autorange="reversed")
     fig.update_yaxes(title_text="receiver layer", row=1, col=1)

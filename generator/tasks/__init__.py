@@ -56,9 +56,9 @@ class TaskBatch:
     """A task tokenised for one model; tensors live on the model's device."""
 
     spec: TaskSpec
-    clean_tokens: "object"  # torch.LongTensor [batch, pos]; a list of [1, pos] when not same_length
-    corrupted_tokens: "object"
-    answer_tokens: "object"  # [batch, 2]: (correct, wrong)
+    clean_tokens: object  # torch.LongTensor [batch, pos]; a list of [1, pos] when not same_length
+    corrupted_tokens: object
+    answer_tokens: object  # [batch, 2]: (correct, wrong)
     position_labels: list[str] = field(default_factory=list)  # from the example prompt's tokens
 
 
@@ -84,8 +84,14 @@ def load_task(name: str) -> TaskSpec:
                     raise ReportError(f"task {name}: template {template!r} has no {old!r} to corrupt")
                 corrupted = text.replace(old, new)  # every occurrence, as the notebook does
                 prompts.append(Prompt(text, corrupted, tuple(spec["answers"]), t, person, group))
-    return TaskSpec(name, data.get("description", ""), tuple(prompts), data.get("example", ""),
-                    tuple(data["groups"]), tuple(data["templates"]))
+    return TaskSpec(
+        name,
+        data.get("description", ""),
+        tuple(prompts),
+        data.get("example", ""),
+        tuple(data["groups"]),
+        tuple(data["templates"]),
+    )
 
 
 def load_families(name: str, data: dict) -> TaskSpec:
@@ -94,28 +100,43 @@ def load_families(name: str, data: dict) -> TaskSpec:
     prompts, info = [], {}
     for family, spec in data["families"].items():
         if spec.get("expected") not in ("capital", "lowercase"):
-            raise ReportError(f"task {name}, family {family}: expected must be capital or lowercase, "
-                              f"got {spec.get('expected')!r}")
+            raise ReportError(
+                f"task {name}, family {family}: expected must be capital or lowercase, got {spec.get('expected')!r}"
+            )
         info[family] = {"expected": spec["expected"], "description": spec.get("description", "")}
         for i, item in enumerate(spec["prompts"]):
             answers = tuple(item["answers"])
             if len(answers) != 2:
-                raise ReportError(f"task {name}, family {family}: prompt {item['text']!r} needs two "
-                                  f"answers (capital, lowercase), got {list(answers)}")
-            prompts.append(Prompt(item["text"], item["text"], answers, i, item["text"], family,
-                                  bool(item.get("notebook", False))))
+                raise ReportError(
+                    f"task {name}, family {family}: prompt {item['text']!r} needs two "
+                    f"answers (capital, lowercase), got {list(answers)}"
+                )
+            prompts.append(
+                Prompt(item["text"], item["text"], answers, i, item["text"], family, bool(item.get("notebook", False)))
+            )
     if data.get("control") not in info:
-        raise ReportError(f"task {name}: control {data.get('control')!r} is not one of its families ({', '.join(info)})")
+        raise ReportError(
+            f"task {name}: control {data.get('control')!r} is not one of its families ({', '.join(info)})"
+        )
     info = {"families": info, "control": data["control"]}
-    return TaskSpec(name, data.get("description", ""), tuple(prompts), data.get("example", ""),
-                    tuple(data["families"]), same_length=False, info=info)
+    return TaskSpec(
+        name,
+        data.get("description", ""),
+        tuple(prompts),
+        data.get("example", ""),
+        tuple(data["families"]),
+        same_length=False,
+        info=info,
+    )
 
 
 def single_token(model, text: str) -> int:
     ids = model.to_tokens(text, prepend_bos=False)[0]
     if len(ids) != 1:
         pieces = [model.to_string(i) for i in ids]
-        raise ReportError(f"answer {text!r} is {len(ids)} tokens for this model ({pieces}); answers must be single tokens")
+        raise ReportError(
+            f"answer {text!r} is {len(ids)} tokens for this model ({pieces}); answers must be single tokens"
+        )
     return int(ids[0])
 
 
@@ -133,14 +154,17 @@ def build(spec: TaskSpec, model) -> TaskBatch:
         for t in texts + corrupted:
             by_len.setdefault(len(model.to_str_tokens(t)), []).append(t)
         detail = "; ".join(f"{n} tokens: {v[0]!r} (+{len(v) - 1} more)" for n, v in sorted(by_len.items()))
-        raise ReportError(f"task {spec.name}: prompts tokenize to different lengths ({detail}); "
-                          "every prompt must have the same number of tokens")
+        raise ReportError(
+            f"task {spec.name}: prompts tokenize to different lengths ({detail}); "
+            "every prompt must have the same number of tokens"
+        )
     answers = torch.tensor([[single_token(model, a) for a in p.answers] for p in spec.prompts])
     example = spec.example or texts[0]
     labels = position_labels(model.to_str_tokens(example))
     device = model.cfg.device
-    return TaskBatch(spec, model.to_tokens(texts).to(device), model.to_tokens(corrupted).to(device),
-                     answers.to(device), labels)
+    return TaskBatch(
+        spec, model.to_tokens(texts).to(device), model.to_tokens(corrupted).to(device), answers.to(device), labels
+    )
 
 
 def build_one_by_one(spec: TaskSpec, model) -> TaskBatch:
