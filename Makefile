@@ -1,5 +1,5 @@
 # make build: run stale experiments, render, build the site (offline, on the bundled organism)
-# make test:  the test suite;  make serve: preview;  make bench: patching benchmark
+# make test:  lint and the test suite;  make serve: preview;  make bench: the benchmarks
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 # build (CUDA on Linux). Override with `make TORCH="torch==X" ...` or install torch yourself.
 TORCH  ?= torch==2.13.0
 
-.PHONY: install build run render site serve status test bench organism clean
+.PHONY: install build run render site serve status lint test bench organism clean
 
 install: $(VENV)/.installed
 
@@ -35,11 +35,16 @@ status: install
 serve: install
 	$(BIN)/capcircuit serve
 
-test: install
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+test: install lint
 	$(BIN)/python -m pytest
 
-bench: install  # e.g. make bench BENCH_ARGS="--threads 1"
+bench: install  # both benchmarks, e.g. make bench BENCH_ARGS="--threads 1"
 	$(BIN)/python benchmarks/bench_patching.py $(BENCH_ARGS)
+	$(BIN)/python benchmarks/bench_circuit.py $(BENCH_ARGS)
 
 organism: install
 	$(BIN)/capcircuit organism train

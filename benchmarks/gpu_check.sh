@@ -24,3 +24,4 @@ for f in sorted(glob.glob("/tmp/gpu/results/organism/*.json")):
     print(f.split("/")[-1], r["provenance"]["device"], {k: m[k] for k in ("mean_logit_diff", "mean_logit_diff_corrupted", "clean_logit_diff", "total") if k in m})
 PY
 [ -n "${SKIP_BENCH:-}" ] || time python3 benchmarks/bench_patching.py --device cuda 2>&1 | tee "$OUT/bench-cuda.txt"
+[ -n "${SKIP_BENCH:-}" ] || time python3 benchmarks/bench_circuit.py --device cuda --tl-prompts 2 2>&1 | tee "$OUT/bench-circuit-cuda.txt"

@@ -129,7 +129,9 @@ def load_model(ref: ModelRef, device: str = "auto", dtype: str = "float32"):
         fold_ln=True,
         center_writing_weights=True,
         center_unembed=True,
-        refactor_factored_attn_matrices=True,
+        # the seed's processing; with rotary positions the QK matrix depends on the positions,
+        # so TransformerLens cannot refactor it (the only step such models skip)
+        refactor_factored_attn_matrices=getattr(model.cfg, "positional_embedding_type", "standard") != "rotary",
     )
     model.eval()
     return model

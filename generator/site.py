@@ -90,6 +90,7 @@ def copy_assets(docs: Path) -> None:
 # experiment registry. `capcircuit site` and `serve` run the same hooks, with their own config.
 
 _active: Config | None = None  # the report config of a build started by capcircuit
+_render = True  # False: build docs/ as it is (a caller rendered and edited it)
 
 
 def report_config(mkdocs_config) -> Config:
@@ -105,7 +106,8 @@ def on_config(config):
     from generator.render import nav, render
 
     report = report_config(config)
-    render(report, log=lambda message: None)
+    if _render:
+        render(report, log=lambda message: None)
     copy_assets(Path(config.docs_dir))
     config.nav = nav(report)
     config.site_name = report.title
@@ -133,25 +135,26 @@ def mkdocs_config(config: Config, **overrides):
 
 
 @contextmanager
-def active(config: Config):
+def active(config: Config, render_pages: bool = True):
     """Make `config` the report config of the mkdocs hooks for a build started here."""
-    global _active
-    _active = config
+    global _active, _render
+    _active, _render = config, render_pages
     try:
         yield
     finally:
-        _active = None
+        _active, _render = None, True
 
 
-def build_site(config: Config, log=print, site_url: str | None = None) -> Path:
+def build_site(config: Config, log=print, site_url: str | None = None, render_pages: bool = True) -> Path:
     """Render the pages and `mkdocs build --strict` into the configured site folder, running
     no experiment. `site_url` (else mkdocs.yml's, from $CAPCIRCUIT_SITE_URL) is where the site
-    will be served: material's instant navigation and the sitemap need it."""
+    will be served: material's instant navigation and the sitemap need it. `render_pages=False`
+    builds docs/ as it stands (tests that add to the rendered pages)."""
     from mkdocs.commands.build import build
     from mkdocs.exceptions import Abort, ConfigurationError
     from pymdownx.superfences import SuperFencesException
 
-    with active(config):
+    with active(config, render_pages):
         try:
             build(mkdocs_config(config, strict=True, **({"site_url": site_url} if site_url else {})))
         except (Abort, ConfigurationError, SuperFencesException) as e:

@@ -1,9 +1,12 @@
-"""Shared fixtures. Everything is offline: the bundled organism, and random-weight GPT-2-shaped
-models built from the real GPT-2 tokenizer files in tests/fixtures/gpt2-tokenizer (MIT)."""
+"""Shared fixtures and helpers. Everything is offline: the bundled organisms, and random-weight
+GPT-2-shaped models built from the real GPT-2 tokenizer files in tests/fixtures/gpt2-tokenizer
+(MIT). Models are loaded once per session, through the project's own loader."""
 
 from __future__ import annotations
 
+import dataclasses
 import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -11,9 +14,27 @@ import pytest
 # No test may reach the network: make any accidental hub call fail at once.
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["TRANSFORMERS_OFFLINE"] = "1"
+os.environ.setdefault("TQDM_DISABLE", "1")
 
 ROOT = Path(__file__).resolve().parent.parent
 GPT2_TOKENIZER = Path(__file__).parent / "fixtures" / "gpt2-tokenizer"
+PROMPTS = [0, 15, 33, 99]  # a few of the notebook's prompts: both genders, several templates and names
+# What the code promises (generator/engine: equal to TransformerLens's sweeps to 1e-5 in float32)
+TOL = 1e-5
+# Comparisons of two different float32 computations of the same number through deep models
+# (TransformerLens's hooks vs a hand-written reference, different summation orders)
+TOL_REFERENCE = 1e-4
+
+
+@pytest.fixture(scope="session", autouse=True)
+def one_thread():
+    """One torch thread: on 2 shared cores, two OpenMP threads spin-wait on each other."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 def gpt2_tokenizer():
@@ -34,17 +55,31 @@ def save_random_gpt2(path: Path, **config) -> Path:
     return path
 
 
+def load(name_or_path, **kwargs):
+    """A model through the project's loader (the seed's processing), on the CPU."""
+    from generator.models import load_model, resolve
+
+    return load_model(resolve(str(name_or_path)), device="cpu", **kwargs)
+
+
 @pytest.fixture(scope="session")
 def tiny_gpt2_dir(tmp_path_factory) -> Path:
     return save_random_gpt2(tmp_path_factory.mktemp("tiny-gpt2"), n_layer=2, n_embd=64, n_head=4, n_positions=64)
 
 
 @pytest.fixture(scope="session")
-def organism():
-    """The bundled organism, loaded through the project's own loader."""
-    from generator.models import load_model, resolve
+def tiny_gpt2(tiny_gpt2_dir):
+    return load(tiny_gpt2_dir)
 
-    return load_model(resolve("organism"), device="cpu")
+
+@pytest.fixture(scope="session")
+def organism():
+    """The bundled organism. Its files are package data: if they are missing, that is a
+    packaging mistake and every test using it fails (never skips)."""
+    from generator.models import ORGANISM_DIR
+
+    assert (ORGANISM_DIR / "model.safetensors").exists(), f"the bundled organism is missing from {ORGANISM_DIR}"
+    return load("organism")
 
 
 @pytest.fixture(scope="session")
@@ -52,6 +87,21 @@ def pronoun_batch(organism):
     from generator.tasks import build, load_task
 
     return build(load_task("pronoun"), organism)
+
+
+def subset(batch, rows=PROMPTS):
+    """The same task batch restricted to some prompts."""
+    import torch
+
+    idx = torch.tensor(rows)
+    spec = dataclasses.replace(batch.spec, prompts=tuple(batch.spec.prompts[i] for i in rows))
+    return dataclasses.replace(batch, spec=spec, clean_tokens=batch.clean_tokens[idx],
+                               corrupted_tokens=batch.corrupted_tokens[idx], answer_tokens=batch.answer_tokens[idx])
+
+
+@pytest.fixture(scope="session")
+def few_prompts(pronoun_batch):
+    return subset(pronoun_batch)
 
 
 def write_config(folder: Path, **fields) -> Path:
@@ -66,66 +116,27 @@ def write_config(folder: Path, **fields) -> Path:
     return path
 
 
-@pytest.fixture(scope="session")
-def site_model(request) -> str:
-    """The model the site tests build their report for: the bundled organism once it is
-    trained, else a tiny random GPT-2. Switch the site and browser tests here."""
-    from generator.models import ORGANISM_DIR
-
-    if (ORGANISM_DIR / "config.json").exists():
-        return "organism"
-    return str(request.getfixturevalue("tiny_gpt2_dir"))
-
-
-# The experiments the site and browser tests run: all but path patching and circuit discovery,
-# whose TransformerLens loops take minutes on the CPU (their pages are browsed as "not run").
-SITE_EXPERIMENTS = ("baseline", "attribution", "attention", "exceptions", "patching")
-
-
-def site_experiments() -> dict:
-    """SITE_EXPERIMENTS that are registered, with the repo's report.yaml parameters."""
+def repo_config() -> dict:
+    """The repository's own report.yaml (what the published site is built from)."""
     import yaml
 
-    from generator.experiments import EXPERIMENTS
-
-    configured = yaml.safe_load((ROOT / "report.yaml").read_text()).get("experiments") or {}
-    return {e: configured.get(e) or {} for e in SITE_EXPERIMENTS if e in EXPERIMENTS}
+    return yaml.safe_load((ROOT / "report.yaml").read_text())
 
 
-@pytest.fixture(scope="session")
-def report_results(tmp_path_factory, site_model) -> Path:
-    """A results store for `site_model` with SITE_EXPERIMENTS (run once a session, on the
-    CPU); copy it to build sites from."""
-    from generator.config import load_config
-    from generator.pipeline import run
-
-    folder = tmp_path_factory.mktemp("report-results")
-    config = load_config(write_config(folder, models=[site_model], device="cpu", experiments=site_experiments()))
-    run(config, log=lambda message: None)
-    return config.path("results")
-
-
-def build_report(folder: Path, results: Path, model: str, after_render=None, site_url=None):
+def build_report(folder: Path, results: Path = ROOT / "results", after_render=None, site_url=None, **fields):
     """Copy a results store into `folder`, render it and build the site (strict), running
-    nothing; `after_render(docs)` may add to the rendered pages first. Returns the config."""
-    import shutil
-
+    nothing: by default the committed results with the repository's own report.yaml (the site
+    the Pages workflow publishes). `after_render(docs)` may add to the rendered pages first."""
     from generator.config import load_config
     from generator.render import render
     from generator.site import build_site
 
     shutil.copytree(results, folder / "results", dirs_exist_ok=True)
-    config = load_config(write_config(folder, models=[model], device="cpu", experiments=site_experiments()))
-    render(config, log=lambda message: None)
+    repo = repo_config()
+    fields = {"models": repo["models"], "experiments": repo["experiments"], "device": "cpu", **fields}
+    config = load_config(write_config(folder, **fields))
     if after_render:
+        render(config, log=lambda message: None)
         after_render(config.path("docs"))
-    build_site(config, log=lambda message: None, site_url=site_url)
+    build_site(config, log=lambda message: None, site_url=site_url, render_pages=after_render is None)
     return config
-
-
-@pytest.fixture(scope="session")
-def site_model_loaded(site_model):
-    """`site_model` loaded once a session, for the experiment tests."""
-    from generator.models import load_model, resolve
-
-    return load_model(resolve(site_model), device="cpu")

@@ -1,39 +1,45 @@
-"""Attention patterns against softmax(q·k) computed by hand from hooked queries and keys."""
+"""Attention patterns against softmax(q·k) computed by hand from hooked queries and keys; the
+heads shown follow the attribution and patching results they read; the circuitsvis props are
+the ones circuitsvis itself builds."""
 
 from __future__ import annotations
 
-import inspect
+import json
 import math
+import re
 
 import pytest
 import torch
+from conftest import TOL_REFERENCE as TOL
 
 from generator.experiments import attention
 from generator.experiments.params import Attention
-from generator.tasks import build, load_task
-
-TOL = 1e-4
+from generator.heads import Head, group_layers, layer_group
 
 
 @pytest.fixture(scope="module")
-def model(site_model_loaded):
-    return site_model_loaded
+def model(organism):
+    return organism
 
 
 @pytest.fixture(scope="module")
-def batch(model):
-    return build(load_task("pronoun"), model)
+def batch(pronoun_batch):
+    return pronoun_batch
 
 
-def heads_of(model):
-    """A fake attribution result (this test is about patterns, not about which heads win)."""
+def fake_inputs(model):
+    """Attribution and patching results with more heads than top_k (this module is about the
+    patterns and the grouping, not about which heads win)."""
     last = model.cfg.n_layers - 1
-    return {"top_positive": [{"head": f"L{last}H0"}, {"head": "L0H1"}], "top_negative": [{"head": f"L{last}H1"}]}
+    positive = [{"layer": last, "head": 0}, {"layer": 0, "head": 1}, {"layer": 1, "head": 2}]
+    negative = [{"layer": last, "head": 1}, {"layer": 0, "head": 0}]
+    patching = [{"layer": last, "head": 1}, {"layer": 0, "head": 0}, {"layer": last - 1, "head": 2}]
+    return {"attribution": {"top_positive": positive, "top_negative": negative}, "patching": {"top_heads": patching}}
 
 
 @pytest.fixture(scope="module")
 def result(model, batch):
-    return attention.run(model, batch, Attention(top_k=2), {"attribution": heads_of(model)})
+    return attention.run(model, batch, Attention(top_k=2), fake_inputs(model))
 
 
 @torch.no_grad()
@@ -65,48 +71,51 @@ def test_patterns_match_softmax_of_queries_and_keys(model, batch, result):
     for name in ("positive", "negative"):
         g = group(result, name)
         for i, head in enumerate(g["heads"]):
-            layer, h = attention.parse_head(head)
-            reference = naive_pattern(model, batch.clean_tokens, layer, h)
+            reference = naive_pattern(model, batch.clean_tokens, head["layer"], head["head"])
             assert torch.allclose(torch.as_tensor(g["final_mean"][i]), reference[:, -1].mean(0), atol=TOL)
             assert torch.allclose(torch.as_tensor(g["final_example"][i]), reference[example, -1], atol=TOL)
             views = result.figures[f"{name}_mean"]["props"]["attention"][i]
             assert torch.allclose(torch.as_tensor(views), reference.mean(0), atol=1e-3)  # stored to 4 digits
             focus = g["focus"][i]
-            assert focus["position"] == batch.position_labels[int(reference[:, -1].mean(0).argmax())]
+            assert focus["position"] == int(reference[:, -1].mean(0).argmax())
 
 
-def test_groups_follow_attribution_and_top_k(model, result):
-    last = model.cfg.n_layers - 1
-    assert group(result, "positive")["heads"] == [f"L{last}H0", "L0H1"]
-    assert group(result, "negative")["heads"] == [f"L{last}H1"]
-    assert [g["group"] for g in result.metrics["groups"]] == ["positive", "negative"]
+def test_groups_follow_attribution_patching_and_top_k(model, result):
+    inputs = fake_inputs(model)
+    assert group(result, "positive")["heads"] == inputs["attribution"]["top_positive"][:2]  # 3 given, 2 kept
+    assert group(result, "negative")["heads"] == inputs["attribution"]["top_negative"][:2]
+    n_layers = model.cfg.n_layers
+    for g in ("early", "middle", "late"):
+        expected = [h for h in inputs["patching"]["top_heads"] if layer_group(h["layer"], n_layers) == g]
+        assert group(result, f"patching_{g}")["heads"] == expected
+        assert (f"patching_{g}_mean" in result.figures) == bool(expected)
+    assert [g["group"] for g in result.metrics["groups"]][:2] == ["positive", "negative"]
 
 
-def test_circuitsvis_props_are_those_of_attention_heads(batch, result):
+def test_notebook_layer_groups():
+    """The notebook's split of GPT-2 small: early L0–L6, middle L7–L8, late L9–L11."""
+    assert group_layers(12) == {"early": list(range(7)), "middle": [7, 8], "late": [9, 10, 11]}
+    assert group_layers(4) == {"early": [0, 1], "middle": [2], "late": [3]}
+    assert group_layers(1) == {"early": [0], "middle": [], "late": []}
+
+
+def test_circuitsvis_builds_the_same_props(batch, result):
+    """Calling circuitsvis's attention_heads with the stored props gives back exactly those
+    props (its rendered HTML embeds them), so the site draws what circuitsvis would."""
     from circuitsvis.attention import attention_heads
 
-    source = inspect.getsource(attention_heads)
-    spec = result.figures["positive_example"]
-    assert spec["kind"] == "circuitsvis" and spec["function"] == "AttentionHeads"
-    for prop in spec["props"]:
-        assert f'"{prop}"' in source, prop
-    assert len(spec["props"]["tokens"]) == batch.clean_tokens.shape[1]
+    for name in ("positive_example", "negative_mean"):
+        spec = result.figures[name]
+        assert spec["kind"] == "circuitsvis" and spec["function"] == "AttentionHeads"
+        props = spec["props"]
+        html = attention_heads(attention=props["attention"], tokens=props["tokens"],
+                               attention_head_names=props["attentionHeadNames"],
+                               mask_upper_tri=props["maskUpperTri"]).cdn_src
+        built = json.loads(re.search(r"AttentionHeads,\s*(\{.*\})\s*\)", html, re.S).group(1))
+        assert built == props
+        assert len(props["tokens"]) == batch.clean_tokens.shape[1]
+        assert props["attentionHeadNames"] == [Head.of(h).name for h in group(result, name.split("_")[0])["heads"]]
     final = result.figures["positive_mean_final"]["figure"]
     assert final["data"][0]["x"] == batch.position_labels
-    assert final["layout"]["xaxis"]["title"]["text"] and final["layout"]["yaxis"]["title"]["text"]
-
-
-def test_layer_bands_split_layers_in_thirds():
-    assert [attention.layer_band(l, 12) for l in range(12)] == ["early"] * 4 + ["middle"] * 4 + ["late"] * 4
-    assert [attention.layer_band(l, 4) for l in range(4)] == ["early", "early", "middle", "late"]
-
-
-def test_patching_heads_are_grouped_by_band_when_given(model, batch):
-    last = model.cfg.n_layers - 1
-    inputs = {"attribution": heads_of(model), "patching": {"top_heads": [{"head": f"L{last}H1"}, {"head": "L0H0"}]}}
-    result = attention.run(model, batch, Attention(top_k=1), inputs)
-    groups = {g["group"]: g["heads"] for g in result.metrics["groups"]}
-    assert groups["patching_early"] == ["L0H0"]
-    band = attention.layer_band(last, model.cfg.n_layers)  # "middle" for 2 layers, "late" for 3+
-    assert groups[f"patching_{band}"] == [f"L{last}H1"]
-    assert f"patching_{band}_mean" in result.figures
+    assert torch.allclose(torch.tensor(final["data"][0]["z"]), torch.tensor(group(result, "positive")["final_mean"]),
+                          atol=1e-4)  # the figure stores 4 digits

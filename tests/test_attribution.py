@@ -5,22 +5,21 @@ from __future__ import annotations
 
 import pytest
 import torch
+from conftest import TOL_REFERENCE as TOL
 
 from generator.experiments import attribution
 from generator.experiments.params import Attribution
-from generator.tasks import build, load_task
-
-TOL = 1e-4
+from generator.heads import Head
 
 
 @pytest.fixture(scope="module")
-def model(site_model_loaded):
-    return site_model_loaded
+def model(organism):
+    return organism
 
 
 @pytest.fixture(scope="module")
-def batch(model):
-    return build(load_task("pronoun"), model)
+def batch(pronoun_batch):
+    return pronoun_batch
 
 
 @pytest.fixture(scope="module")
@@ -37,14 +36,11 @@ def naive(model, tokens, answers) -> dict:
     def keep(name):  # by the name asked for: hook.name may be the alias's target
         def hook(value, hook):
             seen[name] = value[:, -1].clone()  # the final position only
-
         return hook
 
     names = ["hook_embed", "hook_pos_embed"] + [
-        f"blocks.{l}.{n}"
-        for l in range(n_layers)
-        for n in ("attn.hook_z", "hook_attn_out", "hook_mlp_out", "hook_resid_pre", "hook_resid_mid")
-    ]
+        f"blocks.{l}.{n}" for l in range(n_layers)
+        for n in ("attn.hook_z", "hook_attn_out", "hook_mlp_out", "hook_resid_pre", "hook_resid_mid")]
     names.append(f"blocks.{n_layers - 1}.hook_resid_post")
     logits = model.run_with_hooks(tokens, fwd_hooks=[(n, keep(n)) for n in names])[:, -1]
     final = seen[f"blocks.{n_layers - 1}.hook_resid_post"]
@@ -56,17 +52,8 @@ def naive(model, tokens, answers) -> dict:
         piece = piece - piece.mean(-1, keepdim=True)
         return (piece / scale[:, None] * direction).sum(-1)
 
-    heads = torch.stack(
-        [
-            torch.stack(
-                [
-                    dla(seen[f"blocks.{l}.attn.hook_z"][:, h] @ model.blocks[l].attn.W_O[h])
-                    for h in range(model.cfg.n_heads)
-                ]
-            )
-            for l in range(n_layers)
-        ]
-    )
+    heads = torch.stack([torch.stack([dla(seen[f"blocks.{l}.attn.hook_z"][:, h] @ model.blocks[l].attn.W_O[h])
+                                      for h in range(model.cfg.n_heads)]) for l in range(n_layers)])
     lens = []
     for l in range(n_layers):
         lens += [dla(seen[f"blocks.{l}.hook_resid_pre"]), dla(seen[f"blocks.{l}.hook_resid_mid"])]
@@ -93,10 +80,8 @@ def reference(model, batch):
 
 
 def close(stored, expected):
-    assert torch.allclose(torch.as_tensor(stored, dtype=torch.float32), expected.float(), atol=TOL, rtol=0), (
-        stored,
-        expected,
-    )
+    assert torch.allclose(torch.as_tensor(stored, dtype=torch.float32), expected.float(), atol=TOL, rtol=0), \
+        (stored, expected)
 
 
 def test_total_is_the_logit_difference_without_the_unembedding_bias(result, reference):
@@ -143,37 +128,44 @@ def test_top_heads_are_the_largest_of_each_sign(result, reference):
     mean = reference["heads"].mean(-1)
     n_heads = mean.shape[1]
     order = mean.flatten().argsort(descending=True).tolist()
-    name = lambda i: f"L{i // n_heads}H{i % n_heads}"  # noqa: E731
-    positive = [name(i) for i in order if mean.flatten()[i] > 0][:3]
-    negative = [name(i) for i in reversed(order) if mean.flatten()[i] < 0][:3]
-    assert [h["head"] for h in result.metrics["top_positive"]] == positive
-    assert [h["head"] for h in result.metrics["top_negative"]] == negative
+    head = lambda i: Head(*divmod(i, n_heads))  # noqa: E731
+    positive = [head(i) for i in order if mean.flatten()[i] > 0][:3]
+    negative = [head(i) for i in reversed(order) if mean.flatten()[i] < 0][:3]
+    assert [Head.of(h) for h in result.metrics["top_positive"]] == positive
+    assert [Head.of(h) for h in result.metrics["top_negative"]] == negative
 
 
 def test_breakdowns_match_the_reference(batch, result, reference):
     prompts = batch.spec.prompts
     table = result.metrics["breakdowns"]
-    for kind, key in (
-        ("gender", lambda p: p.group),
-        ("name", lambda p: p.name),
-        ("template", lambda p: f"template {p.template + 1}"),
-    ):
+    for kind, key in (("gender", lambda p: p.group), ("name", lambda p: p.name),
+                      ("template", lambda p: f"template {p.template + 1}")):
         for row in table[kind]["rows"]:
             idx = torch.tensor([i for i, p in enumerate(prompts) if key(p) == row["group"]])
             assert row["n"] == len(idx)
             close(row["logit_diff"], reference["logit_diff"][idx].mean())
-            for head, value in row["heads"].items():
-                layer, h = (int(x) for x in head[1:].split("H"))
-                close(value, reference["heads"][layer, h, idx].mean())
+            for head, value in zip(table[kind]["heads"], row["heads"]):
+                close(value, reference["heads"][head["layer"], head["head"], idx].mean())
     assert {r["group"] for r in table["gender"]["rows"]} == {"male", "female"}
     assert len(table["template"]["rows"]) == 5 and len(table["name"]["rows"]) == 20
 
 
-def test_figures_are_labelled(result):
-    figures = result.figures
-    assert {"logit_lens", "components", "heads", "breakdown_template", "breakdown_name", "breakdown_gender"} <= set(
-        figures
-    )
+def test_figures_draw_the_stored_metrics(result):
+    """Each figure plots exactly the numbers stored beside it, with labelled axes."""
+    m, figures = result.metrics, result.figures
+    assert {"logit_lens", "components", "heads", "breakdown_template", "breakdown_name",
+            "breakdown_gender"} <= set(figures)
     for spec in figures.values():
         layout = spec["figure"]["layout"]
         assert layout["xaxis"]["title"]["text"] and layout["yaxis"]["title"]["text"]
+    lens = {t["name"]: t for t in figures["logit_lens"]["figure"]["data"]}
+    assert lens["clean: “.”"]["y"] == m["lens"]["clean"] and lens["corrupted: “;”"]["y"] == m["lens"]["corrupted"]
+    assert lens["clean: “.”"]["x"] == m["lens"]["labels"]
+    bars = figures["components"]["figure"]["data"][0]
+    assert bars["y"] == m["components"]["values"] and bars["x"] == m["components"]["labels"]
+    heads = figures["heads"]["figure"]["data"][0]
+    assert heads["z"] == m["heads"]["values"] and heads["x"] == m["heads"]["heads"]
+    for kind in ("template", "name", "gender"):
+        table = m["breakdowns"][kind]
+        z = figures[f"breakdown_{kind}"]["figure"]["data"][0]["z"]
+        assert z == [[row["logit_diff"]] + row["heads"] for row in table["rows"]]

@@ -1,7 +1,7 @@
 """The built site in a real Chromium (Debian's, driven by Playwright; never downloaded).
 
-The site is built from a results store for `site_model` (conftest: the organism once it is
-trained, else a tiny random GPT-2), served from 127.0.0.1, and every request to any other
+The site is the published one (the committed results/ and the repository's report.yaml), served
+from 127.0.0.1, and every request to any other
 host is aborted and counted: the site must work with no network. Every page is opened by
 clicking through the navigation (material's instant navigation, so the loader's document$
 path runs); each plotly figure must draw its SVG and each circuitsvis figure its children,
@@ -104,7 +104,7 @@ class QuietHandler(http.server.SimpleHTTPRequestHandler):
 
 
 @pytest.fixture(scope="module")
-def site_url(tmp_path_factory, report_results, site_model):
+def site_url(tmp_path_factory):
     folder = tmp_path_factory.mktemp("browser-site")
     (folder / "site").mkdir()
     server = http.server.ThreadingHTTPServer(
@@ -112,7 +112,7 @@ def site_url(tmp_path_factory, report_results, site_model):
     )
     url = f"http://127.0.0.1:{server.server_address[1]}/"
     # built for the URL it is served at: material's instant navigation needs site_url
-    build_report(folder, report_results, site_model, after_render=loader_checks, site_url=url)
+    build_report(folder, after_render=loader_checks, site_url=url)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     yield url
     server.shutdown()
@@ -265,3 +265,22 @@ def test_figures_follow_the_dark_palette(watched, site_url):
     )
     assert not watched.errors, watched.errors
     assert not watched.blocked, f"requests to other hosts: {watched.blocked}"
+
+
+def test_circuit_graph_slider_changes_the_edges_shown(watched, site_url):
+    """The circuit graph is interactive: each slider step shows the top n edges of that size."""
+    page = watched.page
+    page.goto(site_url + "circuit/")
+    watched.figures_drawn("circuit")
+    counts = page.evaluate("""async () => {
+      const el = [...document.querySelectorAll('.report-plotly')].find(e => e._fullLayout.sliders.length);
+      const shown = () => el._fullData.filter(t => t.visible === true && t.mode === 'lines+markers').length;
+      const out = [];
+      for (const step of el.layout.sliders[0].steps) {
+        await Plotly.restyle(el, step.args[0]);
+        out.push([parseInt(step.label), shown()]);
+      }
+      return out;
+    }""")
+    assert len(counts) >= 2 and counts == [[n, n] for n, _ in counts], counts
+    assert not watched.errors, watched.errors

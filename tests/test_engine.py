@@ -1,4 +1,4 @@
-"""generator/engine.py against transformer_lens.patching's sweeps (float32, 1e-4).
+"""generator/engine against transformer_lens.patching's sweeps (float32, to the 1e-5 it promises).
 
 Every target is compared with the TransformerLens sweep it replaces (``TARGETS[t].tl_equivalent``)
 on a tiny random GPT-2 booted through the bridge with the seed's processing, both with the
@@ -15,62 +15,33 @@ import math
 import pandas as pd
 import pytest
 import torch
+from conftest import PROMPTS, TOL, load, save_random_gpt2, subset
 from transformer_lens import patching
 
-from generator.engine import TARGETS, PatchingEngine, logit_diff, patch_sweep
+from generator.engine import PatchingEngine, patch_sweep
+from generator.metrics import logit_diff
+from generator.patch_targets import TARGETS
 from generator.tasks import build, load_task
-
-TOL = 1e-4
-PROMPTS = [0, 15, 33, 99]  # both groups, several templates
-
-
-def subset(batch, rows):
-    idx = torch.tensor(rows)
-    spec = dataclasses.replace(batch.spec, prompts=tuple(batch.spec.prompts[i] for i in rows))
-    return dataclasses.replace(
-        batch, spec=spec, clean_tokens=batch.clean_tokens[idx],
-        corrupted_tokens=batch.corrupted_tokens[idx], answer_tokens=batch.answer_tokens[idx],
-    )  # fmt: skip
 
 
 def tl_sweep(model, target, corrupted_tokens, clean_cache, answers, index_df=None):
     """The TransformerLens sweep the engine replaces, with the same metric."""
     metric = lambda logits: logit_diff(logits, answers).mean()  # noqa: E731
-    sweep = getattr(patching, TARGETS[target].tl_equivalent)
+    sweep = getattr(patching, TARGETS[target].tl_sweep)
     with torch.no_grad():
         if index_df is None:
             return sweep(model, corrupted_tokens, clean_cache, metric)
-        return sweep(model, corrupted_tokens, clean_cache, metric, index_axis_names=None, index_df=index_df)
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """One intra-op thread: on 2 cores shared with other jobs, two OpenMP threads spin-wait on
-    each other and every forward runs 5-10x slower (for TransformerLens and engine alike)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-def load(path, refactor=True):
-    """Boot as generator.models.load_model does (the seed's processing), refactor optional."""
-    from transformer_lens.model_bridge import TransformerBridge
-
-    model = TransformerBridge.boot_transformers(str(path), device="cpu")
-    model.enable_compatibility_mode(
-        disable_warnings=True, fold_ln=True, center_writing_weights=True, center_unembed=True,
-        refactor_factored_attn_matrices=refactor,
-    )  # fmt: skip
-    return model.eval()
+        return sweep(
+            model, corrupted_tokens, clean_cache, metric, index_axis_names=None, index_df=index_df
+        )
 
 
 # ---- tiny random GPT-2: every target (all indices, or 16 spread over the 3-axis sweeps) ----
 
 
 @pytest.fixture(scope="module")
-def tiny(tiny_gpt2_dir):
-    model = load(tiny_gpt2_dir)
+def tiny(tiny_gpt2):
+    model = tiny_gpt2
     batch = subset(build(load_task("pronoun"), model), PROMPTS)
     with torch.no_grad():
         _, cache = model.run_with_cache(batch.clean_tokens)
@@ -118,12 +89,23 @@ def test_own_clean_cache_and_baselines(tiny):
     torch.testing.assert_close(engine.sweep("resid_pre")[0, -1], clean.mean(), atol=TOL, rtol=0)
 
 
-def test_per_prompt_and_patch_sweep(tiny):
+def test_per_prompt_values_equal_transformer_lens_on_each_prompt_alone(tiny):
+    """per_prompt=True: each prompt's value is TransformerLens's sweep run on that prompt alone."""
     model, batch, cache = tiny
     args = (model, "head_out_by_pos", batch.clean_tokens, batch.corrupted_tokens, batch.answer_tokens)
     per_prompt = patch_sweep(*args, clean_cache=cache, per_prompt=True)
     assert per_prompt.shape == (2, 8, 4, len(PROMPTS))
-    torch.testing.assert_close(per_prompt.mean(-1), patch_sweep(*args, clean_cache=cache))
+    rows = spread([2, 8, 4], 12)
+    index_df = pd.DataFrame(rows, columns=list(TARGETS["head_out_by_pos"].axes))
+    for i in range(len(PROMPTS)):
+        one = slice(i, i + 1)
+        with torch.no_grad():
+            _, one_cache = model.run_with_cache(batch.clean_tokens[one])
+        expected = tl_sweep(model, "head_out_by_pos", batch.corrupted_tokens[one], one_cache,
+                            batch.answer_tokens[one], index_df)
+        got = torch.stack([per_prompt[(*r, i)] for r in rows])
+        torch.testing.assert_close(got, expected, atol=TOL, rtol=0)
+    torch.testing.assert_close(per_prompt.mean(-1), patch_sweep(*args, clean_cache=cache), atol=TOL, rtol=0)
 
 
 def test_transformer_lens_caches(tiny):
@@ -139,7 +121,8 @@ def test_transformer_lens_caches(tiny):
         compare(model, batch, cache, engine, target, max_indices=16)
     partial = {k: v for k, v in cache.items() if "hook_pattern" not in k}
     with pytest.raises(ValueError, match="clean_cache lacks blocks.0.attn.hook_pattern"):
-        PatchingEngine(model, batch.clean_tokens, batch.corrupted_tokens, batch.answer_tokens, clean_cache=partial)
+        PatchingEngine(model, batch.clean_tokens, batch.corrupted_tokens, batch.answer_tokens,
+                       clean_cache=partial)
 
 
 def test_errors_name_the_problem(tiny, monkeypatch):
@@ -184,32 +167,22 @@ def compare(model, batch, cache, engine, target, max_indices=None):
 def check_spread(model, batch, targets, max_indices):
     with torch.no_grad():
         _, cache = model.run_with_cache(batch.clean_tokens)
-    engine = PatchingEngine(model, batch.clean_tokens, batch.corrupted_tokens, batch.answer_tokens, clean_cache=cache)
+    engine = PatchingEngine(
+        model, batch.clean_tokens, batch.corrupted_tokens, batch.answer_tokens, clean_cache=cache
+    )
     for target in targets:
         compare(model, batch, cache, engine, target, max_indices)
 
 
 def test_gpt2_small_shape(tmp_path_factory):
-    """GPT2Config() with the real tokenizer (random weights), two seed prompts. Booted without
-    the factored-matrix refactor (an SVD per layer that takes most of a minute on 2 busy
-    cores); the tiny model above covers the full processing."""
-    from conftest import save_random_gpt2
-
-    model = load(save_random_gpt2(tmp_path_factory.mktemp("gpt2-small")), refactor=False)
+    """GPT2Config() with the real tokenizer (random weights), two of the notebook's prompts,
+    through the project's loader (the seed's processing, refactor included)."""
+    model = load(save_random_gpt2(tmp_path_factory.mktemp("gpt2-small")))
     batch = subset(build(load_task("pronoun"), model), [0, 33])
     assert batch.clean_tokens.shape == (2, 8)
     assert batch.answer_tokens[0].tolist() == [679, 339]  # " He", " he"
     check_spread(model, batch, ("resid_pre", "attn_out", "mlp_out", "head_out", "head_v"), 6)
 
 
-def organism_dir():
-    """The bundled organism checkpoint that the organism test runs on, once it is trained."""
-    from generator.models import ORGANISM_DIR
-
-    return ORGANISM_DIR
-
-
-@pytest.mark.skipif(not (organism_dir() / "config.json").exists(), reason="organism not trained yet")
-def test_organism(organism):
-    batch = subset(build(load_task("pronoun"), organism), PROMPTS)
-    check_spread(organism, batch, sorted(TARGETS), 16)
+def test_organism(organism, few_prompts):
+    check_spread(organism, few_prompts, sorted(TARGETS), 16)

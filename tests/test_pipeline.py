@@ -11,9 +11,10 @@ import time
 
 import pytest
 from click.testing import CliRunner
+from conftest import ROOT, save_random_gpt2, write_config
 
+from generator import ReportError
 from generator.cli import main
-from tests.conftest import ROOT, save_random_gpt2, write_config
 
 
 @pytest.fixture(scope="module")
@@ -34,8 +35,15 @@ def test_build_then_rebuild_reuses_and_loads_no_model(tmp_path, two_models, monk
     first = cli("build", "--config", str(config))
     assert first.exit_code == 0, first.output
     assert first.output.count("ran ") == 2
+    from generator.models import slug
+    from generator.store import Store
+
+    for model in two_models:  # each model's result is stored, with its key, and rendered
+        record = Store(tmp_path / "results").load(slug(model), "baseline")
+        assert record["provenance"]["model"] == model and record["key"] and record["metrics"]["n_prompts"] == 100
     assert (tmp_path / "site" / "index.html").exists()
-    assert (tmp_path / "site" / "baseline" / "index.html").exists()
+    page = (tmp_path / "site" / "baseline" / "index.html").read_text()
+    assert all(model in page for model in two_models)
 
     import generator.models
 
@@ -127,10 +135,11 @@ def test_killed_build_leaves_no_corrupt_result_and_resumes(tmp_path, two_models)
         ("modles: [organism]\n", "modles: unknown field (allowed: title, models"),
         (
             "device: auto\nexperiments: {baseline: {top_kk: 3}}\n",
-            "experiments.baseline.top_kk: unknown parameter (allowed: top_k)",
+            "experiments.baseline.top_kk: unknown parameter (allowed: top_k, probes",
         ),
         ("experiments: {baseline: {top_k: 0}}\n", "experiments.baseline.top_k"),
-        ("experiments: {nonsense: {}}\n", "experiments.nonsense: unknown experiment (allowed: baseline"),
+    ("experiments: {patching: {}}\n", "experiments: `baseline` is required"),
+        ("experiments: {baseline: {}, nonsense: {}}\n", "experiments.nonsense: unknown experiment (allowed: baseline"),
         ("dtype: float8\n", "dtype"),
     ],
 )
@@ -166,11 +175,48 @@ def test_hub_unreachable_is_one_sentence(tmp_path):
     assert not (tmp_path / "results").exists() or not list((tmp_path / "results").rglob("*.json"))
 
 
+def test_dependency_cycle_is_an_error(monkeypatch, tmp_path):
+    import dataclasses
+
+    from generator import experiments
+    from generator.config import load_config
+    from generator.pipeline import ordered
+
+    config = load_config(write_config(tmp_path, experiments={"baseline": {}, "attribution": {}}))
+    for a, b in (("baseline", "attribution"), ("attribution", "baseline")):
+        monkeypatch.setitem(experiments.EXPERIMENTS, a, dataclasses.replace(experiments.EXPERIMENTS[a], after=(b,)))
+    with pytest.raises(ReportError, match="cycle"):
+        ordered(config)
+
+
+def test_registry_declares_every_page_and_template(tmp_path):
+    """Each experiment row names its pages; every page's template (and each overview partial)
+    exists; the navigation is derived from the rows, in their order."""
+    from generator.config import load_config
+    from generator.experiments import EXPERIMENTS
+    from generator.render import REPORT_PAGES, nav, pages
+
+    config = load_config(write_config(tmp_path, experiments={name: {} for name in EXPERIMENTS}))
+    files = [spec.page.file for spec in pages(config)]
+    assert files[0] == "index.md" and len(files) == len(set(files))
+    for spec in pages(config):
+        assert (ROOT / "templates" / spec.page.template).exists(), spec.page.template
+    for name, e in EXPERIMENTS.items():
+        assert e.pages and all(p.file in files for p in e.pages), name
+        assert (ROOT / "templates" / "partials" / "overview" / f"{name}.md.j2").exists() == e.overview, name
+    flat = [v for entry in nav(config) for v in (entry.values() if isinstance(next(iter(entry.values())), str)
+                                                else [x for item in next(iter(entry.values())) for x in item.values()])]
+    assert sorted(flat) == sorted(files)
+    assert [p.file for p in REPORT_PAGES] == ["models.md", "reproducibility.md"]
+    only_baseline = load_config(write_config(tmp_path, experiments={"baseline": {}}))
+    assert "circuit.md" not in [s.page.file for s in pages(only_baseline)]  # not configured: no page
+
+
 def test_missing_template_value_is_an_error(tmp_path, two_models):
+    import shutil
+
     templates = tmp_path / "templates"
-    templates.mkdir()
-    for t in (ROOT / "templates").glob("*.j2"):
-        (templates / t.name).write_text(t.read_text())
+    shutil.copytree(ROOT / "templates", templates)
     (templates / "baseline.md.j2").write_text("# Baseline\n\n{{ r.baseline.metrics.no_such_number }}\n")
     config = write_config(tmp_path, models=[two_models[0]])
     text = config.read_text().replace(str(ROOT / "templates"), str(templates))
@@ -178,7 +224,7 @@ def test_missing_template_value_is_an_error(tmp_path, two_models):
     result = cli("build", "--config", str(config))
     assert result.exit_code == 1
     assert "baseline.md.j2" in result.output and "no_such_number" in result.output
-    assert not (tmp_path / "docs").exists()  # no page written, not even the good ones
+    assert not list((tmp_path / "docs").glob("*.md"))  # no page written, not even the good ones
 
 
 def test_nan_result_is_an_error(tmp_path, two_models, monkeypatch):

@@ -1,8 +1,8 @@
-"""The built site without a browser: offline assets, figures and captions, deterministic
-output, the reproducibility page, `capcircuit site`, the Pages workflow.
-
-Sites are built from a results store for `site_model` (conftest: the organism once trained,
-else a tiny random GPT-2)."""
+"""The published site without a browser: the committed results/ rendered with the repository's
+own report.yaml and built with `mkdocs build --strict` — every page, including path patching and
+the circuit. Offline assets, figures and captions, deterministic output, statements that follow
+the stored numbers, `capcircuit site` without torch, plain `mkdocs build` in a fresh clone, the
+Pages workflow."""
 
 from __future__ import annotations
 
@@ -14,7 +14,9 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import ROOT, build_report, write_config
+from conftest import ROOT, build_report, repo_config, write_config
+
+from generator.render import pages
 
 FIGURE = re.compile(
     r'<figure class="report-figure">\n<div class="report-(plotly|circuitsvis)" id="([^"]+)" '
@@ -23,8 +25,15 @@ FIGURE = re.compile(
 
 
 @pytest.fixture(scope="module")
-def built(tmp_path_factory, report_results, site_model):
-    return build_report(tmp_path_factory.mktemp("site"), report_results, site_model)
+def built(tmp_path_factory):
+    return build_report(tmp_path_factory.mktemp("site"))
+
+
+@pytest.fixture(scope="module")
+def results(built):
+    from generator.render import load_results
+
+    return load_results(built)
 
 
 def site_files(site: Path) -> dict[str, bytes]:
@@ -45,14 +54,24 @@ def html_pages(site: Path) -> dict[str, str]:
     return {str(p.relative_to(site)): p.read_text() for p in sorted(site.rglob("*.html"))}
 
 
-def test_two_renders_of_the_same_results_give_the_same_site(built, tmp_path, report_results, site_model):
-    again = build_report(tmp_path, report_results, site_model)
+def test_every_configured_page_is_built_and_in_the_navigation(built):
+    site = built.path("site")
+    index = (site / "index.html").read_text()
+    for spec in pages(built):
+        page = spec.page.file
+        html = site / ("index.html" if page == "index.md" else page[:-3] + "/index.html")
+        assert html.exists(), page
+        assert spec.page.title in index, f"{spec.page.title} is not in the navigation"
+    assert set(repo_config()["experiments"]) >= {"path_patching", "circuit"}
+    assert (site / "circuit" / "index.html").exists() and (site / "path-patching" / "index.html").exists()
+
+
+def test_two_renders_of_the_same_results_give_the_same_site(built, tmp_path):
+    again = build_report(tmp_path)
     first, second = site_files(built.path("site")), site_files(again.path("site"))
     assert sorted(first) == sorted(second)
     differ = [name for name in first if first[name] != second[name]]
     assert not differ, f"files that differ between two renders: {differ}"
-    docs = lambda c: {p.name: p.read_text() for p in c.path("docs").glob("*.md")}  # noqa: E731
-    assert docs(built) == docs(again)
 
 
 def test_vendor_bundles_are_copied_once_and_nothing_is_fetched(built):
@@ -82,12 +101,10 @@ def test_every_figure_has_a_caption_unique_id_and_json(built):
         assert len(ids) == len(set(ids)), f"{page}: duplicate figure ids {ids}"
         for kind, fid, data, caption in figures:
             assert caption.strip(), f"{page}: figure {fid} has no caption"
-            spec = json.loads(
-                data.replace("&#x27;", "'").replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")
-            )
-            assert spec["kind"] == kind
+            unescaped = data.replace("&#x27;", "'").replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")
+            assert json.loads(unescaped)["kind"] == kind
         total += len(figures)
-    assert total >= 1
+    assert total >= 20
     baseline = (built.path("site") / "baseline" / "index.html").read_text()
     assert 'id="fig-baseline-' in baseline  # ids name their page: stable when other pages change
 
@@ -112,29 +129,75 @@ def test_figure_fence_rejects_broken_figures():
             figure_fence(source, "report-figure", "report-figure", {}, None)
 
 
-def test_overview_and_reproducibility_come_from_the_results(built, site_model):
-    from generator.render import load_results
-
-    results = load_results(built)[site_model]
+def test_pages_state_the_stored_numbers(built, results):
+    """Numbers and names in the prose come from the results; statements follow the data."""
     docs = built.path("docs")
-    overview = (docs / "index.md").read_text()
-    b = results["baseline"]["metrics"]
-    assert f"{b['mean_logit_diff']:.2f}" in overview and f"{b['mean_logit_diff_corrupted']:.2f}" in overview
+    page = {p.stem: p.read_text() for p in docs.glob("*.md")}
+    primary = built.models[0]
+    r = {e: rec["metrics"] for e, rec in results[primary].items()}
+    b, a, e = r["baseline"], r["attribution"], r["exceptions"]
+    assert f"**{b['mean_logit_diff']:.4f}**" in page["baseline"]
+    assert f"{b['mean_logit_diff']:.2f}" in page["index"] and f"{b['mean_logit_diff_corrupted']:.2f}" in page["index"]
+    assert f"**{a['total']:.2f}**" in page["attribution"]
+    for head in a["top_positive"] + a["top_negative"]:
+        assert f"| L{head['layer']}H{head['head']} | {head['attribution']:.3f} |" in page["attribution"]
+    assert ("does **not** prefer the capital" in page["attribution"]) == (a["total"] <= 0)
+    for f in e["families"]:
+        assert f"| {f['family'].replace('_', chr(92) + '_')} | {f['expected']} |" in page["exceptions"]
+    for g in r["attention"]["groups"]:
+        for focus in g.get("focus", []):
+            position = r["attention"]["positions"][focus["position"]].replace("_", "\\_")
+            assert f"**L{focus['layer']}H{focus['head']}** attends from the final position mostly to **{position}**" in \
+                page["attention"]
+    c = r["circuit"]
+    assert f"| EAP-IG ({c['ig_steps']} steps) | {c['methods']['eap_ig']['cpr']['area']:.3f}" in page["circuit"]
+    smallest = c["methods"]["eap_ig"]["smallest_faithful"]
+    assert (f"**{smallest['edges']} edges**" in page["circuit"]) if smallest else ("No circuit by EAP-IG" in page["circuit"])
+    pp = r["path_patching"]
+    assert ("No path carries as much as" in page["path-patching"]) == pp["all_negligible"]
+    assert f"{r['patching']['clean_logit_diff']:.2f}" in page["patching"]
+    one_layer = [m for m in built.models if results[m]["baseline"]["metrics"]["model_shape"]["n_layers"] == 1]
+    for m in one_layer:
+        mb = results[m]["baseline"]["metrics"]
+        verb = "can" if mb["performs_task"] else "cannot"
+        assert f"**a one-layer attention-only model\n{verb} perform this task: {m}" in page["models"]
+        assert f"difference of {mb['mean_logit_diff']:.2f}**" in page["models"]
+
+
+def test_overview_reproducibility_and_appendix_come_from_the_results(built, results):
+    from generator.render import environment
+
+    seconds = environment(built).filters["seconds"]
+    docs = built.path("docs")
     repro = (docs / "reproducibility.md").read_text()
-    for experiment, record in results.items():
-        assert record["key"] in repro, experiment
-        assert record["key_parts"]["model"]["weights"] in repro
-        assert f"{record['timing']['wall_s']:.1f} s" in repro or "min" in repro
+    for model, records in results.items():
+        for experiment, record in records.items():
+            assert record["key"] in repro, experiment
+            assert record["key_parts"]["model"]["weights"] in repro
+            assert seconds(record["timing"]["wall_s"]) in repro, (model, experiment)
     assert built.digest() in repro and "torch" in repro
     appendix = (docs / "appendix-prompts.md").read_text()
-    assert all(row["prompt"] in appendix for row in b["per_prompt"])
+    for model in built.models:
+        assert all(row["prompt"] in appendix for row in results[model]["baseline"]["metrics"]["per_prompt"])
 
 
-def test_site_command_builds_from_stored_results_without_torch(tmp_path, report_results, site_model):
+def test_circuit_graph_download_is_linked_and_holds_the_stored_graph(built, results):
+    from generator.render import download_path
+
+    primary = built.models[0]
+    path = download_path(primary, "circuit")
+    assert f"]({path})" in (built.path("docs") / "circuit.md").read_text()
+    data = json.loads((built.path("site") / path).read_text())
+    assert data == results[primary]["circuit"]["metrics"]["download"]
+    assert data["columns"][:2] == ["writer", "reader"] and data["edges"]
+
+
+def test_site_command_builds_from_stored_results_without_torch(tmp_path):
     import shutil
 
-    shutil.copytree(report_results, tmp_path / "results")
-    config = write_config(tmp_path, models=[site_model], experiments={"baseline": {}})
+    shutil.copytree(ROOT / "results", tmp_path / "results")
+    repo = repo_config()
+    config = write_config(tmp_path, models=repo["models"], experiments=repo["experiments"])
     code = (
         "import sys; from generator.cli import main\n"
         "try: main(['site', '--config', sys.argv[1]])\n"
@@ -143,7 +206,24 @@ def test_site_command_builds_from_stored_results_without_torch(tmp_path, report_
     )
     done = subprocess.run([sys.executable, "-c", code, str(config)], capture_output=True, text=True, cwd=tmp_path)
     assert done.returncode == 0, done.stderr
-    assert (tmp_path / "site" / "index.html").exists()
+    assert (tmp_path / "site" / "circuit" / "index.html").exists()
+
+
+def test_plain_mkdocs_build_in_a_fresh_clone_equals_capcircuit_site(tmp_path, built):
+    """`mkdocs build --strict` works in a fresh clone (the hook renders docs/ from results/) and
+    builds the same site as `capcircuit site`."""
+    clone = tmp_path / "clone"
+    subprocess.run(["git", "clone", "-q", str(ROOT), str(clone)], check=True)
+    # the working tree's committed files (a clone has only what is committed)
+    mkdocs = Path(sys.executable).parent / "mkdocs"
+    done = subprocess.run([str(mkdocs), "build", "--strict", "-d", str(tmp_path / "plain")], cwd=clone,
+                          capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    cli = subprocess.run([sys.executable, "-m", "generator", "site"], cwd=clone, capture_output=True, text=True)
+    assert cli.returncode == 0, cli.stderr[-2000:]
+    plain, site = site_files(tmp_path / "plain"), site_files(clone / "site")
+    assert sorted(plain) == sorted(site)
+    assert [n for n in plain if plain[n] != site[n]] == []
 
 
 def test_pages_workflow_publishes_committed_results():
@@ -157,7 +237,7 @@ def test_pages_workflow_publishes_committed_results():
     assert workflow["permissions"] == {"contents": "read", "pages": "write", "id-token": "write"}
 
 
-def test_mkdocs_config_is_strict_offline_and_validates_links():
+def test_mkdocs_config_is_strict_offline_and_rendered_by_the_hook():
     # mkdocs.yml uses !ENV and !!python/name tags: read it the way mkdocs does
     from mkdocs.config import load_config
 
@@ -169,3 +249,4 @@ def test_mkdocs_config_is_strict_offline_and_validates_links():
         assert config["validation"]["links"][key] == warn, key
     assert "navigation.instant" in config["theme"]["features"]
     assert "material/search" in config["plugins"]
+    assert list(config["hooks"]) == ["generator/mkdocs_hooks.py"] and not config["nav"]

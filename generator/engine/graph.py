@@ -115,6 +115,8 @@ class CircuitRunner:
         differs = (self.clean_tokens != self.corrupted_tokens).any(0).nonzero()
         self.start = (int(differs[0]) if len(differs) else self.n_pos - 1) if share_prefix else 0
         self.start = min(self.start, self.n_pos - 1)  # the final position is always computed
+        self._scores: dict[int, torch.Tensor] = {}
+        self.memo: dict = {}  # derived quantities that callers compute once per runner
         with torch.no_grad():
             self.prefix_kv = self._prefix_keys_values()
             self.clean_writers, self.clean_metric = self.forward(self.embed(self.clean_tokens), record=True)
@@ -148,6 +150,7 @@ class CircuitRunner:
         other: torch.Tensor | None = None,
         record: bool = False,
         taps: list | None = None,
+        base: torch.Tensor | None = None,
     ):
         """Per-prompt logit differences [B] of one run from token embeddings `embed` [B, P, D].
 
@@ -155,13 +158,24 @@ class CircuitRunner:
             writer output replaced by `other`'s ([W, B, P, D]); None = an unablated run.
         record: also return the writers' outputs [W, B, P, D] (then returns (writers, metric)).
         taps: a list that receives each reader block's input tensor with its gradient retained.
+        base: the writers' outputs of this run without ablation ([W, B, P, D], as `record` gives
+            them): the run then starts at the first layer with an ablated edge, since everything
+            before it is the base run's.
         """
         w, g, H = self.w, self.graph, self.w.n_heads
+        first = 0
+        if base is not None and ablate is not None:
+            readers = ablate.flatten(2).any(-1).any(0) if ablate.dim() == 3 else ablate.any(0)
+            layers = [i for i, r in enumerate(g.readers) if r[0] != "logits" and bool(readers[i])]
+            first = g.readers[layers[0]][1] if layers else w.n_layers
         const = w.W_pos[self.start : self.n_pos][None]  # position embeddings and, later, attention biases
-        live = [embed]
-        total = embed  # Σ live
-        for layer, L in enumerate(w.layers):
-            x = self._reader_inputs(const + total, live, other, ablate, g.reader_slice(layer, "attn"), taps)
+        const = const + sum((L.b_O for L in w.layers[:first]), torch.zeros_like(const))
+        live = [embed] if first == 0 else list(base[: g.writers_before(first)])
+        total = embed if first == 0 else self.cumulative(base)[len(live) - 1]  # Σ live
+        others = None if other is None else self.cumulative(other)  # Σ other, for the sparse form below
+        for layer in range(first, w.n_layers):
+            L = w.layers[layer]
+            x = self._reader_inputs(const, total, live, other, others, ablate, g.reader_slice(layer, "attn"), taps)
             x = norm(x, L.ln1, w.eps).unflatten(0, (3, H))  # [3, H, B, P, D]
             q, k, v = (
                 torch.einsum("hbpd,dhe->bphe", x[i], W.unflatten(-1, (H, -1))) + b.unflatten(-1, (H, -1))
@@ -170,32 +184,54 @@ class CircuitRunner:
             pk, pv = self.prefix_kv[layer] if self.start else (None, None)
             z = attend(q, join(pk, k), join(pv, v), self.start, w.attn_scale)  # [B, P, H, d]
             result = torch.einsum("bphe,hed->bphd", z, L.W_O.unflatten(0, (H, -1)))  # each head's write
-            heads = list(result.unbind(2))
-            live += heads
+            live += list(result.unbind(2))
             total = total + result.sum(2)
             const = const + L.b_O
-            x = self._reader_inputs(const + total, live, other, ablate, g.reader_slice(layer, "mlp"), taps)[0]
+            x = self._reader_inputs(const, total, live, other, others, ablate, g.reader_slice(layer, "mlp"), taps)[0]
             mlp_out = w.act_fn(norm(x, L.ln2, w.eps) @ L.W_in + L.b_in) @ L.W_out + L.b_out
             live.append(mlp_out)
             total = total + mlp_out
-        final = self._reader_inputs(const + total, live, other, ablate, slice(len(g.readers) - 1, None), taps)[0]
-        x = norm(final[:, -1], w.ln_final, w.eps)  # [B, D]
+        final = self._reader_inputs(const, total, live, other, others, ablate, slice(len(g.readers) - 1, None), taps)
+        x = norm(final[0][:, -1], w.ln_final, w.eps)  # [B, D]
         logits = torch.einsum("bd,dbk->bk", x, w.W_U[:, self.answer_tokens]) + w.b_U[self.answer_tokens]
         metric = logits[:, 0] - logits[:, 1]
         return (torch.stack(live), metric) if record else metric
 
-    def _reader_inputs(self, resid, live, other, ablate, readers: slice, taps):
-        """[R', B, P, D]: each reader's input, with its ablated writers' outputs swapped for other's."""
-        n_readers = readers.stop - readers.start if readers.stop is not None else 1
-        x = resid[None].expand(n_readers, *resid.shape)
+    def cumulative(self, writers: torch.Tensor) -> torch.Tensor:
+        """Running sums of the writers' outputs ([W, B, P, D]), kept for the recorded runs."""
+        for name in ("clean_writers", "corrupted_writers"):
+            if writers is getattr(self, name, None):
+                if name not in self.memo:
+                    self.memo[name] = writers.cumsum(0)
+                return self.memo[name]
+        return writers.cumsum(0)
+
+    def _reader_inputs(self, const, total, live, other, others, ablate, readers: slice, taps):
+        """[R', B, P, D]: each reader's input, with its ablated writers' outputs swapped for other's.
+
+        Exact in two forms; the one that touches fewer writers is used (hand-written because the
+        dense form, an einsum over every upstream writer for every reader, dominates the cost):
+        live − Σ_ablated a·(live − other), or other − Σ_kept (1 − a)·(live − other), where the
+        sums run only over writers with a nonzero weight."""
+        n_readers = (readers.stop if readers.stop is not None else len(self.graph.readers)) - readers.start
+        x = (const + total)[None].expand(n_readers, *total.shape)
         if ablate is not None:
             n = len(live)
-            delta = torch.stack(live) - other[:n]  # [n, B, P, D]
-            a = ablate[:n, readers]
-            if a.dim() == 3:  # position-aware: one weight per position
-                x = x - torch.einsum("nbpd,nrp->rbpd", delta, a[..., self.start :].to(delta.dtype))
+            a = ablate[:n, readers].to(total.dtype)
+            if a.dim() == 3:  # position-aware: one weight per position, computed ones only
+                a = a[..., self.start :]
+            ablated = a.flatten(1).ne(0).any(1).nonzero()[:, 0]
+            kept = a.flatten(1).ne(1).any(1).nonzero()[:, 0]
+            spec = "nbpd,nrp->rbpd" if a.dim() == 3 else "nbpd,nr->rbpd"
+            if len(ablated) <= len(kept):
+                if len(ablated):
+                    delta = torch.stack([live[i] for i in ablated.tolist()]) - other[ablated]
+                    x = x - torch.einsum(spec, delta, a[ablated])
             else:
-                x = x - torch.einsum("nbpd,nr->rbpd", delta, a.to(delta.dtype))
+                x = (const + others[n - 1])[None].expand_as(x)
+                if len(kept):
+                    delta = torch.stack([live[i] for i in kept.tolist()]) - other[kept]
+                    x = x + torch.einsum(spec, delta, 1 - a[kept])
         if taps is not None:
             x = x.clone()
             x.retain_grad()
@@ -209,21 +245,32 @@ class CircuitRunner:
         """Per-prompt logit difference [B] of the clean run in which every edge outside `keep`
         ([W, R] or [W, R, n_pos] bool) carries the corrupted run's writer output (MIB)."""
         ablate = (~keep).to(self.w.W_E.dtype)
-        return self.forward(self.embed(self.clean_tokens), ablate, self.corrupted_writers)
+        return self.forward(self.embed(self.clean_tokens), ablate, self.corrupted_writers, base=self.clean_writers)
 
     @torch.no_grad()
     def patch_edges(self, patched: torch.Tensor) -> torch.Tensor:
         """Per-prompt logit difference [B] of the corrupted run in which the edges in `patched`
         carry the clean run's writer output (denoising: an edge's exact effect, which EAP
         approximates to first order; or a node's, with all of its edges)."""
-        return self.forward(self.embed(self.corrupted_tokens), patched.to(self.w.W_E.dtype), self.clean_writers)
+        return self.forward(
+            self.embed(self.corrupted_tokens),
+            patched.to(self.w.W_E.dtype),
+            self.clean_writers,
+            base=self.corrupted_writers,
+        )
 
     def scores(self, ig_steps: int = 1) -> torch.Tensor:
         """[W, R, n_pos] position-aware edge scores (clean − corrupted writer output) ·
         d(mean logit difference)/d(reader input), the gradient taken at the corrupted run
         (ig_steps = 1: EAP) or averaged over inputs interpolated from corrupted to clean
         (EAP-IG: token embeddings corrupted + α (clean − corrupted), α = k/m for k = 0..m−1, a
-        left Riemann sum as in hannamw/EAP-IG; m = 1 is EAP). Zero for edges not in the graph."""
+        left Riemann sum as in hannamw/EAP-IG; m = 1 is EAP). Zero for edges not in the graph.
+        Computed once per number of steps."""
+        if ig_steps not in self._scores:
+            self._scores[ig_steps] = self._integrated_scores(ig_steps)
+        return self._scores[ig_steps]
+
+    def _integrated_scores(self, ig_steps: int) -> torch.Tensor:
         clean, corrupted = self.embed(self.clean_tokens), self.embed(self.corrupted_tokens)
         grads = None
         for k in range(ig_steps):

@@ -15,6 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 
 from generator.engine.weights import Affine, LayerWeights, ModelWeights
 
@@ -33,14 +34,8 @@ class Step:
 
 def norm(x: torch.Tensor, affine: Affine, eps: float) -> torch.Tensor:
     """LayerNorm over the last axis (after fold_ln the affine part is usually the identity)."""
-    x = x - x.mean(-1, keepdim=True)
-    x = x / (x.pow(2).mean(-1, keepdim=True) + eps).sqrt()
     w, b = affine
-    if w is not None:
-        x = x * w
-    if b is not None:
-        x = x + b
-    return x
+    return F.layer_norm(x, x.shape[-1:], w, b, eps)
 
 
 def split_heads(x: torch.Tensor, n_heads: int) -> torch.Tensor:  # [..., H*d] -> [..., H, d]

@@ -4,6 +4,7 @@ mode (folded LayerNorms, centred writing weights): one `LayerWeights` per block.
 from __future__ import annotations
 
 import math
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -100,9 +101,19 @@ def _affine(norm) -> Affine:
     return w, b
 
 
+_cache: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
 def model_weights(model) -> ModelWeights:
-    """Detached weights of a GPT-2-style TransformerBridge, heads fused per layer."""
+    """Detached weights of a GPT-2-style TransformerBridge, heads fused per layer. Read once per
+    model (the bridge stacks each weight from its blocks on every access, which is slow)."""
     check_supported(model)
+    if model not in _cache:
+        _cache[model] = _read_weights(model)
+    return _cache[model]
+
+
+def _read_weights(model) -> ModelWeights:
     cfg = model.cfg
 
     def fused(w):  # [layer, head, d_model, d_head] -> [layer, d_model, head * d_head]
@@ -110,13 +121,12 @@ def model_weights(model) -> ModelWeights:
 
     W_Q, W_K, W_V = fused(model.W_Q), fused(model.W_K), fused(model.W_V)
     W_O = model.W_O.detach().flatten(1, 2).contiguous()  # [layer, head * d_head, d_model]
+    b_Q, b_K, b_V = (b.detach().flatten(1) for b in (model.b_Q, model.b_K, model.b_V))  # [layer, head * d_head]
+    b_O, W_in, b_in, W_out, b_out = (x.detach() for x in (model.b_O, model.W_in, model.b_in, model.W_out, model.b_out))
     layers = tuple(
         LayerWeights(
-            W_Q=W_Q[l], W_K=W_K[l], W_V=W_V[l],
-            b_Q=model.b_Q.detach()[l].flatten(), b_K=model.b_K.detach()[l].flatten(),
-            b_V=model.b_V.detach()[l].flatten(), W_O=W_O[l], b_O=model.b_O.detach()[l],
-            W_in=model.W_in.detach()[l], b_in=model.b_in.detach()[l],
-            W_out=model.W_out.detach()[l], b_out=model.b_out.detach()[l],
+            W_Q=W_Q[l], W_K=W_K[l], W_V=W_V[l], b_Q=b_Q[l], b_K=b_K[l], b_V=b_V[l], W_O=W_O[l], b_O=b_O[l],
+            W_in=W_in[l], b_in=b_in[l], W_out=W_out[l], b_out=b_out[l],
             ln1=_affine(model.blocks[l].ln1), ln2=_affine(model.blocks[l].ln2),
         )
         for l in range(cfg.n_layers)

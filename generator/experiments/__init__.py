@@ -133,6 +133,11 @@ def describe_errors(err: ValidationError, prefix: str, model: type[BaseModel], n
 
 def validate_params(experiments: dict[str, dict[str, Any] | None]) -> dict[str, dict[str, Any]]:
     """Check each experiment's parameters against its Params model; fill in defaults."""
+    if "baseline" not in experiments:
+        raise ReportError(
+            "experiments: `baseline` is required (the task page, the overview and the models "
+            "page read it); add `baseline: {}` under experiments"
+        )
     checked = {}
     for name, params in experiments.items():
         if name not in EXPERIMENTS:

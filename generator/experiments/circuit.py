@@ -30,6 +30,7 @@ import time
 
 import torch
 
+from generator import ReportError
 from generator.engine.graph import CircuitRunner
 from generator.experiments import Result
 from generator.experiments.circuit_graph import curves_figure, graph_figure
@@ -138,11 +139,27 @@ def smallest_faithful(
 
 def node_effects(runner: CircuitRunner, position_aware: bool) -> torch.Tensor:
     """Each writer's exact effect (mean logit difference minus the corrupted run's, in logits):
-    all of its outgoing edges patched clean into the corrupted run. [W], or [W, n_pos]."""
+    all of its outgoing edges (at one position, or all) patched clean into the corrupted run.
+    [W], or [W, n_pos] (zero at the shared prefix, where nothing differs). Computed once."""
+    computed = list(range(runner.start, runner.n_pos))
+    if "node_effects" not in runner.memo:
+        runner.memo["node_effects"] = _node_effects(runner, [None])[:, 0]
+    if position_aware and "node_effects_by_position" not in runner.memo:
+        # with one computed position, patching every position is patching that one
+        runner.memo["node_effects_by_position"] = (
+            _node_effects(runner, computed)
+            if len(computed) > 1
+            else torch.zeros(len(runner.graph.writers), runner.n_pos).index_copy(
+                1, torch.tensor(computed), runner.memo["node_effects"][:, None]
+            )
+        )
+    return runner.memo["node_effects_by_position" if position_aware else "node_effects"]
+
+
+def _node_effects(runner: CircuitRunner, positions: list) -> torch.Tensor:
     upstream = runner.graph.upstream()
     base = runner.corrupted_metric.mean()
-    positions = range(runner.start, runner.n_pos) if position_aware else [None]
-    out = torch.zeros(upstream.shape[0], runner.n_pos if position_aware else 1)
+    out = torch.zeros(upstream.shape[0], runner.n_pos)
     for w in range(upstream.shape[0]):
         for p in positions:
             patched = torch.zeros(*upstream.shape, runner.n_pos, dtype=torch.bool)
@@ -151,7 +168,7 @@ def node_effects(runner: CircuitRunner, position_aware: bool) -> torch.Tensor:
             else:
                 patched[w, :, p] = upstream[w]
             out[w, p or 0] = runner.patch_edges(patched).mean() - base
-    return out if position_aware else out[:, 0]
+    return out
 
 
 def node_scores(graph, effects: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -374,7 +391,10 @@ def describe(
 
 
 def run(model, batch, params: Params, inputs: dict) -> Result:
-    runner = CircuitRunner(model, batch.clean_tokens, batch.corrupted_tokens, batch.answer_tokens)
+    try:
+        runner = CircuitRunner(model, batch.clean_tokens, batch.corrupted_tokens, batch.answer_tokens)
+    except NotImplementedError as e:  # TransformerLens's own edge tools refuse such models too
+        raise ReportError(f"circuit: {e} Remove `circuit` from experiments for this model.") from None
     clean, corrupted = runner.clean_metric.mean(), runner.corrupted_metric.mean()
     normalisation_scale("circuit", clean, corrupted)
     graph = runner.graph

@@ -17,6 +17,7 @@ from __future__ import annotations
 import plotly.graph_objects as go
 import torch
 from plotly.subplots import make_subplots
+from transformer_lens.tools.analysis import get_act_patch_direct_path
 from transformer_lens.utilities import get_act_name
 
 from generator.engine import PatchingEngine
@@ -25,7 +26,7 @@ from generator.experiments import Result
 from generator.experiments.params import PathPatching as Params
 from generator.figures import plotly_spec
 from generator.heads import Head, head_name
-from generator.metrics import normalisation_scale, num, to_list
+from generator.metrics import logit_diff, mean_logit_diff_metric, normalisation_scale, num, to_list
 
 
 def sender_write(engine: PatchingEngine, sender: Head) -> torch.Tensor:
@@ -50,6 +51,41 @@ def path_sources(engine: PatchingEngine, sender: Head, component: str) -> dict[s
     return out
 
 
+def make_sweeper(model, batch):
+    """(backend, sweep(sender, component) -> [n_layers, n_heads] mean logit difference, clean,
+    corrupted): the engine where it implements the model, else TransformerLens's
+    `get_act_patch_direct_path` (one forward per receiver)."""
+    try:
+        engine = PatchingEngine(model, batch.clean_tokens, batch.corrupted_tokens, batch.answer_tokens)
+    except NotImplementedError:
+        _, clean_cache = model.run_with_cache(batch.clean_tokens)
+        _, corrupted_cache = model.run_with_cache(batch.corrupted_tokens)
+        metric = mean_logit_diff_metric(batch.answer_tokens)
+
+        def tl_sweep(sender: Head, component: str) -> torch.Tensor:
+            return get_act_patch_direct_path(
+                model,
+                batch.corrupted_tokens,
+                clean_cache,
+                corrupted_cache,
+                metric,
+                sender.layer,
+                sender.head,
+                component=component,
+                verbose=False,
+            )
+
+        clean = logit_diff(model(batch.clean_tokens), batch.answer_tokens).mean()
+        corrupted = logit_diff(model(batch.corrupted_tokens), batch.answer_tokens).mean()
+        return "transformer_lens", tl_sweep, clean, corrupted
+    return (
+        "engine",
+        lambda sender, c: path_sweep(engine, sender, c),
+        engine.clean_logit_diff.mean(),
+        engine.corrupted_logit_diff.mean(),
+    )
+
+
 def path_sweep(engine: PatchingEngine, sender: Head, component: str) -> torch.Tensor:
     """[n_layers, n_heads] mean logit difference with each path sender -> (layer, head).component
     patched alone; rows up to the sender's layer are the corrupted baseline (no path leads there)."""
@@ -62,8 +98,7 @@ def path_sweep(engine: PatchingEngine, sender: Head, component: str) -> torch.Te
 @torch.no_grad()
 def run(model, batch, params: Params, inputs: dict) -> Result:
     n_layers, n_heads = model.cfg.n_layers, model.cfg.n_heads
-    engine = PatchingEngine(model, batch.clean_tokens, batch.corrupted_tokens, batch.answer_tokens)
-    clean, corrupted = engine.clean_logit_diff.mean(), engine.corrupted_logit_diff.mean()
+    backend, sweep, clean, corrupted = make_sweeper(model, batch)
     scale = normalisation_scale("path_patching", clean, corrupted)
     # a head in the last layer has no later heads to read it
     top = inputs["patching"]["top_heads"]
@@ -73,7 +108,7 @@ def run(model, batch, params: Params, inputs: dict) -> Result:
     for sender, effect in senders:
         grids = {}
         for c in params.components:
-            recovered = to_list((path_sweep(engine, sender, c) - corrupted) / scale)
+            recovered = to_list((sweep(sender, c) - corrupted) / scale)
             # rows up to the sender's layer are not measurements: stored as gaps (null)
             grids[c] = [[None] * n_heads if layer <= sender.layer else row for layer, row in enumerate(recovered)]
             paths += [

@@ -1,0 +1,288 @@
+"""Circuit discovery and verification (generator/engine/graph.py, experiments/circuit.py) against
+TransformerLens's `attribution_patch` and `faithfulness`, hand-written hook loops, the engine's
+exact patching, and what must hold exactly: the whole graph is the clean run, the empty circuit
+the corrupted run, integrated gradients add up, and on a linear model EAP-IG is exact."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+import torch
+from conftest import PROMPTS, TOL, TOL_REFERENCE, gpt2_tokenizer, load, subset
+from transformer_lens.tools.analysis import EdgeAttributionConfig, Node, attribution_patch, faithfulness
+
+from generator.engine import PatchingEngine
+from generator.engine.graph import CircuitRunner
+from generator.experiments import check_finite, circuit, params
+from generator.metrics import logit_diff
+from generator.tasks import build, load_task
+
+
+def early_corruption(batch):
+    """Corrupted prompts that also differ at position 1 (another prompt's name), so runs start
+    at position 1 instead of after the shared prefix."""
+    corrupted = batch.corrupted_tokens.clone()
+    corrupted[:, 1] = batch.clean_tokens.roll(1, dims=0)[:, 1]
+    return dataclasses.replace(batch, corrupted_tokens=corrupted)
+
+
+@pytest.fixture(scope="module")
+def tiny(tiny_gpt2):
+    return tiny_gpt2, early_corruption(subset(build(load_task("pronoun"), tiny_gpt2)))
+
+
+def case(request, which):
+    """(model, batch): the organism on a few of the notebook's prompts, or the tiny model with
+    an early corruption."""
+    if which == "organism":
+        return request.getfixturevalue("organism"), request.getfixturevalue("few_prompts")
+    return request.getfixturevalue("tiny")
+
+
+def runner_for(model, batch, **kwargs):
+    return CircuitRunner(model, batch.clean_tokens, batch.corrupted_tokens, batch.answer_tokens, **kwargs)
+
+
+def model_metric(model, tokens, answers):
+    with torch.no_grad():
+        return logit_diff(model(tokens), answers)
+
+
+def tl_node(runner, node):
+    """A TransformerLens Node as (writer or reader index, position) of our graph."""
+    g = runner.graph
+    if node.kind == "embed":
+        return g.writers.index(("embed",)), node.position
+    if node.kind == "attn_head_out":
+        return g.writers.index(("head", node.layer, node.head)), node.position
+    if node.kind == "mlp_out":
+        return g.writers.index(("mlp", node.layer)), node.position
+    if node.kind == "logits":
+        return g.readers.index(("logits",)), node.position
+    if node.kind == "mlp_in":
+        return g.readers.index(("mlp", node.layer)), node.position
+    return g.readers.index((node.kind[0], node.layer, node.head)), node.position
+
+
+@pytest.mark.parametrize("which", ["organism", "tiny, early corruption", "tiny, no shared prefix"])
+def test_whole_graph_is_the_clean_run_and_empty_circuit_the_corrupted_one(which, request):
+    model, batch = case(request, "organism" if which == "organism" else "tiny")
+    runner = runner_for(model, batch, share_prefix=which != "tiny, no shared prefix")
+    assert runner.start == {"organism": 7, "tiny, early corruption": 1, "tiny, no shared prefix": 0}[which]
+    clean = model_metric(model, batch.clean_tokens, batch.answer_tokens)
+    corrupted = model_metric(model, batch.corrupted_tokens, batch.answer_tokens)
+    torch.testing.assert_close(runner.clean_metric, clean, atol=TOL, rtol=0)
+    torch.testing.assert_close(runner.corrupted_metric, corrupted, atol=TOL, rtol=0)
+    everything = runner.graph.upstream()
+    torch.testing.assert_close(runner.evaluate(everything), clean, atol=TOL, rtol=0)
+    torch.testing.assert_close(runner.evaluate(torch.zeros_like(everything)), corrupted, atol=TOL, rtol=0)
+    # patching every edge clean into the corrupted run is the clean run too
+    torch.testing.assert_close(runner.patch_edges(everything[..., None].expand(*everything.shape, runner.n_pos)),
+                               clean, atol=TOL, rtol=0)
+
+
+def test_graph_has_mibs_edge_count_for_gpt2_small():
+    from generator.engine.graph import EdgeGraph
+
+    assert int(EdgeGraph(12, 12).upstream().sum()) == 32491  # MIB's GPT-2 small graph
+
+
+@pytest.mark.parametrize("which", ["organism", "tiny"])
+def test_eap_scores_equal_transformer_lens_attribution_patch(which, request):
+    """Position-aware EAP scores = TransformerLens's edge scores (averaged over the prompts)."""
+    model, batch = case(request, which)
+    runner = runner_for(model, batch)
+    ours = runner.scores(ig_steps=1)
+    totals: dict = {}
+    for i in range(len(batch.clean_tokens)):
+        metric = lambda logits, i=i: logit_diff(logits, batch.answer_tokens[i : i + 1])[0]  # noqa: E731
+        with torch.enable_grad():
+            result = attribution_patch(model, batch.clean_tokens[i : i + 1], batch.corrupted_tokens[i : i + 1],
+                                       metric, EdgeAttributionConfig(granularity="edge"))
+        for edge, score in result.edge_scores.items():
+            totals[edge] = totals.get(edge, 0.0) + score / len(batch.clean_tokens)
+    assert len(totals) == int(runner.graph.upstream().sum()) * runner.n_pos
+    for (writer, reader), expected in totals.items():
+        (w, p), (r, _) = tl_node(runner, writer), tl_node(runner, reader)
+        assert abs(float(ours[w, r, p]) - expected) < TOL_REFERENCE, (writer, reader, float(ours[w, r, p]), expected)
+
+
+@pytest.mark.parametrize("which", ["organism", "tiny"])
+def test_circuit_runs_equal_transformer_lens_faithfulness(which, request):
+    """Three circuits (top 5, 30 and 200 edges by |EAP|): our batched exact run of each equals
+    TransformerLens's `faithfulness`, prompt by prompt."""
+    model, batch = case(request, which)
+    runner = runner_for(model, batch)
+    scores = runner.scores(1)
+    flat = scores.flatten().abs().argsort(descending=True)
+    writers, readers, n_pos = scores.shape
+    for n in (5, 30, 200):
+        keep = torch.zeros(scores.numel(), dtype=torch.bool)
+        keep[flat[:n]] = True
+        keep = keep.reshape(scores.shape) & runner.graph.upstream()[..., None]
+        ours = runner.evaluate(keep)
+        circuit_edges = []
+        for w, r, p in keep.nonzero().tolist():
+            writer = runner.graph.writers[w]
+            reader = runner.graph.readers[r]
+            wn = (Node("embed", p) if writer[0] == "embed" else Node("attn_head_out", p, writer[1], writer[2])
+                  if writer[0] == "head" else Node("mlp_out", p, writer[1]))
+            rn = (Node("logits", p, model.cfg.n_layers - 1) if reader[0] == "logits" else Node("mlp_in", p, reader[1])
+                  if reader[0] == "mlp" else Node(f"{reader[0]}_input", p, reader[1], reader[2]))
+            circuit_edges.append((wn, rn))
+        for i in range(len(batch.clean_tokens)):
+            metric = lambda logits, i=i: logit_diff(logits, batch.answer_tokens[i : i + 1])[0]  # noqa: E731
+            tl = faithfulness(model, batch.clean_tokens[i : i + 1], batch.corrupted_tokens[i : i + 1], metric,
+                              circuit_edges)
+            recovered = (ours[i] - runner.corrupted_metric[i]) / (runner.clean_metric[i] - runner.corrupted_metric[i])
+            assert abs(float(recovered) - tl.recovered) < TOL_REFERENCE, (n, i, float(recovered), tl.recovered)
+
+
+def test_integrated_gradients_add_up(organism, few_prompts):
+    """Completeness: summed over every edge out of the token embedding, EAP-IG scores integrate
+    the metric's gradient along the interpolation, so with many steps they add up to the clean −
+    corrupted mean logit difference (a Riemann sum: error O(1/steps))."""
+    runner = runner_for(organism, few_prompts)
+    gap = float((runner.clean_metric - runner.corrupted_metric).mean())
+    errors = {steps: abs(float(runner.scores(steps)[0].sum()) - gap) for steps in (1, 10, 100)}
+    assert errors[100] < 0.01 * abs(gap), errors
+    assert errors[100] < errors[10] < errors[1] or errors[1] < 0.01 * abs(gap), errors
+
+
+@pytest.fixture(scope="module")
+def linear(tmp_path_factory):
+    """A GPT-2 whose metric is linear in every activation: no MLP (held at zero), no queries
+    (uniform causal attention), and a LayerNorm epsilon so large that normalising is a fixed
+    scaling (to ~1e-6); float64. On it EAP-IG's first-order scores are exact."""
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    tokenizer = gpt2_tokenizer()
+    torch.manual_seed(0)
+    hf = GPT2LMHeadModel(GPT2Config(vocab_size=len(tokenizer), n_layer=2, n_embd=32, n_head=2, n_positions=32,
+                                    layer_norm_epsilon=1e8))
+    with torch.no_grad():
+        for block in hf.transformer.h:
+            block.attn.c_attn.weight[:, :32] = 0  # queries: zero, so every score is zero
+            block.attn.c_attn.bias[:32] = 0
+            for p in (*block.mlp.c_fc.parameters(), *block.mlp.c_proj.parameters()):
+                p.zero_()
+        hf.transformer.wte.weight.mul_(1000)  # activations well above LayerNorm's eps ... but not near it
+        hf.transformer.wpe.weight.mul_(1000)
+    path = tmp_path_factory.mktemp("linear-gpt2")
+    hf.save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    model = load(path, dtype="float64")
+    return model, subset(build(load_task("pronoun"), model), [0, 50])
+
+
+def test_eap_ig_is_exact_on_a_linear_model(linear):
+    """Every edge's EAP-IG score equals its exact effect: the corrupted run with that edge alone
+    carrying the clean writer output."""
+    model, batch = linear
+    runner = runner_for(model, batch)
+    scores = runner.scores(ig_steps=20)
+    base = runner.corrupted_metric.mean()
+    scale = float((runner.clean_metric - runner.corrupted_metric).abs().mean())
+    assert scale > 0
+    for w, r in runner.graph.upstream().nonzero().tolist():
+        patched = torch.zeros(*runner.graph.upstream().shape, runner.n_pos, dtype=torch.bool)
+        patched[w, r] = True
+        exact = float(runner.patch_edges(patched).mean() - base)
+        assert abs(float(scores[w, r].sum()) - exact) < 1e-4 * scale, (w, r)
+
+
+def test_edge_patch_equals_a_hook_on_the_readers_input(organism, few_prompts):
+    """patch_edges for one edge into the logits: the corrupted run with the final residual shifted
+    by that writer's clean − corrupted output, by a hook."""
+    runner = runner_for(organism, few_prompts)
+    g, n_layers = runner.graph, organism.cfg.n_layers
+    w = g.writers.index(("head", n_layers - 1, 0))
+    patched = torch.zeros(*g.upstream().shape, runner.n_pos, dtype=torch.bool)
+    patched[w, -1] = True
+    ours = runner.patch_edges(patched)
+    with torch.no_grad():
+        _, clean_cache = organism.run_with_cache(few_prompts.clean_tokens)
+        _, corrupted_cache = organism.run_with_cache(few_prompts.corrupted_tokens)
+    z = f"blocks.{n_layers - 1}.attn.hook_z"
+    w_o = organism.blocks[n_layers - 1].attn.W_O[0]
+    delta = (clean_cache[z][:, :, 0] - corrupted_cache[z][:, :, 0]) @ w_o
+
+    def shift(act, hook):
+        return act + delta
+
+    with torch.no_grad():
+        logits = organism.run_with_hooks(few_prompts.corrupted_tokens,
+                                         fwd_hooks=[(f"blocks.{n_layers - 1}.hook_resid_post", shift)])
+    torch.testing.assert_close(ours, logit_diff(logits, few_prompts.answer_tokens), atol=TOL, rtol=0)
+
+
+def test_node_effects_equal_the_engines_head_output_patching(organism, few_prompts):
+    """The exact node ranking's head effects are activation patching of each head's output."""
+    runner = runner_for(organism, few_prompts)
+    effects = circuit.node_effects(runner, position_aware=False)
+    engine = PatchingEngine(organism, few_prompts.clean_tokens, few_prompts.corrupted_tokens,
+                            few_prompts.answer_tokens)
+    head_out = engine.sweep("head_out") - engine.corrupted_logit_diff.mean()
+    for (kind, *where), value in zip(runner.graph.writers, effects):
+        if kind == "head":
+            assert abs(float(value) - float(head_out[tuple(where)])) < TOL, where
+
+
+@pytest.fixture(scope="module")
+def result(organism, few_prompts):
+    out = circuit.run(organism, few_prompts, params.Circuit(bootstrap=200, graph_edges=20, export_edges=50), {})
+    check_finite("circuit", out.metrics)
+    return out
+
+
+def test_curves_areas_and_smallest_circuit(organism, few_prompts, result):
+    m = result.metrics
+    runner = runner_for(organism, few_prompts)
+    fractions = m["fractions"]
+    x = torch.tensor(fractions, dtype=torch.float64)
+    for name, row in m["methods"].items():
+        for kind in ("cpr", "cmd"):
+            c = row[kind]
+            f = torch.tensor(c["faithfulness"], dtype=torch.float64)
+            assert abs(f[-1] - 1) < 1e-4, (name, kind)  # 100 % of the edges: the model itself
+            y = (1 - f).abs() if kind == "cmd" else f
+            trapezoid = float(((x[1:] - x[:-1]) * (y[1:] + y[:-1]) / 2).sum())
+            assert abs(c["area"] - trapezoid) < 1e-4, (name, kind)
+            assert c["area_ci"][0] <= c["area"] + 1e-4 and c["area"] - 1e-4 <= c["area_ci"][1], (name, kind)
+            assert c["sizes"] == circuit.sizes_for(fractions, m["n_edges"])
+    smallest = m["methods"]["eap_ig"]["smallest_faithful"]
+    if smallest:  # re-run that circuit: the top edges by |EAP-IG|, exactly
+        evaluator = circuit.Evaluator(runner, False)
+        scores = evaluator.edge_scores(runner.scores(m["ig_steps"]))
+        order = circuit.ranking(scores, absolute=True)
+        f = circuit.faithfulness(runner.evaluate(evaluator.keep(order, smallest["edges"]))[None],
+                                 runner.clean_metric, runner.corrupted_metric)
+        assert abs(float(f[0]) - smallest["faithfulness"]) < 1e-4 and float(f[0]) >= m["faithful"]
+    assert m["held_out"]["n_scoring"] + m["held_out"]["n_testing"] == len(PROMPTS)
+    assert set(result.timings) >= {"eap", "eap_ig", "exact_node", "random"}
+
+
+def test_drawn_edges_carry_their_exact_effects(organism, few_prompts, result):
+    """Each drawn edge's exact effect is the corrupted run with that edge alone patched clean."""
+    runner = runner_for(organism, few_prompts)
+    g = runner.graph
+    base = runner.corrupted_metric.mean()
+    for e in result.metrics["drawn"]["edges"][:5]:
+        w = g.writers.index(tuple(e["writer"].values()))
+        r = g.readers.index(tuple(e["reader"].values()))
+        patched = torch.zeros(*g.upstream().shape, runner.n_pos, dtype=torch.bool)
+        patched[w, r] = True
+        assert abs(float(runner.patch_edges(patched).mean() - base) - e["exact_effect"]) < TOL_REFERENCE
+
+
+def test_figures_draw_the_stored_numbers(result):
+    m, figures = result.metrics, result.figures
+    curves = figures["faithfulness"]["figure"]["data"]
+    eap_ig = next(t for t in curves if t.get("name") == "EAP-IG" and t["xaxis"] == "x")
+    assert eap_ig["y"] == m["methods"]["eap_ig"]["cpr"]["faithfulness"] and eap_ig["x"] == m["fractions"]
+    graph = figures["graph"]["figure"]
+    edges = [t for t in graph["data"] if t["mode"] == "lines+markers"]
+    assert len(edges) == len(m["drawn"]["edges"])
+    steps = graph["layout"]["sliders"][0]["steps"]
+    assert all(sum(s["args"][0]["visible"][:-1]) == int(s["label"].split()[0]) for s in steps)
