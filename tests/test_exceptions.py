@@ -15,7 +15,6 @@ import torch
 
 from generator.experiments import exceptions
 from generator.experiments.params import Exceptions
-from generator.models import ORGANISM_DIR
 from generator.tasks import Prompt, build, load_task
 
 TOL = 1e-4
@@ -26,6 +25,9 @@ BPE_CORPUS = [
     "Run main.py, then open notes.txt and report.doc.",
     "I met Mr. Brown. The doctor is Dr. Green, e.g. a friend.",
 ]
+# The notebook's proper-noun prompts keep its answer " Paris"; GPT-2 splits " paris".
+GPT2_SPLIT = ["The capital of Canada is Ottawa while the capital of France is",
+              "The white house is in Washington, while the Louvre is in"]
 
 
 def load(path):
@@ -86,10 +88,12 @@ def test_task_has_families_with_expectations_and_a_control():
     spec = load_task("exceptions")
     assert not spec.same_length
     assert {"sentence_end", "email", "domain", "file_extension", "method_call", "abbreviation",
-            "postscript", "title"} <= set(spec.groups)
+            "postscript", "title", "proper_noun"} <= set(spec.groups)
     assert spec.info["control"] == "sentence_end"
     assert {f["expected"] for f in spec.info["families"].values()} == {"capital", "lowercase"}
-    assert all(p.text.endswith(".") and p.group in spec.groups for p in spec.prompts)
+    assert all(p.group in spec.groups for p in spec.prompts)
+    # every prompt stops after a period, except proper nouns: they stop before the name
+    assert all(p.text.endswith(".") != (p.group == "proper_noun") for p in spec.prompts)
 
 
 def test_pronoun_task_digest_is_unchanged_by_the_second_format():
@@ -106,7 +110,9 @@ def test_build_keeps_each_prompt_its_own_length(batch):
     assert batch.answer_tokens.shape == (len(batch.spec.prompts), 2)
     email = [p.text for p in batch.spec.prompts].index("Send it to john@gmail.")
     assert batch.answer_tokens[email].tolist() == [5377, 785]  # "Com", "com" in GPT-2's vocabulary
-    assert (batch.answer_tokens >= 0).all()  # GPT-2's tokenizer has every pair
+    split = torch.tensor([p.text in GPT2_SPLIT for p in batch.spec.prompts])
+    assert (batch.answer_tokens[~split] >= 0).all()  # GPT-2's tokenizer has every other pair
+    assert (batch.answer_tokens[split] == -1).all() and split.sum() == len(GPT2_SPLIT)
     assert first.group == "sentence_end"
     assert batch.position_labels[-1].startswith(".")
 
@@ -116,13 +122,13 @@ def test_multi_token_answer_is_marked_unusable_not_fatal(model):
     odd = Prompt("Open the file notes.", "Open the file notes.", ("Txt", "txt"), 0, "notes", "file_extension")
     odd_batch = build(replace(spec, prompts=spec.prompts + (odd,)), model)
     assert odd_batch.answer_tokens[-1].tolist() == [-1, -1]
-    assert (odd_batch.answer_tokens[:-1] >= 0).all()
+    assert odd_batch.answer_tokens[:-1].tolist() == build(spec, model).answer_tokens.tolist()
     m = exceptions.run(model, odd_batch, Exceptions(), {}).metrics
     row = m["per_prompt"][-1]
     assert row["logit_diff"] is None and not row["single_token_pair"] and math.isfinite(row["log_odds"])
-    assert m["n_pairs"] == len(spec.prompts)
-    assert [u["prompt"] for u in m["unusable_pairs"]] == ["Open the file notes."]
-    assert len(m["unusable_pairs"][0]["split"][0]) > 1  # "Txt" in pieces
+    assert m["n_pairs"] == len(spec.prompts) - len(GPT2_SPLIT)
+    assert [u["prompt"] for u in m["unusable_pairs"]] == GPT2_SPLIT + ["Open the file notes."]
+    assert len(m["unusable_pairs"][-1]["split"][0]) > 1  # "Txt" in pieces
     files = next(f for f in m["families"] if f["family"] == "file_extension")
     assert files["n"] == files["n_pairs"] + 1
 
@@ -224,7 +230,7 @@ def test_a_tokenizer_that_splits_com_still_runs_and_matches(bpe_dir, bpe_run):
     assert batch.answer_tokens[email].tolist() == [-1, -1] and m["per_prompt"][email]["logit_diff"] is None
     unusable = {u["prompt"]: u for u in m["unusable_pairs"]}
     assert "".join(unusable["Send it to john@gmail."]["split"][0]) == "Com"
-    assert m["n_pairs"] == len(m["per_prompt"]) - len(unusable) < len(m["per_prompt"])
+    assert m["n_pairs"] == len(m["per_prompt"]) - len(m["unusable_pairs"]) < len(m["per_prompt"])  # "." twice
     check_against_hugging_face(bpe_dir, batch, result)
 
 
@@ -281,8 +287,7 @@ def test_page_renders_with_unusable_pairs(tmp_path, bpe_dir, bpe_run):
     (tmp_path / "page.md").write_text(page)
 
 
-@pytest.mark.skipif(not (ORGANISM_DIR / "config.json").exists(), reason="the organism is not trained yet")
-def test_runs_on_the_organism(organism):
+def test_runs_on_the_organism(organism):  # package data: missing files fail, never skip
     m = exceptions.run(organism, build(load_task("exceptions"), organism), Exceptions(), {}).metrics
     assert all(math.isfinite(r["log_odds"]) for r in m["per_prompt"])
     check_family_means(m)

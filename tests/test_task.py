@@ -18,6 +18,21 @@ def test_seed_task_has_100_prompts_of_both_genders():
     assert {p.answers for p in spec.prompts} == {(" He", " he"), (" She", " she")}
 
 
+def test_prompts_are_the_notebooks_in_its_order():
+    """Prompt i is the notebook's prompt i (generator/assets/notebook/gpt2-small-reference.json),
+    so per-prompt numbers line up with the ones it printed."""
+    import json
+
+    from generator.models import ASSETS
+
+    reference = json.loads((ASSETS / "notebook" / "gpt2-small-reference.json").read_text())
+    spec = load_task("pronoun")
+    assert [p.text for p in spec.prompts] == reference["prompts"]
+    assert list(spec.templates) == reference["templates"]
+    assert [p.name for p in spec.prompts][::5] == reference["male_names"] + reference["female_names"]
+    assert all(p.corrupted == p.text.replace(".", ";") for p in spec.prompts)
+
+
 def test_gpt2_tokenizes_every_seed_prompt_to_8_tokens_with_bos():
     tokenizer = gpt2_tokenizer()
     for p in load_task("pronoun").prompts:

@@ -1,6 +1,7 @@
-"""The bundled model organism: a tiny GPT-2-architecture model trained on a synthetic corpus.
+"""The bundled model organisms: tiny GPT-2-architecture models trained on a synthetic corpus.
 
 `corpus` writes the English-like training text, `train` fits a byte-level BPE tokenizer and
-the model and saves both in Hugging Face format, `evaluate` measures the pronoun task on a
-saved checkpoint. Retrain with `capcircuit organism train`.
+a model (`organism`, or the attention-only `organism-attn-only-1l`) and saves both in Hugging
+Face format, `evaluate` measures a saved checkpoint through the report's own pipeline, and
+`card` writes its model card. Retrain with `capcircuit organism train`.
 """

@@ -1,114 +1,107 @@
-"""Check a model-organism checkpoint on the seed's pronoun task, loaded as the report loads it.
+"""Measure an organism checkpoint through the report's own pipeline, and judge it.
+
+The model is loaded by generator.models, the tasks are built by generator.tasks and the numbers
+are read from the baseline and exceptions experiments: what the report shows is what the
+acceptance checks, with no prompt list or model loader of its own here.
 
     python -m generator.organism.evaluate generator/assets/organism
 """
 
+from __future__ import annotations
+
+import operator
 import pathlib
 import sys
 
-import torch
+from generator import ReportError
 
-from generator.organism import corpus
+PRONOUN_KEYS = ("n_prompts", "n_tokens", "mean_logit_diff", "mean_logit_diff_corrupted",
+                "std_logit_diff", "frac_capital_preferred", "frac_lowercase_after_corruption",
+                "gender_accuracy")
+FAMILY_KEYS = ("family", "expected", "n", "mean_log_odds", "min_log_odds", "max_log_odds",
+               "agrees", "vs_control")
 
-SEED_NAMES = {"m": corpus.MALE_NAMES[:10], "f": corpus.FEMALE_NAMES[:10]}
-ANSWERS = {"m": (" He", " he"), "f": (" She", " she")}
-
-# Periods that do not end a sentence. The next token should not be capitalised, except after
-# "P.S.", which opens a postscript (a control: a capital is right there).
-EXCEPTION_PROMPTS = {
-    "email": "{name} wrote to {lower}@gmail.",
-    "domain": "{name} visited google.",
-    "file name": "{name} opened the file notes.",
-    "method call": "{name} used list.",
-    "e.g.": "{name} likes food, e.g.",
-    "n.b.": "{name} was at the park, n.b.",
-    "P.S. (control: capital)": "{name} has a nice car. P.S.",
-}
-
-# What the bundled checkpoint must reach for the report's story to hold on it.
+# What each bundled checkpoint must reach. Keys name entries of `summary`; "agrees.*" is every
+# exceptions family (the control included).
 ACCEPTANCE = {
-    "mean_logit_diff_clean": (">=", 3.0),
-    "mean_logit_diff_corrupted": ("<=", -1.0),
-    "gender_accuracy": (">=", 0.95),
+    "organism": {
+        "n_tokens": ("==", 8),
+        "mean_logit_diff": (">=", 3.0),
+        "mean_logit_diff_corrupted": ("<=", -1.0),
+        "frac_capital_preferred": (">=", 0.95),
+        "gender_accuracy": (">=", 0.95),
+        "control_mean_log_odds": (">=", 2.0),
+        "agrees.*": (">=", 0.9),
+    },
+    # Modest on purpose: it documents what the one-layer model is (the pronoun prompts fit its
+    # tokenizer, the pipeline runs on it, its MLPs contribute exactly nothing) and that it does
+    # the basic task; its full numbers are in its model card.
+    "organism-attn-only-1l": {
+        "n_tokens": ("==", 8),
+        "max_abs_mlp_out": ("==", 0.0),
+        "mean_logit_diff": (">=", 1.0),
+        "mean_logit_diff_corrupted": ("<=", 0.0),
+        "gender_accuracy": (">=", 0.9),
+    },
 }
+OPS = {">=": operator.ge, "<=": operator.le, "==": operator.eq}
 
 
-def load(ckpt_dir):
-    """The checkpoint through TransformerBridge with the seed notebook's weight processing."""
-    from transformer_lens.model_bridge import TransformerBridge
+def measure(ckpt_dir) -> dict:
+    """Baseline and exceptions metrics of the checkpoint, and its largest MLP output."""
+    import torch
 
-    model = TransformerBridge.boot_transformers(str(ckpt_dir), device="cpu")
-    model.enable_compatibility_mode(
-        fold_ln=True, center_writing_weights=True, center_unembed=True,
-        refactor_factored_attn_matrices=True,
-    )
-    return model
+    from generator import models, tasks
+    from generator.experiments import baseline, exceptions
+    from generator.experiments.params import Baseline, Exceptions
 
-
-@torch.no_grad()
-def pronoun_metrics(model) -> dict:
-    """Mean capital-minus-lowercase logit diff on clean and ";"-corrupted prompts, gender accuracy."""
-    diffs = {"clean": [], "corrupted": []}
-    gender_right = []
-    for g, names in SEED_NAMES.items():
-        capital, lower = (model.to_single_token(a) for a in ANSWERS[g])
-        other_capital = model.to_single_token(ANSWERS["f" if g == "m" else "m"][0])
-        for kind in diffs:
-            prompts = [t.format(name=n) for t in corpus.HELD_OUT_TEMPLATES for n in names]
-            if kind == "corrupted":
-                prompts = [p[:-1] + ";" for p in prompts]
-            toks = model.to_tokens(prompts)  # prepends BOS
-            assert toks.shape[1] == 8, f"seed prompts should be 8 tokens with BOS, got {toks.shape}"
-            logits = model(toks)[:, -1]
-            diffs[kind] += (logits[:, capital] - logits[:, lower]).tolist()
-            if kind == "clean":
-                gender_right += (logits[:, capital] > logits[:, other_capital]).tolist()
+    model = models.load_model(models.resolve(str(ckpt_dir)), device="cpu")
+    pronoun = tasks.build(tasks.load_task("pronoun"), model)
+    b = baseline.run(model, pronoun, Baseline(), {}).metrics
+    e = exceptions.run(model, tasks.build(tasks.load_task("exceptions"), model), Exceptions(), {}).metrics
+    with torch.no_grad():
+        _, cache = model.run_with_cache(pronoun.clean_tokens, names_filter=lambda n: n.endswith("hook_mlp_out"))
     return {
-        "mean_logit_diff_clean": round(sum(diffs["clean"]) / len(diffs["clean"]), 4),
-        "mean_logit_diff_corrupted": round(sum(diffs["corrupted"]) / len(diffs["corrupted"]), 4),
-        "gender_accuracy": round(sum(gender_right) / len(gender_right), 4),
+        "pronoun": {k: b[k] for k in PRONOUN_KEYS},
+        "exceptions": {"control": e["control"], "control_mean": e["control_mean"],
+                       "families": [{k: f[k] for k in FAMILY_KEYS} for f in e["families"]]},
+        # on the clean pronoun prompts, over every layer: exactly 0 for an attention-only model
+        "max_abs_mlp_out": max(float(cache[k].abs().max()) for k in cache.keys()),
     }
 
 
-@torch.no_grad()
-def exception_capital_prob(model) -> dict:
-    """Mean probability that the next token starts with a capital letter, per exception family."""
-    tokens = model.tokenizer.convert_ids_to_tokens(list(range(model.cfg.d_vocab)))
-    capital = torch.tensor([t.removeprefix("\u0120")[:1].isupper() for t in tokens])  # Ġ = space
-    out = {}
-    for family, template in EXCEPTION_PROMPTS.items():
-        by_length = {}  # one forward pass per prompt length (the bridge's per-call cost is high)
-        for name in SEED_NAMES["m"] + SEED_NAMES["f"]:
-            toks = model.to_tokens(template.format(name=name, lower=name.lower()))[0]
-            by_length.setdefault(len(toks), []).append(toks)
-        probs = []
-        for rows in by_length.values():
-            p = model(torch.stack(rows))[:, -1].softmax(-1)
-            probs += p[:, capital].sum(-1).tolist()
-        out[family] = round(sum(probs) / len(probs), 4)
-    return out
+def summary(metrics: dict) -> dict:
+    """The flat numbers ACCEPTANCE refers to."""
+    families = metrics["exceptions"]["families"]
+    control = next(f for f in families if f["family"] == metrics["exceptions"]["control"])
+    return {**metrics["pronoun"], "control_mean_log_odds": control["mean_log_odds"],
+            "max_abs_mlp_out": metrics["max_abs_mlp_out"],
+            **{f"agrees.{f['family']}": f["agrees"] for f in families}}
 
 
-def check_acceptance(metrics: dict) -> None:
+def acceptance(metrics: dict, model: str) -> list[dict]:
+    """Each of the model's acceptance checks with its measured value and whether it passes."""
+    values = summary(metrics)
+    rows = []
+    for key, (op, bound) in ACCEPTANCE[model].items():
+        keys = [k for k in values if k.startswith("agrees.")] if key == "agrees.*" else [key]
+        rows += [{"metric": k, "value": values[k], "op": op, "bound": bound,
+                  "ok": bool(OPS[op](values[k], bound))} for k in keys]
+    return rows
+
+
+def check_acceptance(rows: list[dict], model: str) -> None:
     """Raise, naming every metric that misses its threshold, so a bad retrain is never shipped."""
-    misses = [f"{k} = {metrics[k]} (needs {op} {bound})" for k, (op, bound) in ACCEPTANCE.items()
-              if not (metrics[k] >= bound if op == ">=" else metrics[k] <= bound)]
+    misses = [f"{r['metric']} = {r['value']} (needs {r['op']} {r['bound']})" for r in rows if not r["ok"]]
     if misses:
-        raise ValueError("the trained organism misses its acceptance thresholds: "
-                         + "; ".join(misses) + ". Train longer (steps=...) or fix the corpus.")
-
-
-def evaluate(ckpt_dir) -> dict:
-    model = load(ckpt_dir)
-    metrics = pronoun_metrics(model)
-    metrics["exception_capital_prob"] = exception_capital_prob(model)
-    metrics["exception_prompts"] = {f: t.format(name="John", lower="john")
-                                    for f, t in EXCEPTION_PROMPTS.items()}
-    return metrics
+        raise ReportError(f"the trained {model} misses its acceptance thresholds: " + "; ".join(misses)
+                         + ". Train longer (steps=...) or fix the corpus (generator/organism/corpus.py).")
 
 
 if __name__ == "__main__":
     import json
 
-    print(json.dumps(evaluate(pathlib.Path(sys.argv[1] if len(sys.argv) > 1 else
-                                           "generator/assets/organism")), indent=2))
+    folder = pathlib.Path(sys.argv[1] if len(sys.argv) > 1 else "generator/assets/organism")
+    measured = measure(folder)
+    print(json.dumps({"metrics": measured, "acceptance": acceptance(measured, folder.name)
+                      if folder.name in ACCEPTANCE else None}, indent=2))

@@ -1,11 +1,14 @@
-"""Train the model organism: a byte-level BPE tokenizer and a small GPT-2 on the synthetic corpus.
+"""Train the model organisms: a byte-level BPE tokenizer and a small GPT-2 on the synthetic corpus.
 
     from generator.organism.train import train
-    train(Path("generator/assets/organism"))      # or: capcircuit organism train
+    train(Path("generator/assets/organism"), model="organism")   # or: capcircuit organism train
 
-Everything is seeded and runs on the CPU with a fixed thread count and deterministic kernels,
-so the same seed reproduces the checkpoint. The output directory is replaced atomically: the
-model is trained and evaluated in a temporary sibling directory that is renamed at the end.
+Two models come from the same corpus, tokenizer recipe and training loop (MODELS): `organism`,
+a 4-layer GPT-2, and `organism-attn-only-1l`, one attention layer whose MLP is held at exactly
+zero (HF's GPT-2 always has an MLP; see `hold_mlps_at_zero`). Everything is seeded and runs on
+the CPU with a fixed thread count and deterministic kernels, so the same seed reproduces the
+checkpoint byte for byte. The output folder is replaced atomically: the model is written and
+measured in a temporary sibling folder that is renamed at the end.
 """
 
 import contextlib
@@ -21,20 +24,18 @@ import torch
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
 from tqdm.auto import tqdm
 
+from generator import ReportError
 from generator.organism import corpus
 
 BOS = "<|endoftext|>"
 
-# Sized so that train() takes ~8 minutes on one busy CPU core and the checkpoint is ~4 MB.
+# Shared by both models. Sized so that training both takes well under 15 minutes on two busy
+# CPU cores, one thread each, one after the other.
 HPARAMS = dict(
-    n_paragraphs=60_000,  # one pass of training (steps x batch_size) uses 48,000 of them
-    max_vocab=4096,  # an upper bound: the grammar's words need only ~1,200 tokens
-    n_layer=4,
-    n_head=4,
-    n_embd=128,
-    n_positions=128,  # paragraphs are < 100 tokens; the seed prompts are 8
+    n_paragraphs=64_000,  # one pass of the longest training (steps x batch_size)
+    max_vocab=4096,  # an upper bound: the grammar's words need fewer
+    n_positions=128,  # paragraphs are < 100 tokens; the pronoun prompts are 8
     batch_size=32,
-    steps=1500,  # the gender circuit forms after ~350 steps; the rest is margin
     lr=5e-3,
     min_lr=5e-4,
     warmup_steps=50,
@@ -44,6 +45,22 @@ HPARAMS = dict(
     # ten times slower, and a single thread also fixes the order of float reductions.
     threads=1,
 )
+MODELS = {
+    "organism": dict(n_layer=4, n_head=4, n_embd=128, attn_only=False, steps=2000),
+    # The notebook's attn-only-1l has 8 heads; a small d_model keeps the checkpoint under 2 MB.
+    "organism-attn-only-1l": dict(n_layer=1, n_head=8, n_embd=128, attn_only=True, steps=1500),
+}
+
+
+def hparams(model: str, overrides: dict) -> dict:
+    """The model's hyper-parameters: HPARAMS, then MODELS[model], then `overrides`."""
+    if model not in MODELS:
+        raise ReportError(f"unknown organism {model!r}; known: {', '.join(MODELS)}")
+    hp = {**HPARAMS, **MODELS[model]}
+    unknown = set(overrides) - set(hp)
+    if unknown:
+        raise ReportError(f"unknown hyper-parameters {sorted(unknown)}; known: {sorted(hp)}")
+    return {**hp, **overrides}
 
 
 def train_tokenizer(texts: list[str], max_vocab: int) -> Tokenizer:
@@ -64,16 +81,16 @@ def train_tokenizer(texts: list[str], max_vocab: int) -> Tokenizer:
 
 
 def check_tokenizer(tok: Tokenizer) -> None:
-    """Fail loudly unless every seed prompt is 7 tokens (8 with BOS) and every answer is one token."""
+    """Fail loudly unless every pronoun prompt and its corruption is 7 tokens (8 with BOS) and
+    every answer and notebook name is one token."""
     for answer in [" He", " he", " She", " she"]:
-        ids = tok.encode(answer).ids
-        assert len(ids) == 1, f"answer {answer!r} tokenizes to {tok.encode(answer).tokens}"
-    for name in corpus.MALE_NAMES + corpus.FEMALE_NAMES:
+        assert len(tok.encode(answer).ids) == 1, f"answer {answer!r} tokenizes to {tok.encode(answer).tokens}"
+    for name in corpus.NOTEBOOK_NAMES:
         for form in [name, " " + name]:
-            assert len(tok.encode(form).ids) == 1, f"name {form!r} is {tok.encode(form).tokens}"
+            assert len(tok.encode(form).ids) == 1, f"name {form!r} tokenizes to {tok.encode(form).tokens}"
     for template in corpus.HELD_OUT_TEMPLATES:
-        for name in corpus.MALE_NAMES[:10] + corpus.FEMALE_NAMES[:10]:
-            for prompt in [template.format(name=name), template.format(name=name)[:-1] + ";"]:
+        for name in corpus.NOTEBOOK_NAMES:
+            for prompt in [template.format(name=name), template.format(name=name).replace(".", ";")]:
                 tokens = tok.encode(prompt).tokens
                 assert len(tokens) == 7, f"prompt {prompt!r} tokenizes to {tokens}, not 7 tokens"
 
@@ -120,15 +137,29 @@ def _reproducible_torch(threads: int):
         torch.use_deterministic_algorithms(old_det)
 
 
-def fit(model, rows: list[list[int]], hp: dict, seed: int, progress: bool) -> list[float]:
+def hold_mlps_at_zero(model) -> None:
+    """Make a GPT-2 attention-only: every MLP's weights and biases are zero and frozen.
+
+    Hugging Face's GPT-2 has no attention-only variant and TransformerBridge boots Hugging Face
+    folders, so the MLP stays in the graph (n_inner=1 keeps it tiny) but computes exactly 0:
+    c_fc gives 0, gelu(0) = 0, c_proj gives 0. Weight processing keeps it 0 (fold_ln scales
+    and shifts zero weights by the ln_2 parameters; centring a zero matrix leaves it zero). The
+    ln_2 parameters only feed that zero MLP, so they get no gradient and are frozen too."""
+    for block in model.transformer.h:
+        for p in block.mlp.parameters():
+            p.data.zero_()
+        block.mlp.requires_grad_(False)
+        block.ln_2.requires_grad_(False)
+
+
+def fit(model, rows: list[list[int]], hp: dict, seed: int, progress: bool, desc: str) -> list[float]:
     """AdamW over `steps` batches of paragraphs; returns the loss of every step."""
     import transformers
 
-    decay = [p for p in model.parameters() if p.dim() >= 2]  # matrices and embeddings only
-    no_decay = [p for p in model.parameters() if p.dim() < 2]
+    params = [p for p in model.parameters() if p.requires_grad]  # not the held-at-zero MLPs
     opt = torch.optim.AdamW(
-        [{"params": decay, "weight_decay": hp["weight_decay"]},
-         {"params": no_decay, "weight_decay": 0.0}],
+        [{"params": [p for p in params if p.dim() >= 2], "weight_decay": hp["weight_decay"]},
+         {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0}],
         lr=hp["lr"], betas=(0.9, 0.95),
     )
     data = batches(rows, hp["batch_size"], random.Random(seed))
@@ -139,7 +170,7 @@ def fit(model, rows: list[list[int]], hp: dict, seed: int, progress: bool) -> li
     transformers.logging.set_verbosity_error()
     model.train()
     try:
-        bar = tqdm(range(hp["steps"]), disable=not progress, desc="organism", unit="step")
+        bar = tqdm(range(hp["steps"]), disable=not progress, desc=desc, unit="step")
         for step in bar:
             for group in opt.param_groups:
                 group["lr"] = lr_at(step, hp)
@@ -147,7 +178,7 @@ def fit(model, rows: list[list[int]], hp: dict, seed: int, progress: bool) -> li
             loss = model(input_ids=ids, labels=labels).loss
             opt.zero_grad(set_to_none=True)
             loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), hp["grad_clip"])
+            torch.nn.utils.clip_grad_norm_(params, hp["grad_clip"])
             opt.step()
             losses.append(loss.item())
             if step % 50 == 0:
@@ -158,23 +189,22 @@ def fit(model, rows: list[list[int]], hp: dict, seed: int, progress: bool) -> li
     return losses
 
 
-def train(out_dir: pathlib.Path, *, seed: int = 0, progress: bool = True, **overrides) -> dict:
-    """Generate the corpus, train tokenizer and model, evaluate, and write the checkpoint.
+def train(out_dir: pathlib.Path, *, model: str = "organism", seed: int = 0, progress: bool = True,
+          check: bool = True, **overrides) -> dict:
+    """Generate the corpus, train tokenizer and model `model` (a key of MODELS), measure it
+    through the report's pipeline, and write the checkpoint with its model card.
 
-    `overrides` change HPARAMS (e.g. steps=50 for a smoke test; then pass check=False, since
-    such a model fails the acceptance thresholds). Returns the metrics, which also go into
-    training.json and the model card. Raises, leaving `out_dir` untouched, when the trained
-    model misses evaluate.ACCEPTANCE.
+    `overrides` change the hyper-parameters (e.g. steps=3 for a smoke test; then pass
+    check=False, since such a model misses its acceptance). Returns the training record, which
+    also goes into training.json and the model card. Raises, leaving `out_dir` untouched, when
+    the trained model misses evaluate.ACCEPTANCE[model].
     """
     import transformers
     from transformers import GPT2Config, GPT2LMHeadModel, GPT2TokenizerFast
 
-    from generator.organism import evaluate
+    from generator.organism import card, evaluate
 
-    check = overrides.pop("check", True)
-    unknown = set(overrides) - set(HPARAMS)
-    assert not unknown, f"unknown hyper-parameters {sorted(unknown)}; known: {sorted(HPARAMS)}"
-    hp = {**HPARAMS, **overrides}
+    hp = hparams(model, overrides)
     out_dir = pathlib.Path(out_dir)
     log = print if progress else (lambda *a, **k: None)
     t0 = time.time()
@@ -195,16 +225,20 @@ def train(out_dir: pathlib.Path, *, seed: int = 0, progress: bool = True, **over
         config = GPT2Config(
             vocab_size=tok.get_vocab_size(), n_positions=hp["n_positions"], n_embd=hp["n_embd"],
             n_layer=hp["n_layer"], n_head=hp["n_head"], activation_function="gelu_new",
+            n_inner=1 if hp["attn_only"] else None,
             resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0,  # endless fresh data: no dropout
             bos_token_id=bos_id, eos_token_id=bos_id, pad_token_id=bos_id,
             tie_word_embeddings=True,
         )
-        model = GPT2LMHeadModel(config)
-        losses = fit(model, rows, hp, seed, progress)
+        net = GPT2LMHeadModel(config)
+        if hp["attn_only"]:
+            hold_mlps_at_zero(net)
+        losses = fit(net, rows, hp, seed, progress, desc=model)
+    train_seconds = time.time() - t0
     final_loss = sum(losses[-100:]) / len(losses[-100:])
-    log(f"trained {hp['steps']} steps, final loss {final_loss:.4f} ({time.time() - t0:.0f}s)")
+    log(f"trained {hp['steps']} steps, final loss {final_loss:.4f} ({train_seconds:.0f}s)")
 
-    # Write into a temporary sibling, evaluate it exactly as the report will load it, then swap.
+    # Write into a temporary sibling, measure it exactly as the report will load it, then swap.
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = out_dir.parent / f".{out_dir.name}.tmp-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
@@ -212,22 +246,28 @@ def train(out_dir: pathlib.Path, *, seed: int = 0, progress: bool = True, **over
     if not progress:
         transformers.utils.logging.disable_progress_bar()  # "Writing model shards", "Loading weights"
     try:
-        model.save_pretrained(tmp)
+        net.save_pretrained(tmp)
         GPT2TokenizerFast(  # bos_token lets TransformerBridge.to_tokens prepend BOS
             tokenizer_object=tok, bos_token=BOS, eos_token=BOS, unk_token=BOS, pad_token=BOS,
             model_max_length=hp["n_positions"],
         ).save_pretrained(tmp)
-        metrics = evaluate.evaluate(tmp)
-        metrics["final_loss"] = round(final_loss, 4)
-        metrics["train_seconds"] = round(time.time() - t0, 1)
-        log(json.dumps(metrics, indent=2))
+        metrics = evaluate.measure(tmp)
+        record = {
+            "model": model, "seed": seed, "hparams": hp, "n_paragraphs": len(texts),
+            "n_tokens": n_tokens, "vocab_size": tok.get_vocab_size(),
+            "n_params": net.num_parameters(), "final_loss": round(final_loss, 4),
+            "train_seconds": round(train_seconds, 1),  # corpus, tokenizer and training steps
+            "total_seconds": round(time.time() - t0, 1),  # ... and writing and measuring
+            "held_out": card.held_out_rules(),
+            "metrics": metrics,
+            "acceptance": evaluate.acceptance(metrics, model),
+        }
+        log(json.dumps({k: record[k] for k in ("final_loss", "train_seconds", "acceptance")}, indent=1))
         if check:
-            evaluate.check_acceptance(metrics)
-        record = {"seed": seed, "hparams": hp, "n_tokens": n_tokens,
-                  "vocab_size": tok.get_vocab_size(), "n_params": model.num_parameters(),
-                  "metrics": metrics}
+            evaluate.check_acceptance(record["acceptance"], model)
+        # plain writes: they land in the temporary folder, whose rename below is the atomic step
         (tmp / "training.json").write_text(json.dumps(record, indent=2) + "\n")
-        (tmp / "README.md").write_text(model_card(record))
+        (tmp / "README.md").write_text(card.model_card(record))
         for f in tmp.iterdir():
             f.chmod(0o644)  # save_pretrained leaves the weights readable by the owner only
         _replace_dir(tmp, out_dir)
@@ -235,82 +275,13 @@ def train(out_dir: pathlib.Path, *, seed: int = 0, progress: bool = True, **over
         shutil.rmtree(tmp, ignore_errors=True)
         if hf_bars:
             transformers.utils.logging.enable_progress_bar()
-    return metrics
+    return record
 
 
 def _replace_dir(new: pathlib.Path, target: pathlib.Path) -> None:
-    """Swap `new` in for `target` with renames, so no reader ever sees a half-written directory."""
+    """Swap `new` in for `target` with renames, so no reader ever sees a half-written folder."""
     old = target.parent / f".{target.name}.old-{os.getpid()}"
     if target.exists():
         target.rename(old)
     new.rename(target)
     shutil.rmtree(old, ignore_errors=True)
-
-
-def model_card(record: dict) -> str:
-    hp, m = record["hparams"], record["metrics"]
-    exceptions = "\n".join(f"| {family} | `{m['exception_prompts'][family]}` | {p:.3f} |"
-                           for family, p in m["exception_capital_prob"].items())
-    return f"""# capcircuit model organism
-
-A {hp['n_layer']}-layer GPT-2-architecture causal language model ({record['n_params']:,} parameters,
-d_model {hp['n_embd']}, {hp['n_head']} heads, context {hp['n_positions']}, GELU, layer norm, tied embeddings)
-with a byte-level BPE tokenizer of {record['vocab_size']} tokens. It was trained from scratch on a synthetic English corpus generated by `generator/organism/corpus.py`,
-so that the report's question (" He" after a sentence-ending period, " he" after ";") has a
-known answer on a model that ships with the project.
-
-## The grammar
-
-Paragraphs of 2-4 sentences about one person, each starting right after `<|endoftext|>`:
-
-- a sentence ending in ". " is followed by a capital ("John has a nice car. He ..."); ";" and
-  "," are followed by a lowercase word ("John has a nice car; he ...", "When John ..., he ...");
-- pronouns agree with the subject's gender: {len(corpus.MALE_NAMES)} male and {len(corpus.FEMALE_NAMES)} female first
-  names (the seed's 20 among them, used most often) and "Mr./Mrs./Ms. Surname";
-- periods that do not end a sentence: e-mail addresses (`john@gmail.com`), domains
-  (`google.com`), file names (`notes.txt`), method calls (`list.append()`), and "e.g.", "i.e.",
-  "n.b." followed by a lowercase word. Titles ("Mr. Brown") and "P.S." are followed by a
-  capital, as in ordinary English ("P.S. She says hello.");
-- the seed's five templates are held out: "is a really great friend", "went to the big store",
-  "has a very nice house", "likes to play the piano" and "was at the school today" never occur,
-  but each of their words does, so every seed prompt is 8 tokens with BOS.
-
-## Training
-
-| hyper-parameter | value |
-|---|---|
-""" + "\n".join(f"| {k} | {v} |" for k, v in hp.items()) + f"""
-| seed | {record['seed']} |
-| corpus tokens | {record['n_tokens']:,} |
-
-Final training loss (mean of the last 100 steps): **{m['final_loss']}**. `train()` took
-{m['train_seconds']:.0f} s in all (corpus, tokenizer, {hp['steps']} steps, evaluation) with
-{hp['threads']} torch thread(s).
-
-## Pronoun task (seed prompts, through TransformerLens's TransformerBridge)
-
-100 prompts (5 held-out templates x 20 names), processed with fold_ln, center_writing_weights,
-center_unembed and refactor_factored_attn_matrices:
-
-| metric | value |
-|---|---|
-| mean logit diff, capital - lowercase pronoun after "." | {m['mean_logit_diff_clean']:.3f} |
-| mean logit diff after ";" (the corruption) | {m['mean_logit_diff_corrupted']:.3f} |
-| right-gender capital beats the other gender's capital | {m['gender_accuracy']:.0%} |
-
-Probability that the next token starts with a capital letter, after a period that does not end
-a sentence (mean over the seed's 20 names):
-
-| context | example prompt | P(capital) |
-|---|---|---|
-{exceptions}
-
-## Retraining
-
-    capcircuit organism train
-
-or `python -c "from pathlib import Path; from generator.organism.train import train;
-train(Path('generator/assets/organism'))"`. The corpus, tokenizer and weights are seeded and
-torch runs with deterministic algorithms on {hp['threads']} thread(s), so the same seed with the
-same software on the same kind of CPU gives the same checkpoint.
-"""
