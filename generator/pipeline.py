@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from importlib.metadata import version
+from importlib.metadata import PackageNotFoundError, version
 
 from generator import ReportError, __version__
 from generator.config import Config
@@ -26,10 +26,25 @@ class Plan:
     experiment: str
     key_parts: dict
     reasons: list[str] = field(default_factory=list)  # empty: fresh
+    corrupt: str = ""  # why the stored record cannot be used ("" when it can, or there is none)
 
     @property
     def fresh(self) -> bool:
         return not self.reasons
+
+    @property
+    def state(self) -> str:
+        """What `status` shows: fresh, corrupt: <why>, or stale: <why>."""
+        if self.corrupt:
+            return f"corrupt: {self.corrupt}"
+        return "fresh" if self.fresh else "stale: " + "; ".join(self.reasons)
+
+
+def package_version(name: str) -> str:
+    try:
+        return version(name.replace("_", "-"))
+    except PackageNotFoundError:
+        return "not installed"  # rendering needs no torch; its results are then stale (versions)
 
 
 def key_parts(config: Config, ref, experiment: str, upstream: dict[str, str]) -> dict:
@@ -49,10 +64,22 @@ def key_parts(config: Config, ref, experiment: str, upstream: dict[str, str]) ->
         **({"extra_tasks": {t: tasks.load_task(t).digest() for t in spec.extra_tasks}} if spec.extra_tasks else {}),
         "params": config.experiments[experiment],
         "code": source_fingerprint(spec.module),
-        "versions": {p: version(p.replace("_", "-")) for p in KEY_PACKAGES},
+        "versions": {p: package_version(p) for p in KEY_PACKAGES},
         "seed": config.seed,
         "dtype": config.dtype,
     }
+
+
+def comparable(parts: dict, record: dict | None) -> dict:
+    """`parts` as this machine can know them: a hub model that is not in the local cache has
+    weights "uncached" (its revision is unknown here), which says nothing against the stored
+    revision, so a committed result is reused (and published) rather than called stale."""
+    if record is None or parts["model"]["weights"] != "uncached":
+        return parts
+    stored = record["key_parts"].get("model")
+    if not isinstance(stored, dict) or "weights" not in stored:
+        return parts
+    return {**parts, "model": {**parts["model"], "weights": stored["weights"]}}
 
 
 def ordered(config: Config) -> list[str]:
@@ -95,14 +122,15 @@ def plan(config: Config, force: bool = False, only: tuple[str, ...] = ()) -> lis
         ref = models.resolve(model_name)
         keys: dict[str, str] = {}
         for experiment in ordered(config):
-            parts = key_parts(config, ref, experiment, keys)
+            record, corrupt = store.inspect(ref.slug, experiment)
+            parts = comparable(key_parts(config, ref, experiment, keys), record)
             keys[experiment] = digest(parts)
-            reasons = stale_reasons(store.load(ref.slug, experiment), parts)
+            reasons = [f"corrupt: {corrupt}"] if corrupt else stale_reasons(record, parts)
             if force and (not only or experiment in only):
                 reasons = reasons or ["--force"]
             elif only and experiment not in only:
                 reasons = []  # --only: leave the others as they are
-            plans.append(Plan(model_name, ref.slug, experiment, parts, reasons))
+            plans.append(Plan(model_name, ref.slug, experiment, parts, reasons, corrupt or ""))
     return plans
 
 
@@ -126,7 +154,7 @@ def execute(config: Config, p: Plan, model, batches: dict, store: Store):
     spec = experiments.get(p.experiment)
     inputs = {}
     for dep in spec.after:
-        record = store.load(p.slug, dep)
+        record = store.read(p.slug, dep)
         if record is None:
             raise ReportError(
                 f"{p.experiment} reads the results of {dep}, which has not run for {p.model}: "
