@@ -2,10 +2,16 @@
 
 `run` reads as its phases: plan (which (model, experiment) pairs are stale, and why), then
 per model: load (the model and the task batches, only if something is stale), execute (each
-stale experiment, in dependency order) and record (the result, atomically, with its key)."""
+stale experiment, in dependency order) and record (the result, atomically, with its key).
+
+Determinism: torch runs on STORED_THREADS CPU threads while a model is loaded and its
+experiments run, whatever the machine's default, so that the thread count (which changes
+the order of floating-point reductions, hence the last stored digit) never changes a stored
+number. See README "What the store promises"."""
 
 from __future__ import annotations
 
+import contextlib
 import time
 from dataclasses import dataclass, field
 from importlib.metadata import PackageNotFoundError, version
@@ -15,6 +21,7 @@ from generator.config import Config
 from generator.store import Store, digest, source_fingerprint, stale_reasons
 
 KEY_PACKAGES = ("torch", "transformer_lens", "transformers")
+STORED_THREADS = 1  # torch CPU threads while computing what the store keeps
 
 
 @dataclass
@@ -197,10 +204,43 @@ def record(config: Config, p: Plan, result, seconds: float, device: str, store: 
     )
 
 
+@contextlib.contextmanager
+def stored_threads():
+    """torch on STORED_THREADS CPU threads for the duration (restored after): reductions then
+    run in one order on every machine. Costs parallelism on the CPU; CUDA kernels are not
+    affected (their results are not promised to match the CPU's: the device is in provenance)."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(STORED_THREADS)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def preflight(config: Config, store: Store, stale: list[Plan]) -> None:
+    """Check what would otherwise fail after an experiment has run: the device exists and the
+    results can be saved. (Config, model names, model folders and task files were checked
+    while planning.)"""
+    from generator.models import pick_device
+
+    pick_device(config.device)
+    store.check_writable(sorted({p.slug for p in stale}))
+
+
 def run(config: Config, force: bool = False, only: tuple[str, ...] = (), log=print) -> list[dict]:
     """Run every stale (model, experiment); return a summary row per pair."""
     store = Store(config.path("results"))
     plans = plan(config, force, only)
+    if any(not p.fresh for p in plans):
+        preflight(config, store, [p for p in plans if not p.fresh])
+        with stored_threads():
+            return _run(config, plans, store, log)
+    return _run(config, plans, store, log)
+
+
+def _run(config: Config, plans: list[Plan], store: Store, log) -> list[dict]:
     summary = []
     for model_name in config.models:
         todo = [p for p in plans if p.model == model_name]
