@@ -229,6 +229,19 @@ def preflight(config: Config, store: Store, stale: list[Plan]) -> None:
     store.check_writable(sorted({p.slug for p in stale}))
 
 
+def not_run_row(p: Plan, store: Store) -> dict:
+    """The summary row of a pair that did not run: reused, or left alone by --only (and then
+    perhaps never run, or corrupt: `status` says so)."""
+    row = {"model": p.model, "experiment": p.experiment, "status": "reused", "seconds": None}
+    if p.corrupt:
+        row["status"] = "corrupt"
+    elif not store.path(p.slug, p.experiment).exists():
+        row["status"] = "not run"
+    else:
+        row["seconds"] = store.timing(p.slug, p.experiment)["wall_s"]
+    return row
+
+
 def run(config: Config, force: bool = False, only: tuple[str, ...] = (), log=print) -> list[dict]:
     """Run every stale (model, experiment); return a summary row per pair."""
     store = Store(config.path("results"))
@@ -244,16 +257,7 @@ def _run(config: Config, plans: list[Plan], store: Store, log) -> list[dict]:
     summary = []
     for model_name in config.models:
         todo = [p for p in plans if p.model == model_name]
-        summary += [
-            {
-                "model": p.model,
-                "experiment": p.experiment,
-                "status": "reused",
-                "seconds": store.timing(p.slug, p.experiment).get("wall_s"),
-            }
-            for p in todo
-            if p.fresh
-        ]
+        summary += [not_run_row(p, store) for p in todo if p.fresh]
         stale = [p for p in todo if not p.fresh]
         if not stale:
             continue  # everything reused: the model is never loaded
