@@ -98,6 +98,7 @@ def copy_assets(docs: Path) -> None:
 
 _active: Config | None = None  # the report config of a build started by capcircuit
 _allow_stale = False  # that build's --allow-stale
+_log = None  # and where it reports (warnings about what it publishes)
 
 
 def report_config(mkdocs_config) -> Config:
@@ -117,7 +118,7 @@ def on_config(config):
     log = logging.getLogger("mkdocs.plugins.capcircuit")
     try:
         report = report_config(config)
-        render(report, log=log.info if _active is None else lambda message: None, allow_stale=_allow_stale)
+        render(report, log=_log or log.info, allow_stale=_allow_stale)
         copy_assets(Path(config.docs_dir))
     except ReportError as e:
         if _active is not None:
@@ -151,14 +152,14 @@ def mkdocs_config(config: Config, **overrides):
 
 
 @contextmanager
-def active(config: Config, allow_stale: bool = False):
+def active(config: Config, allow_stale: bool = False, log=None):
     """Make `config` the report config of the mkdocs hooks for a build started here."""
-    global _active, _allow_stale
-    _active, _allow_stale = config, allow_stale
+    global _active, _allow_stale, _log
+    _active, _allow_stale, _log = config, allow_stale, log
     try:
         yield
     finally:
-        _active, _allow_stale = None, False
+        _active, _allow_stale, _log = None, False, None
 
 
 class _Warnings(logging.Handler):
@@ -192,7 +193,7 @@ def build_site(config: Config, log=print, site_url: str | None = None, allow_sta
     warnings = _Warnings()
     logging.getLogger("mkdocs").addHandler(warnings)
     try:
-        with active(config, allow_stale):
+        with active(config, allow_stale, log):
             overrides = {"site_url": site_url} if site_url else {}
             build(mkdocs_config(config, strict=True, site_dir=str(staging), **overrides))
         if site.exists():
