@@ -73,8 +73,14 @@ def resolve(name: str) -> ModelRef:
         check_model_folder(path)
         return ModelRef(name, "local", str(path))
     # imported here: the registry pulls in torch, which a fresh `status` should not need
-    from transformer_lens.supported_models import OFFICIAL_MODEL_NAMES
-    from transformer_lens.tools.model_registry.registry_io import resolve_model_alias
+    try:
+        from transformer_lens.supported_models import OFFICIAL_MODEL_NAMES
+        from transformer_lens.tools.model_registry.registry_io import resolve_model_alias
+    except ImportError as e:
+        raise ReportError(
+            f"model {name!r} is not a local folder, and naming a TransformerLens or Hugging Face model needs "
+            f"transformer_lens, which cannot be imported here ({e}): install the project with its dependencies"
+        ) from None
 
     official = resolve_model_alias(name) or name
     if official.startswith(TL_LEGACY_PREFIXES):
@@ -141,7 +147,13 @@ def fingerprint(ref: ModelRef) -> str:
 
 def pick_device(device: str) -> str:
     """The torch device for a config's `device` (validated there: auto, cpu, cuda[:N], mps)."""
-    import torch
+    try:
+        import torch
+    except ImportError as e:
+        raise ReportError(
+            f"running experiments needs torch, which cannot be imported here ({e}): install it (make install); "
+            "`capcircuit site` publishes stored results without it"
+        ) from None
 
     if device == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"

@@ -9,7 +9,6 @@ from __future__ import annotations
 import ast
 import contextlib
 import errno
-import fcntl
 import hashlib
 import json
 import math
@@ -21,6 +20,11 @@ from typing import Any
 
 from generator import ReportError
 from generator.files import shown, umask
+
+try:
+    import fcntl
+except ImportError:  # Windows: no flock; saves are then only atomic, not serialised
+    fcntl = None
 
 PACKAGE_DIR = Path(__file__).parent
 TEMP_SUFFIX = ".tmp"
@@ -201,6 +205,9 @@ class Store:
     def lock(self):
         """An exclusive lock on the store (results/.lock, flock: released when the process dies)."""
         self.root.mkdir(parents=True, exist_ok=True)
+        if fcntl is None:
+            yield
+            return
         with open(self.root / ".lock", "a") as f:
             fcntl.flock(f, fcntl.LOCK_EX)
             try:
