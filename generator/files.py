@@ -3,7 +3,9 @@ ReportError that names the file, what is wrong with it and the fix. Imports no t
 
 from __future__ import annotations
 
+import errno
 import os
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -88,6 +90,23 @@ def inside(path: str | Path, folder: str | Path, what: str, rule: str) -> Path:
     if folder not in resolved.parents:
         raise ReportError(f"{what} {shown(resolved)} is not inside {shown(folder)}: {rule}")
     return resolved
+
+
+def check_writable(folder: Path, what: str, setting: str) -> None:
+    """Fail before anything is written, not halfway, when `folder` (created if need be) cannot
+    take a new file."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as e:
+        reason = e.strerror or str(e)
+        if e.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+            reason = "not writable"
+        raise ReportError(
+            f"cannot {what} in {shown(folder)}: {reason}; make it writable, or set {setting} in the config "
+            "to a folder that is"
+        ) from None
 
 
 def umask() -> int:

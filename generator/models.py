@@ -135,7 +135,10 @@ def fingerprint(ref: ModelRef) -> str:
         for f in sorted(Path(ref.location).iterdir()):
             if f.suffix in (".safetensors", ".bin", ".json") and f.is_file():
                 digest.update(f.name.encode())
-                digest.update(f.read_bytes())
+                try:
+                    digest.update(f.read_bytes())
+                except OSError as e:
+                    raise ReportError(f"cannot read {f} of model {ref.name!r}: {e.strerror or e}") from None
         return digest.hexdigest()[:16]
     from huggingface_hub import try_to_load_from_cache
 

@@ -22,7 +22,7 @@ from markupsafe import Markup
 from generator import ReportError
 from generator.config import Config
 from generator.experiments import EXPERIMENTS, Page
-from generator.files import shown
+from generator.files import check_writable, shown
 from generator.models import slug
 from generator.store import Store, dumps, write_atomic
 from generator.words import FILTERS, GLOBALS
@@ -301,6 +301,8 @@ def render(config: Config, log=print, allow_stale: bool = False) -> list[Path]:
     written = []
     pages_only = set(texts)
     texts.update(downloads(config, results))
+    for folder in sorted({(docs / page).parent for page in texts}):
+        check_writable(folder, "write pages", "paths.docs")
     for page, text in texts.items():
         path = docs / page
         if not path.exists() or path.read_text(encoding="utf-8") != text:

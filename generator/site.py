@@ -25,7 +25,7 @@ from markupsafe import Markup
 
 from generator import ReportError
 from generator.config import Config
-from generator.files import shown
+from generator.files import check_writable, shown
 
 SITE_ASSETS = Path(__file__).parent / "site_assets"
 FIGURE_KINDS = ("plotly", "circuitsvis")
@@ -146,7 +146,7 @@ def mkdocs_config(config: Config, **overrides):
     if not config_file.exists():
         raise ReportError(f"mkdocs config {config_file} does not exist (paths.mkdocs in the report config)")
     docs = config.path("docs")
-    docs.mkdir(parents=True, exist_ok=True)  # mkdocs requires docs_dir to exist before the hooks run
+    check_writable(docs, "write pages", "paths.docs")  # mkdocs requires docs_dir to exist before the hooks run
     options = {"docs_dir": str(docs), "site_dir": str(config.path("site")), **overrides}
     return load_config(config_file=str(config_file), **options)
 
@@ -186,6 +186,7 @@ def build_site(config: Config, log=print, site_url: str | None = None, allow_sta
     from pymdownx.superfences import SuperFencesException
 
     site = config.path("site")
+    check_writable(site.parent, f"build {site.name}/", "paths.site")  # the staging folder goes beside it
     staging = site.with_name(f".{site.name}.{os.getpid()}.building")
     old = site.with_name(f".{site.name}.{os.getpid()}.old")
     for leftover in (staging, old):
@@ -219,7 +220,7 @@ def serve(config: Config, dev_addr: str = "127.0.0.1:8000", allow_stale: bool = 
     if not host or not port.isdigit():
         raise ReportError(f"--dev-addr {dev_addr!r}: use HOST:PORT, e.g. 127.0.0.1:8000")
     check_port(host, int(port))
-    config.path("docs").mkdir(parents=True, exist_ok=True)
+    check_writable(config.path("docs"), "write pages", "paths.docs")
     with active(config, allow_stale):
         mkdocs_serve(config_file=str(config.path("mkdocs")), dev_addr=dev_addr, docs_dir=str(config.path("docs")))
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import ast
 import contextlib
-import errno
 import hashlib
 import json
 import math
@@ -19,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from generator import ReportError
-from generator.files import shown, umask
+from generator.files import check_writable, shown, umask
 
 try:
     import fcntl
@@ -217,22 +216,8 @@ class Store:
 
     def check_writable(self, models: list[str]) -> None:
         """Fail now, not after an experiment has run for minutes, when results cannot be saved."""
-        for model in models:
-            folder = self.root / model
-            try:
-                folder.mkdir(parents=True, exist_ok=True)
-                with tempfile.TemporaryFile(dir=folder):
-                    pass
-                with self.lock():
-                    pass
-            except OSError as e:
-                reason = e.strerror or str(e)
-                if e.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
-                    reason = "not writable"
-                raise ReportError(
-                    f"cannot save results in {shown(folder)}: {reason}; make it writable, "
-                    "or set paths.results in the config to a folder that is"
-                ) from None
+        for folder in [self.root] + [self.root / model for model in models]:  # the root holds the lock
+            check_writable(folder, "save results", "paths.results")
 
 
 def read_json(path: Path, fix: str) -> Any:

@@ -337,6 +337,24 @@ def test_unwritable_results_fail_before_any_experiment(project, tiny_gpt2_dir):
     assert snapshot(project) == before
 
 
+def test_unwritable_docs_and_site_fail_before_writing(project):
+    shutil.rmtree("docs")
+    Path("docs").write_text("not a folder")
+    before = snapshot(project)
+    for command in ("render", "site"):
+        fails(cli(command), "cannot write pages in docs: File exists", "set paths.docs")
+    assert snapshot(project) == before
+    shutil.rmtree("site")
+    Path("docs").unlink()
+    Path("out").write_text("not a folder")
+    set_config(paths={"site": "out/site", "templates": str(ROOT / "templates"), "mkdocs": str(ROOT / "mkdocs.yml")})(
+        project
+    )
+    before = snapshot(project)
+    fails(cli("site"), "cannot build site/ in out: File exists", "set paths.site")
+    assert snapshot(project) == before
+
+
 @pytest.mark.skipif(os.geteuid() == 0, reason="root writes into read-only folders")
 def test_read_only_results_fail_before_any_experiment(project, tiny_gpt2_dir):
     folder = Path("results") / slug(str(tiny_gpt2_dir))
