@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import os
 import sys
+import traceback
 from pathlib import Path
 
 import click
@@ -13,26 +14,46 @@ from generator import ReportError
 from generator.config import DEFAULT_CONFIG, load_config
 
 
+def set_debug(ctx, param, value):
+    if value:
+        ctx.meta["debug"] = True  # meta is shared by every context of the command line
+
+
 def common_options(f):
     """--config, --models and --device, declared once for every command that needs them."""
 
-    @click.option("--config", "config_path", default=DEFAULT_CONFIG, show_default=True,
-                  type=click.Path(dir_okay=False), help="Report config (YAML).")
-    @click.option("--models", default=None,
-                  help="Comma-separated models, overriding the config (e.g. organism,gpt2-small).")
-    @click.option("--device", default=None, help="auto (CUDA when present), cpu or cuda.")
+    @click.option(
+        "--config",
+        "config_path",
+        default=DEFAULT_CONFIG,
+        show_default=True,
+        type=click.Path(dir_okay=False),
+        help="Report config (YAML).",
+    )
+    @click.option(
+        "--models", default=None, help="Comma-separated models, overriding the config (e.g. organism,gpt2-small)."
+    )
+    @click.option("--device", default=None, help="auto (CUDA when present), cpu, cuda, cuda:N or mps.")
+    @click.option("--debug", is_flag=True, expose_value=False, callback=set_debug, help="Show tracebacks.")
     @functools.wraps(f)
     def wrapper(config_path, models, device, **kwargs):
-        overrides = {"models": models.split(",") if models else None, "device": device}
-        return f(config=load_config(config_path, **overrides), **kwargs)
+        overrides = {"models": models.split(",") if models is not None else None, "device": device}
+        return f(config=load_config(config_path, log=log, **overrides), **kwargs)
 
     return wrapper
 
 
+def allow_stale_option(f):
+    return click.option(
+        "--allow-stale",
+        is_flag=True,
+        help="Publish results that no longer match their inputs (by default a stale result is an error).",
+    )(f)
+
+
 def run_options(f):
     f = click.option("--force", is_flag=True, help="Re-run even when results are fresh.")(f)
-    return click.option("--only", multiple=True, metavar="NAME",
-                        help="Run only this experiment (repeatable).")(f)
+    return click.option("--only", multiple=True, metavar="NAME", help="Run only this experiment (repeatable).")(f)
 
 
 def log(message: str) -> None:
@@ -40,19 +61,45 @@ def log(message: str) -> None:
 
 
 class ReportGroup(click.Group):
-    """Turns a ReportError into one clear line and exit code 1, not a stack trace."""
+    """The error boundary: a ReportError is one clear line and exit code 1; any other error
+    (a bug) one line naming it and exit 1; Ctrl-C exit 130. Tracebacks only with --debug."""
 
     def invoke(self, ctx):
         try:
             return super().invoke(ctx)
+        except (click.exceptions.Exit, click.ClickException, click.Abort):
+            raise  # click's own: usage errors (exit 2), --help, --version
+        except KeyboardInterrupt:
+            if debug(ctx):
+                traceback.print_exc()
+            click.secho("interrupted: stored results are complete files; run again to go on", fg="red", err=True)
+            ctx.exit(130)
         except ReportError as e:
+            if debug(ctx):
+                traceback.print_exc()
             click.secho(f"error: {e}", fg="red", err=True)
             ctx.exit(1)
+        except Exception as e:  # noqa: BLE001 - a bug: one line, the traceback with --debug
+            if debug(ctx):
+                traceback.print_exc()
+            first = str(e).strip().splitlines()[0] if str(e).strip() else ""
+            click.secho(
+                f"error: unexpected {type(e).__name__}: {first[:300]} (a bug in capcircuit: "
+                "run again with --debug for the traceback)",
+                fg="red",
+                err=True,
+            )
+            ctx.exit(1)
+
+
+def debug(ctx) -> bool:
+    return bool(ctx.params.get("debug") or ctx.meta.get("debug") or os.environ.get("CAPCIRCUIT_DEBUG"))
 
 
 @click.group(cls=ReportGroup)
 @click.version_option(package_name="capcircuit")
-def main():
+@click.option("--debug", is_flag=True, help="Show the traceback of an error (also: CAPCIRCUIT_DEBUG=1).")
+def main(debug):
     """Build the capital-letter circuit report."""
     if os.environ.get("CI") or not sys.stderr.isatty():
         os.environ.setdefault("TQDM_DISABLE", "1")  # progress bars only for a person watching
@@ -79,54 +126,59 @@ def run(config, force, only):
 
 @main.command()
 @common_options
-def render(config):
-    """Render the results store into markdown pages (no torch needed)."""
+@allow_stale_option
+def render(config, allow_stale):
+    """Render the results store into markdown pages (no torch needed). A missing, corrupt or
+    stale result is an error: nothing is written."""
     from generator.render import render as render_pages
 
-    render_pages(config, log=log)
+    render_pages(config, log=log, allow_stale=allow_stale)
 
 
 @main.command()
 @common_options
 @run_options
-def build(config, force, only):
+@allow_stale_option
+def build(config, force, only, allow_stale):
     """Run stale experiments, render pages and build the site (mkdocs build --strict)."""
     from generator.site import build_site
 
     _run(config, force, only)
-    build_site(config, log=log)
+    build_site(config, log=log, allow_stale=allow_stale)
 
 
 @main.command()
 @common_options
-def site(config):
+@allow_stale_option
+def site(config, allow_stale):
     """Render the stored results and build the site, running nothing (no torch needed):
     publish committed results/ from a machine without the models. The same as `mkdocs build`
-    (the mkdocs hook renders the pages), with this command's --config and --models."""
+    (the mkdocs hook renders the pages), with this command's --config and --models. A
+    missing, corrupt or stale result is an error and site/ is left as it was."""
     from generator.site import build_site
 
-    build_site(config, log=log)
+    build_site(config, log=log, allow_stale=allow_stale)
 
 
 @main.command()
 @common_options
 def status(config):
-    """List each (model, experiment) as fresh or stale, and why."""
+    """List each (model, experiment) as fresh, stale or corrupt, and why."""
     from generator.pipeline import plan
 
     for p in plan(config):
-        state = "fresh" if p.fresh else "stale: " + "; ".join(p.reasons)
-        click.echo(f"{p.model:<20} {p.experiment:<22} {state}")
+        click.echo(f"{p.model:<20} {p.experiment:<22} {p.state}")
 
 
 @main.command()
 @common_options
 @click.option("--dev-addr", default="127.0.0.1:8000", show_default=True)
-def serve(config, dev_addr):
+@allow_stale_option
+def serve(config, dev_addr, allow_stale):
     """Preview the site with live reload (`mkdocs serve` with this command's options)."""
     from generator.site import serve as serve_site
 
-    serve_site(config, dev_addr)
+    serve_site(config, dev_addr, allow_stale=allow_stale)
 
 
 @main.group()

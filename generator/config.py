@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic_core import PydanticCustomError
 
 from generator import ReportError
 from generator.experiments import describe_errors, validate_params
+from generator.files import inside, read_yaml, shown
 from generator.store import digest
 
 DEFAULT_CONFIG = "report.yaml"
+DEVICES = re.compile(r"auto|cpu|mps|cuda(:\d+)?")
+WRITTEN = ("results", "docs", "site")  # the folders capcircuit writes (mkdocs empties site/)
 
 
 class Strict(BaseModel):
@@ -41,6 +45,21 @@ class Config(Strict):
     paths: Paths = Field(default_factory=Paths)
     root: Path = Path(".")  # set on load: the config file's folder
 
+    @field_validator("device")
+    @classmethod
+    def _device(cls, value: str) -> str:
+        if not DEVICES.fullmatch(value):
+            raise PydanticCustomError("device", "use auto (CUDA when present), cpu, cuda, cuda:N or mps")
+        return value
+
+    @field_validator("models")
+    @classmethod
+    def _models(cls, names: list[str]) -> list[str]:
+        for name in names:
+            if not name.strip() or name != name.strip():
+                raise PydanticCustomError("model_name", "a model name is empty, or has spaces around it")
+        return names
+
     def path(self, name: str) -> Path:
         return (self.root / getattr(self.paths, name)).resolve()
 
@@ -49,26 +68,65 @@ class Config(Strict):
         return digest(self.model_dump(mode="json", exclude={"root"}))[:12]
 
 
-def load_config(path: str | Path = DEFAULT_CONFIG, **overrides: Any) -> Config:
-    """Read and validate a YAML config; `overrides` (e.g. models=[...]) win over the file."""
+def load_config(path: str | Path = DEFAULT_CONFIG, log=None, **overrides: Any) -> Config:
+    """Read and validate a YAML config; `overrides` (e.g. models=[...]) win over the file.
+    Without a report.yaml the defaults are used, and `log` (if given) is told which."""
     path = Path(path)
     data: dict[str, Any] = {}
     if path.exists():
-        try:
-            data = yaml.safe_load(path.read_text()) or {}
-        except yaml.YAMLError as e:
-            raise ReportError(f"{path} is not valid YAML: {e}") from None
+        data = read_yaml(path, "config") or {}
         if not isinstance(data, dict):
-            raise ReportError(f"{path} must hold a mapping of settings, got {type(data).__name__}")
+            raise ReportError(f"{shown(path)} must hold a mapping of settings, got {type(data).__name__}")
     elif path.name != DEFAULT_CONFIG:
-        raise ReportError(f"config file {path} does not exist (omit --config to use the defaults)")
+        raise ReportError(f"config file {shown(path)} does not exist (omit --config to use the defaults)")
     data.update({k: v for k, v in overrides.items() if v is not None})
     data["root"] = path.resolve().parent
     try:
         config = Config.model_validate(data)
     except ValidationError as e:
         lines = describe_errors(e, "", Config)
-        raise ReportError("\n  ".join([f"{path} is not a valid report config:"] + lines)) from None
+        raise ReportError("\n  ".join([f"{shown(path)} is not a valid report config:"] + lines)) from None
 
     config.experiments = validate_params(config.experiments)
+    check_paths(config, path)
+    check_models(config, path)
+    if not path.exists() and log:
+        log(
+            f"note: no {path.name} in {shown(config.root) if shown(config.root) != '.' else 'this folder'}: "
+            f"using the defaults: models {', '.join(config.models)}; experiments "
+            f"{', '.join(config.experiments)}; folders {', '.join(getattr(config.paths, n) for n in WRITTEN)}"
+        )
     return config
+
+
+def check_paths(config: Config, source: Path) -> None:
+    """The folders capcircuit writes lie inside the config's folder, apart from each other:
+    a build empties site/ and removes stale pages from docs/, so `site: ..` or `docs: /`
+    would delete files that are not the report's."""
+    rule = "the folders capcircuit writes (results, docs, site) must lie inside the config's folder"
+    where = {}
+    for name in WRITTEN:
+        where[name] = inside(config.path(name), config.root, f"{shown(source)}: paths.{name}", rule)
+    for a in WRITTEN:
+        for b in WRITTEN:
+            if a != b and (where[a] == where[b] or where[b] in where[a].parents):
+                raise ReportError(
+                    f"{shown(source)}: paths.{a} ({getattr(config.paths, a)}) lies inside paths.{b} "
+                    f"({getattr(config.paths, b)}): give results, docs and site separate folders"
+                )
+
+
+def check_models(config: Config, source: Path) -> None:
+    """Each model is listed once and has its own folder in the results store."""
+    from generator.models import slug
+
+    folders: dict[str, str] = {}
+    for i, name in enumerate(config.models):
+        if name in config.models[:i]:
+            raise ReportError(f"{shown(source)}: model {name!r} is listed twice in models: list it once")
+        other = folders.setdefault(slug(name), name)
+        if other != name:
+            raise ReportError(
+                f"{shown(source)}: models {other!r} and {name!r} would share the results folder "
+                f"{slug(name)!r}: list each model once, under one name"
+            )

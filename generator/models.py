@@ -8,6 +8,7 @@ Hugging Face format.
 from __future__ import annotations
 
 import hashlib
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -40,25 +41,46 @@ class ModelRef:
         return slug(self.name)
 
 
+MAX_SLUG = 200  # file names may have 255 bytes; room for the experiment's name is kept elsewhere
+
+
 def slug(name: str) -> str:
     """A model name as a file-name-safe folder name inside the results store: letters, digits,
-    '-', '_' and '.', never starting with '.' (so '..' cannot climb out of the store)."""
-    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
-    return "_" + safe if safe.startswith(".") or not safe else safe
+    '-', '_' and '.', never starting with '.' (so '..' cannot climb out of the store, and
+    the store's own dot-files are never a model's folder), at most MAX_SLUG characters."""
+    safe = "".join(c if (c.isascii() and c.isalnum()) or c in "-_." else "_" for c in name)
+    safe = "_" + safe if safe.startswith(".") or not safe else safe
+    if len(safe) > MAX_SLUG:
+        raise ReportError(
+            f"model name {name[:40]!r}... is {len(name)} characters: too long for its results folder "
+            f"(at most {MAX_SLUG}); use a shorter path, e.g. a symlink to the model folder"
+        )
+    return safe
 
 
 def resolve(name: str) -> ModelRef:
     """Turn a user-supplied model name into a ModelRef, or say which forms are accepted."""
     if name in BUNDLED:
+        if not BUNDLED[name].is_dir():
+            raise ReportError(
+                f"the bundled model {name!r} is not in this installation ({BUNDLED[name]} is missing): "
+                "reinstall capcircuit, or restore the folder (git checkout)"
+            )
+        check_model_folder(BUNDLED[name])
         return ModelRef(name, "organism", str(BUNDLED[name]))
     if Path(name).expanduser().is_dir():
         path = Path(name).expanduser().resolve()
-        if not (path / "config.json").exists():
-            raise ReportError(f"model folder {path} has no config.json: it is not in Hugging Face format")
+        check_model_folder(path)
         return ModelRef(name, "local", str(path))
     # imported here: the registry pulls in torch, which a fresh `status` should not need
-    from transformer_lens.supported_models import OFFICIAL_MODEL_NAMES
-    from transformer_lens.tools.model_registry.registry_io import resolve_model_alias
+    try:
+        from transformer_lens.supported_models import OFFICIAL_MODEL_NAMES
+        from transformer_lens.tools.model_registry.registry_io import resolve_model_alias
+    except ImportError as e:
+        raise ReportError(
+            f"model {name!r} is not a local folder, and naming a TransformerLens or Hugging Face model needs "
+            f"transformer_lens, which cannot be imported here ({e}): install the project with its dependencies"
+        ) from None
 
     official = resolve_model_alias(name) or name
     if official.startswith(TL_LEGACY_PREFIXES):
@@ -66,6 +88,37 @@ def resolve(name: str) -> ModelRef:
     if official in OFFICIAL_MODEL_NAMES or _looks_like_hub_id(official):
         return ModelRef(name, "hub", official)
     raise ReportError(f"unknown model {name!r}: use {ACCEPTED_FORMS}")
+
+
+WEIGHT_FILES = ("*.safetensors", "*.bin")
+TOKENIZER_FILES = ("tokenizer.json", "vocab.json", "tokenizer.model", "vocab.txt")
+
+
+def check_model_folder(path: Path) -> None:
+    """A local model folder is in Hugging Face format: a config.json naming its model_type,
+    weights and a tokenizer. Checked here, without torch, so that `status` says so too and
+    `run` fails before any experiment rather than inside transformers."""
+    from generator.files import read_text, shown
+
+    where = f"model folder {shown(path)}"
+    config = path / "config.json"
+    if not config.is_file():
+        raise ReportError(f"{where} has no config.json: it is not in Hugging Face format (save_pretrained writes one)")
+    try:
+        data = json.loads(read_text(config))
+    except json.JSONDecodeError as e:
+        raise ReportError(f"{shown(config)} is not valid JSON (line {e.lineno}, column {e.colno}): {e.msg}") from None
+    if not isinstance(data, dict) or not isinstance(data.get("model_type"), str):
+        raise ReportError(
+            f'{shown(config)} names no model_type (e.g. "gpt2"): it is not a Hugging Face model config; '
+            "write it with the model's save_pretrained"
+        )
+    if not any(any(path.glob(pattern)) for pattern in WEIGHT_FILES):
+        raise ReportError(f"{where} holds no weights (*.safetensors or *.bin): save the model with save_pretrained")
+    if not any((path / f).is_file() for f in TOKENIZER_FILES):
+        raise ReportError(
+            f"{where} holds no tokenizer ({' or '.join(TOKENIZER_FILES)}): save it with the tokenizer's save_pretrained"
+        )
 
 
 def _looks_like_hub_id(name: str) -> bool:
@@ -82,7 +135,10 @@ def fingerprint(ref: ModelRef) -> str:
         for f in sorted(Path(ref.location).iterdir()):
             if f.suffix in (".safetensors", ".bin", ".json") and f.is_file():
                 digest.update(f.name.encode())
-                digest.update(f.read_bytes())
+                try:
+                    digest.update(f.read_bytes())
+                except OSError as e:
+                    raise ReportError(f"cannot read {f} of model {ref.name!r}: {e.strerror or e}") from None
         return digest.hexdigest()[:16]
     from huggingface_hub import try_to_load_from_cache
 
@@ -93,12 +149,28 @@ def fingerprint(ref: ModelRef) -> str:
 
 
 def pick_device(device: str) -> str:
-    import torch
+    """The torch device for a config's `device` (validated there: auto, cpu, cuda[:N], mps)."""
+    try:
+        import torch
+    except ImportError as e:
+        raise ReportError(
+            f"running experiments needs torch, which cannot be imported here ({e}): install it (make install); "
+            "`capcircuit site` publishes stored results without it"
+        ) from None
 
     if device == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise ReportError(f"device {device!r} was asked for but CUDA is not available; use --device cpu or auto")
+    if device.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise ReportError(f"device {device!r} was asked for but CUDA is not available; use --device cpu or auto")
+        index = int(device.partition(":")[2] or 0)
+        if index >= torch.cuda.device_count():
+            raise ReportError(
+                f"device {device!r}: this machine has {torch.cuda.device_count()} CUDA device(s), "
+                f"cuda:0 to cuda:{torch.cuda.device_count() - 1}"
+            )
+    if device == "mps" and not torch.backends.mps.is_available():
+        raise ReportError("device 'mps' was asked for but MPS is not available; use --device cpu or auto")
     return device
 
 
@@ -116,13 +188,19 @@ def load_model(ref: ModelRef, device: str = "auto", dtype: str = "float32"):
             model = boot_tl_legacy(ref.location, device=device, dtype=torch_dtype)
         else:
             model = TransformerBridge.boot_transformers(ref.location, device=device, dtype=torch_dtype)
-    except Exception as e:  # noqa: BLE001 - turned into one sentence below when offline
+    except Exception as e:  # noqa: BLE001 - turned into one sentence below
         if ref.source in ("hub", "tl-legacy") and _is_offline_error(e):
             raise ReportError(
                 f"cannot load model {ref.name!r}: its weights are not in the local cache and the "
                 f"Hugging Face hub cannot be reached ({type(e).__name__}); run where the hub is "
                 f"reachable once to download them, or use --models organism"
             ) from None
+        if ref.source in ("organism", "local"):
+            first = str(e).strip().splitlines()[0] if str(e).strip() else ""
+            raise ReportError(
+                f"cannot load model {ref.name!r} from {ref.location}: {type(e).__name__}: {first[:300]}; "
+                "check that the folder is a complete Hugging Face checkpoint (--debug shows the traceback)"
+            ) from e
         raise
     model.enable_compatibility_mode(
         disable_warnings=True,

@@ -2,19 +2,26 @@
 
 `run` reads as its phases: plan (which (model, experiment) pairs are stale, and why), then
 per model: load (the model and the task batches, only if something is stale), execute (each
-stale experiment, in dependency order) and record (the result, atomically, with its key)."""
+stale experiment, in dependency order) and record (the result, atomically, with its key).
+
+Determinism: torch runs on STORED_THREADS CPU threads while a model is loaded and its
+experiments run, whatever the machine's default, so that the thread count (which changes
+the order of floating-point reductions, hence the last stored digit) never changes a stored
+number. See README "What the store promises"."""
 
 from __future__ import annotations
 
+import contextlib
 import time
 from dataclasses import dataclass, field
-from importlib.metadata import version
+from importlib.metadata import PackageNotFoundError, version
 
 from generator import ReportError, __version__
 from generator.config import Config
 from generator.store import Store, digest, source_fingerprint, stale_reasons
 
 KEY_PACKAGES = ("torch", "transformer_lens", "transformers")
+STORED_THREADS = 1  # torch CPU threads while computing what the store keeps
 
 
 @dataclass
@@ -26,10 +33,25 @@ class Plan:
     experiment: str
     key_parts: dict
     reasons: list[str] = field(default_factory=list)  # empty: fresh
+    corrupt: str = ""  # why the stored record cannot be used ("" when it can, or there is none)
 
     @property
     def fresh(self) -> bool:
         return not self.reasons
+
+    @property
+    def state(self) -> str:
+        """What `status` shows: fresh, corrupt: <why>, or stale: <why>."""
+        if self.corrupt:
+            return f"corrupt: {self.corrupt}"
+        return "fresh" if self.fresh else "stale: " + "; ".join(self.reasons)
+
+
+def package_version(name: str) -> str:
+    try:
+        return version(name.replace("_", "-"))
+    except PackageNotFoundError:
+        return "not installed"  # rendering needs no torch; its results are then stale (versions)
 
 
 def key_parts(config: Config, ref, experiment: str, upstream: dict[str, str]) -> dict:
@@ -49,10 +71,22 @@ def key_parts(config: Config, ref, experiment: str, upstream: dict[str, str]) ->
         **({"extra_tasks": {t: tasks.load_task(t).digest() for t in spec.extra_tasks}} if spec.extra_tasks else {}),
         "params": config.experiments[experiment],
         "code": source_fingerprint(spec.module),
-        "versions": {p: version(p.replace("_", "-")) for p in KEY_PACKAGES},
+        "versions": {p: package_version(p) for p in KEY_PACKAGES},
         "seed": config.seed,
         "dtype": config.dtype,
     }
+
+
+def comparable(parts: dict, record: dict | None) -> dict:
+    """`parts` as this machine can know them: a hub model that is not in the local cache has
+    weights "uncached" (its revision is unknown here), which says nothing against the stored
+    revision, so a committed result is reused (and published) rather than called stale."""
+    if record is None or parts["model"]["weights"] != "uncached":
+        return parts
+    stored = record["key_parts"].get("model")
+    if not isinstance(stored, dict) or "weights" not in stored:
+        return parts
+    return {**parts, "model": {**parts["model"], "weights": stored["weights"]}}
 
 
 def ordered(config: Config) -> list[str]:
@@ -95,14 +129,15 @@ def plan(config: Config, force: bool = False, only: tuple[str, ...] = ()) -> lis
         ref = models.resolve(model_name)
         keys: dict[str, str] = {}
         for experiment in ordered(config):
-            parts = key_parts(config, ref, experiment, keys)
+            record, corrupt = store.inspect(ref.slug, experiment)
+            parts = comparable(key_parts(config, ref, experiment, keys), record)
             keys[experiment] = digest(parts)
-            reasons = stale_reasons(store.load(ref.slug, experiment), parts)
+            reasons = [f"corrupt: {corrupt}"] if corrupt else stale_reasons(record, parts)
             if force and (not only or experiment in only):
                 reasons = reasons or ["--force"]
             elif only and experiment not in only:
                 reasons = []  # --only: leave the others as they are
-            plans.append(Plan(model_name, ref.slug, experiment, parts, reasons))
+            plans.append(Plan(model_name, ref.slug, experiment, parts, reasons, corrupt or ""))
     return plans
 
 
@@ -126,7 +161,7 @@ def execute(config: Config, p: Plan, model, batches: dict, store: Store):
     spec = experiments.get(p.experiment)
     inputs = {}
     for dep in spec.after:
-        record = store.load(p.slug, dep)
+        record = store.read(p.slug, dep)
         if record is None:
             raise ReportError(
                 f"{p.experiment} reads the results of {dep}, which has not run for {p.model}: "
@@ -169,23 +204,60 @@ def record(config: Config, p: Plan, result, seconds: float, device: str, store: 
     )
 
 
+@contextlib.contextmanager
+def stored_threads():
+    """torch on STORED_THREADS CPU threads for the duration (restored after): reductions then
+    run in one order on every machine. Costs parallelism on the CPU; CUDA kernels are not
+    affected (their results are not promised to match the CPU's: the device is in provenance)."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(STORED_THREADS)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def preflight(config: Config, store: Store, stale: list[Plan]) -> None:
+    """Check what would otherwise fail after an experiment has run: the device exists and the
+    results can be saved. (Config, model names, model folders and task files were checked
+    while planning.)"""
+    from generator.models import pick_device
+
+    pick_device(config.device)
+    store.check_writable(sorted({p.slug for p in stale}))
+
+
+def not_run_row(p: Plan, store: Store) -> dict:
+    """The summary row of a pair that did not run: reused, or left alone by --only (and then
+    perhaps never run, or corrupt: `status` says so)."""
+    row = {"model": p.model, "experiment": p.experiment, "status": "reused", "seconds": None}
+    if p.corrupt:
+        row["status"] = "corrupt"
+    elif not store.path(p.slug, p.experiment).exists():
+        row["status"] = "not run"
+    else:
+        row["seconds"] = store.timing(p.slug, p.experiment)["wall_s"]
+    return row
+
+
 def run(config: Config, force: bool = False, only: tuple[str, ...] = (), log=print) -> list[dict]:
     """Run every stale (model, experiment); return a summary row per pair."""
     store = Store(config.path("results"))
     plans = plan(config, force, only)
+    if any(not p.fresh for p in plans):
+        preflight(config, store, [p for p in plans if not p.fresh])
+        with stored_threads():
+            return _run(config, plans, store, log)
+    return _run(config, plans, store, log)
+
+
+def _run(config: Config, plans: list[Plan], store: Store, log) -> list[dict]:
     summary = []
     for model_name in config.models:
         todo = [p for p in plans if p.model == model_name]
-        summary += [
-            {
-                "model": p.model,
-                "experiment": p.experiment,
-                "status": "reused",
-                "seconds": store.timing(p.slug, p.experiment).get("wall_s"),
-            }
-            for p in todo
-            if p.fresh
-        ]
+        summary += [not_run_row(p, store) for p in todo if p.fresh]
         stale = [p for p in todo if not p.fresh]
         if not stale:
             continue  # everything reused: the model is never loaded

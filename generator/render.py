@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import html
 import json
+import math
 import re
+import traceback
 from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
@@ -20,6 +22,7 @@ from markupsafe import Markup
 from generator import ReportError
 from generator.config import Config
 from generator.experiments import EXPERIMENTS, Page
+from generator.files import check_writable, shown
 from generator.models import slug
 from generator.store import Store, dumps, write_atomic
 from generator.words import FILTERS, GLOBALS
@@ -60,26 +63,46 @@ def nav(config: Config) -> list:
     return entries
 
 
-def load_results(config: Config) -> dict[str, dict[str, dict]]:
-    """{model name: {experiment: record}} for every configured model and experiment; a
-    configured result that is missing is an error (a page must never silently go blank)."""
+def load_results(config: Config, allow_stale: bool = False, log=print) -> dict[str, dict[str, dict]]:
+    """{model name: {experiment: record}} for every configured model and experiment, each
+    validated by the store. Nothing wrong reaches a page: a configured result that is missing,
+    corrupt or non-finite is an error, and so is one that no longer matches its inputs (the
+    config, the task, the code, the model's weights: pipeline.plan) unless `allow_stale`.
+    Package versions are the exception: a result keeps the versions it ran with (its pages
+    show them), and a site may be rebuilt under others."""
+    from generator.pipeline import plan
+
     store = Store(config.path("results"))
-    results: dict[str, dict[str, dict]] = {}
-    missing = []
-    for name in config.models:
-        results[name] = {}
-        for experiment in config.experiments:
-            record = store.load(slug(name), experiment)
-            if record is None:
-                missing.append(f"{name}/{experiment}")
-                continue
-            record["timing"] = store.timing(slug(name), experiment)
-            results[name][experiment] = record
+    plans = plan(config)
+    for p in plans:
+        if p.corrupt:
+            store.load(p.slug, p.experiment)  # raises the StoreError with the file and the fix
+    missing = [p for p in plans if p.reasons == ["no stored result"]]
     if missing:
-        raise ReportError(
-            f"no stored result for {', '.join(missing)} in {config.path('results')}: "
-            "run `capcircuit run` (or `build`) first"
+        listed = "; ".join(f"{shown(store.path(p.slug, p.experiment))} ({p.experiment} of {p.model})" for p in missing)
+        raise ReportError(f"no stored result: {listed}: run `capcircuit run` (or `build`) first")
+    stale = {(p.model, p.experiment): [r for r in p.reasons if r != "versions changed"] for p in plans}
+    stale = {key: reasons for key, reasons in stale.items() if reasons}
+    if stale:
+        listed = "; ".join(
+            f"{shown(store.path(p.slug, p.experiment))} ({', '.join(stale[p.model, p.experiment])})"
+            for p in plans
+            if (p.model, p.experiment) in stale
         )
+        if not allow_stale:
+            raise ReportError(
+                f"stale results: {listed}: re-run them with `capcircuit run`, or publish them as they are "
+                "with --allow-stale"
+            )
+        log(f"warning: publishing stale results (--allow-stale): {listed}")
+    if any("versions changed" in p.reasons for p in plans):
+        log("note: some results were computed under other package versions than this machine's; their pages say which")
+    results: dict[str, dict[str, dict]] = {}
+    for p in plans:
+        record = store.load(p.slug, p.experiment)
+        record["timing"] = store.timing(p.slug, p.experiment)
+        record["stale"] = stale.get((p.model, p.experiment), [])  # what --allow-stale let through, for a page to say
+        results.setdefault(p.model, {})[p.experiment] = record
     return results
 
 
@@ -111,15 +134,45 @@ def verbatim(text) -> Markup:
     return Markup("<code>" + html.escape(str(text)).replace("|", "&#124;") + "</code>")
 
 
-MARKDOWN_SPECIAL = re.compile(r"([\\`*_\[\]|<>#])")
+# Not < > &: autoescape turns them into entities, which markdown shows as text (a backslash
+# before them would survive as a visible "\&lt;").
+MARKDOWN_SPECIAL = re.compile(r"([\\`*_\[\]|#])")
 
 
 def as_text(value):
     """Every value a template prints is text: markdown's special characters are escaped here,
-    HTML by autoescape; values that are already markup (figures, code) pass unchanged."""
+    HTML by autoescape; values that are already markup (figures, code) pass unchanged. A
+    non-finite number is never printed."""
     if isinstance(value, str) and not isinstance(value, Markup):
         return MARKDOWN_SPECIAL.sub(r"\\\1", value)
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ValueError(f"the template would print {value}: a page never shows a non-finite number")
     return value
+
+
+def number(value, filter_name: str) -> float:
+    """A filter's argument as a finite number; a missing value raises Jinja's UndefinedError,
+    which names it (not "StrictUndefined.__format__")."""
+    if isinstance(value, jinja2.Undefined):
+        value._fail_with_undefined_error()
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValueError(f"`{filter_name}` got {value!r}, not a number")
+    if not math.isfinite(value):
+        raise ValueError(f"`{filter_name}` got {value}: a page never shows a non-finite number")
+    return value
+
+
+def pct(x, digits: int = 0) -> str:
+    return f"{100 * number(x, 'pct'):.{digits}f}%"
+
+
+def fmt(x, digits: int = 2) -> str:
+    return f"{number(x, 'fmt'):.{digits}f}"
+
+
+def seconds(s) -> str:
+    s = number(s, "seconds")
+    return f"{s:.1f} s" if s < 120 else f"{s / 60:.1f} min"
 
 
 def package_version(name: str) -> str:
@@ -130,8 +183,11 @@ def package_version(name: str) -> str:
 
 
 def environment(config: Config) -> jinja2.Environment:
+    templates = config.path("templates")
+    if not templates.is_dir():
+        raise ReportError(f"templates folder {shown(templates)} does not exist (paths.templates in the report config)")
     env = jinja2.Environment(
-        loader=jinja2.FileSystemLoader(config.path("templates")),
+        loader=jinja2.FileSystemLoader(templates),
         undefined=jinja2.StrictUndefined,  # a missing value is an error, never an empty string
         keep_trailing_newline=True,
         autoescape=True,  # task data and titles are text: escaped, never markup
@@ -139,9 +195,9 @@ def environment(config: Config) -> jinja2.Environment:
         extensions=["jinja2.ext.do"],
     )
     env.filters.update(FILTERS)
-    env.filters["pct"] = lambda x, digits=0: f"{100 * x:.{digits}f}%"
-    env.filters["fmt"] = lambda x, digits=2: f"{x:.{digits}f}"
-    env.filters["seconds"] = lambda s: f"{s:.1f} s" if s < 120 else f"{s / 60:.1f} min"
+    env.filters["pct"] = pct
+    env.filters["fmt"] = fmt
+    env.filters["seconds"] = seconds
     env.filters["token"] = code
     env.filters["code"] = code
     env.filters["verbatim"] = verbatim
@@ -188,12 +244,36 @@ def render_pages(config: Config, results: dict) -> dict[str, str]:
         template = spec.page.template
         try:
             out[spec.page.file] = env.get_template(template).render(context, page=spec.page.file)
+        except ReportError:
+            raise
+        except jinja2.TemplateSyntaxError as e:
+            where = f"{e.name or e.filename or template}:{e.lineno}"
+            raise ReportError(f"template {where}: syntax error: {e.message}; fix the template") from e
+        except jinja2.TemplateNotFound as e:
+            raise ReportError(
+                f"template {e.name} is not in {shown(config.path('templates'))} (needed for {spec.page.file}); "
+                "restore it or point paths.templates at the report's templates"
+            ) from e
         except jinja2.UndefinedError as e:
             raise ReportError(
-                f"template {template} refers to a missing value: {e.message}; "
+                f"template {template_line(e, template)} refers to a missing value: {e.message}; "
                 "run the experiment that produces it, or fix the template"
-            ) from None
+            ) from e
+        except Exception as e:  # noqa: BLE001 - a template bug, said in one line (--debug: traceback)
+            raise ReportError(
+                f"template {template_line(e, template)} failed: {type(e).__name__}: {e}; fix the template"
+            ) from e
     return out
+
+
+def template_line(error: BaseException, template: str) -> str:
+    """'name.md.j2:LINE' of the innermost template frame of an error raised while rendering
+    (Jinja maps its frames back to template lines), else the page's template name."""
+    where = template
+    for frame in traceback.extract_tb(error.__traceback__):
+        if frame.filename.endswith(".j2"):
+            where = f"{frame.filename.rsplit('/', 1)[-1]}:{frame.lineno}"
+    return where
 
 
 def download_path(model: str, experiment: str) -> str:
@@ -211,15 +291,18 @@ def downloads(config: Config, results: dict) -> dict[str, str]:
     }
 
 
-def render(config: Config, log=print) -> list[Path]:
+def render(config: Config, log=print, allow_stale: bool = False) -> list[Path]:
     """Write every page (and downloadable data) into docs/, only files whose text changed, so
-    `mkdocs serve` does not loop; remove pages no longer in the report; return what was written."""
-    results = load_results(config)
+    `mkdocs serve` does not loop; remove pages no longer in the report; return what was written.
+    Every page is rendered before any is written: an error leaves docs/ as it was."""
+    results = load_results(config, allow_stale=allow_stale, log=log)
     texts = render_pages(config, results)
     docs = config.path("docs")
     written = []
     pages_only = set(texts)
     texts.update(downloads(config, results))
+    for folder in sorted({(docs / page).parent for page in texts}):
+        check_writable(folder, "write pages", "paths.docs")
     for page, text in texts.items():
         path = docs / page
         if not path.exists() or path.read_text(encoding="utf-8") != text:

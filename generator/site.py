@@ -9,16 +9,23 @@ The report uses no math typesetting (no engine to bundle): formulas are plain te
 
 from __future__ import annotations
 
+import errno
 import html
 import json
+import logging
+import os
 import re
 import shutil
+import socket
 from contextlib import contextmanager
 from importlib.util import find_spec
 from pathlib import Path
 
+from markupsafe import Markup
+
 from generator import ReportError
 from generator.config import Config
+from generator.files import check_writable, shown
 
 SITE_ASSETS = Path(__file__).parent / "site_assets"
 FIGURE_KINDS = ("plotly", "circuitsvis")
@@ -90,7 +97,9 @@ def copy_assets(docs: Path) -> None:
 # experiment registry. `capcircuit site` and `serve` run the same hooks, with their own config.
 
 _active: Config | None = None  # the report config of a build started by capcircuit
+_allow_stale = False  # that build's --allow-stale
 _render = True  # False: build docs/ as it is (a caller rendered and edited it)
+_log = None  # and where it reports (warnings about what it publishes)
 
 
 def report_config(mkdocs_config) -> Config:
@@ -103,14 +112,23 @@ def report_config(mkdocs_config) -> Config:
 
 
 def on_config(config):
+    from mkdocs.exceptions import PluginError
+
     from generator.render import nav, render
 
-    report = report_config(config)
-    if _render:
-        render(report, log=lambda message: None)
-    copy_assets(Path(config.docs_dir))
+    log = logging.getLogger("mkdocs.plugins.capcircuit")
+    try:
+        report = report_config(config)
+        if _render:
+            render(report, log=_log or log.info, allow_stale=_allow_stale)
+        copy_assets(Path(config.docs_dir))
+    except ReportError as e:
+        if _active is not None:
+            raise  # capcircuit's own build: its CLI says it in one line
+        raise PluginError(str(e)) from None  # plain `mkdocs build`: mkdocs says it in one line
     config.nav = nav(report)
-    config.site_name = report.title
+    # the title is text, also in the theme's templates, which print site_name unescaped
+    config.site_name = Markup.escape(report.title)
     return config
 
 
@@ -130,47 +148,98 @@ def mkdocs_config(config: Config, **overrides):
     if not config_file.exists():
         raise ReportError(f"mkdocs config {config_file} does not exist (paths.mkdocs in the report config)")
     docs = config.path("docs")
-    docs.mkdir(parents=True, exist_ok=True)  # mkdocs requires docs_dir to exist before the hooks run
-    return load_config(config_file=str(config_file), docs_dir=str(docs), site_dir=str(config.path("site")), **overrides)
+    check_writable(docs, "write pages", "paths.docs")  # mkdocs requires docs_dir to exist before the hooks run
+    options = {"docs_dir": str(docs), "site_dir": str(config.path("site")), **overrides}
+    return load_config(config_file=str(config_file), **options)
 
 
 @contextmanager
-def active(config: Config, render_pages: bool = True):
+def active(config: Config, allow_stale: bool = False, log=None, render_pages: bool = True):
     """Make `config` the report config of the mkdocs hooks for a build started here."""
-    global _active, _render
-    _active, _render = config, render_pages
+    global _active, _allow_stale, _log, _render
+    _active, _allow_stale, _log, _render = config, allow_stale, log, render_pages
     try:
         yield
     finally:
-        _active, _render = None, True
+        _active, _allow_stale, _log, _render = None, False, None, True
 
 
-def build_site(config: Config, log=print, site_url: str | None = None, render_pages: bool = True) -> Path:
+class _Warnings(logging.Handler):
+    """Keeps mkdocs' warnings, so that a strict build's failure can say what they were."""
+
+    def __init__(self):
+        super().__init__(logging.WARNING)
+        self.messages: list[str] = []
+
+    def emit(self, record):
+        self.messages.append(" ".join(record.getMessage().split()))
+
+
+def build_site(config: Config, log=print, site_url: str | None = None, allow_stale: bool = False,
+               render_pages: bool = True) -> Path:
     """Render the pages and `mkdocs build --strict` into the configured site folder, running
     no experiment. `site_url` (else mkdocs.yml's, from $CAPCIRCUIT_SITE_URL) is where the site
     will be served: material's instant navigation and the sitemap need it. `render_pages=False`
-    builds docs/ as it stands (tests that add to the rendered pages)."""
+    builds docs/ as it stands (tests that add to the rendered pages).
+
+    mkdocs empties site_dir first and fails a strict build only at the end, so it builds into
+    a staging folder beside site/ that replaces site/ only when the build succeeded: a failed
+    build leaves the last good site as it was."""
     from mkdocs.commands.build import build
-    from mkdocs.exceptions import Abort, ConfigurationError
+    from mkdocs.exceptions import Abort, ConfigurationError, PluginError
     from pymdownx.superfences import SuperFencesException
 
-    with active(config, render_pages):
-        try:
-            build(mkdocs_config(config, strict=True, **({"site_url": site_url} if site_url else {})))
-        except (Abort, ConfigurationError, SuperFencesException) as e:
-            raise ReportError(f"mkdocs build --strict failed: {e}") from None
-    log(f"built site in {config.path('site')}")
-    return config.path("site")
+    site = config.path("site")
+    check_writable(site.parent, f"build {site.name}/", "paths.site")  # the staging folder goes beside it
+    staging = site.with_name(f".{site.name}.{os.getpid()}.building")
+    old = site.with_name(f".{site.name}.{os.getpid()}.old")
+    for leftover in (staging, old):
+        shutil.rmtree(leftover, ignore_errors=True)
+    warnings = _Warnings()
+    logging.getLogger("mkdocs").addHandler(warnings)
+    try:
+        with active(config, allow_stale, log, render_pages):
+            overrides = {"site_url": site_url} if site_url else {}
+            build(mkdocs_config(config, strict=True, site_dir=str(staging), **overrides))
+        if site.exists():
+            site.rename(old)
+        staging.rename(site)
+    except (Abort, ConfigurationError, PluginError, SuperFencesException) as e:
+        detail = f": {warnings.messages[0]}" if warnings.messages else ""
+        more = f" (and {len(warnings.messages) - 1} more warnings)" if len(warnings.messages) > 1 else ""
+        raise ReportError(f"mkdocs build --strict failed: {e}{detail}{more}") from None
+    finally:
+        logging.getLogger("mkdocs").removeHandler(warnings)
+        for leftover in (staging, old):
+            shutil.rmtree(leftover, ignore_errors=True)
+    log(f"built site in {shown(site)}")
+    return site
 
 
-def serve(config: Config, dev_addr: str = "127.0.0.1:8000") -> None:
+def serve(config: Config, dev_addr: str = "127.0.0.1:8000", allow_stale: bool = False) -> None:
+    """`mkdocs serve` (it builds into a temporary folder of its own; site/ is not touched)."""
     from mkdocs.commands.serve import serve as mkdocs_serve
 
-    config.path("docs").mkdir(parents=True, exist_ok=True)
-    with active(config):
-        mkdocs_serve(
-            config_file=str(config.path("mkdocs")),
-            dev_addr=dev_addr,
-            docs_dir=str(config.path("docs")),
-            site_dir=str(config.path("site")),
-        )
+    host, _, port = dev_addr.rpartition(":")
+    if not host or not port.isdigit():
+        raise ReportError(f"--dev-addr {dev_addr!r}: use HOST:PORT, e.g. 127.0.0.1:8000")
+    check_port(host, int(port))
+    check_writable(config.path("docs"), "write pages", "paths.docs")
+    with active(config, allow_stale):
+        mkdocs_serve(config_file=str(config.path("mkdocs")), dev_addr=dev_addr, docs_dir=str(config.path("docs")))
+
+
+def check_port(host: str, port: int) -> None:
+    """Fail before the first build, not after it, when the address cannot be served on."""
+    try:
+        family = socket.AF_INET6 if ":" in host.strip("[]") else socket.AF_INET
+        with socket.socket(family, socket.SOCK_STREAM) as sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind((host.strip("[]"), port))
+    except OSError as e:
+        if e.errno == errno.EADDRINUSE:
+            raise ReportError(
+                f"cannot serve on {host}:{port}: the port is in use (another `capcircuit serve`?); "
+                f"stop it or pass --dev-addr {host}:{port + 1}"
+            ) from None
+        raise ReportError(f"cannot serve on {host}:{port}: {e.strerror or e}; pass another --dev-addr") from None

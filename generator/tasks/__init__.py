@@ -15,9 +15,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import yaml
-
 from generator import ReportError
+from generator.files import read_yaml, shown
 from generator.store import digest
 
 DATA_DIR = Path(__file__).parent / "data"
@@ -66,65 +65,170 @@ def available() -> list[str]:
     return sorted(p.stem for p in DATA_DIR.glob("*.yaml"))
 
 
+class TaskFileError(ReportError):
+    pass
+
+
+def _fail(path: Path, where: str, problem: str) -> TaskFileError:
+    return TaskFileError(f"task file {shown(path)}: {where + ': ' if where else ''}{problem}")
+
+
+def _mapping(path: Path, where: str, value, allowed: tuple[str, ...], required: tuple[str, ...]) -> dict:
+    """`value` as a mapping with only `allowed` keys and every `required` one."""
+    if not isinstance(value, dict):
+        raise _fail(path, where, f"must be a mapping ({', '.join(required)}), got {_kind(value)}")
+    unknown = [k for k in value if k not in allowed]
+    if unknown:
+        raise _fail(path, where, f"unknown key {unknown[0]!r} (allowed: {', '.join(allowed)})")
+    missing = [k for k in required if k not in value]
+    if missing:
+        raise _fail(path, where, f"{missing[0]} is missing")
+    return value
+
+
+def _text(path: Path, where: str, value, empty_ok: bool = False) -> str:
+    if not isinstance(value, str) or (not value and not empty_ok):
+        raise _fail(path, where, f"must be {'a' if empty_ok else 'a non-empty'} string, got {value!r}")
+    return value
+
+
+def _texts(path: Path, where: str, value, what: str) -> list[str]:
+    """A non-empty list of distinct non-empty strings."""
+    if not isinstance(value, list) or not value:
+        raise _fail(path, where, f"must be a non-empty list of {what}, got {value!r}")
+    for i, item in enumerate(value):
+        _text(path, f"{where}[{i}]", item)
+    repeated = sorted({v for v in value if value.count(v) > 1})
+    if repeated:
+        raise _fail(path, where, f"{repeated[0]!r} is listed twice")
+    return value
+
+
+def _answers(path: Path, where: str, value) -> tuple[str, str]:
+    if not isinstance(value, list) or len(value) != 2:
+        raise _fail(path, where, f"needs two answers [capital, lowercase], got {value!r}")
+    a, b = (_text(path, f"{where}[{i}]", v) for i, v in enumerate(value))
+    if a == b:
+        raise _fail(path, where, f"the two answers are the same ({a!r}): give the capital and the lowercase form")
+    return a, b
+
+
+def _kind(value) -> str:
+    return type(value).__name__ if value is not None else "nothing"
+
+
+TEMPLATES_KEYS = ("name", "description", "templates", "groups", "corruption", "example")
+FAMILIES_KEYS = ("name", "description", "families", "control", "example")
+
+
 def load_task(name: str) -> TaskSpec:
+    """Read and check a task file: its structure (each problem names the key and the fix), and
+    the properties that need no tokenizer (names and prompts non-empty, a corruption that
+    changes every prompt). `build` checks the rest against a model's tokenizer."""
     path = DATA_DIR / f"{name}.yaml"
     if not path.exists():
         raise ReportError(f"unknown task {name!r}: available tasks are {', '.join(available())}")
-    data = yaml.safe_load(path.read_text())
-    if "families" in data:
-        return load_families(name, data)
-    old, new = data["corruption"]["replace"], data["corruption"]["with"]
+    data = read_yaml(path, "task file")
+    if isinstance(data, dict) and "families" in data:
+        return load_families(name, _mapping(path, "", data, FAMILIES_KEYS, ("families", "control")), path)
+    data = _mapping(path, "", data, TEMPLATES_KEYS, ("templates", "groups", "corruption"))
+    for key in ("description", "example"):
+        _text(path, key, data.get(key, ""), empty_ok=True)
+    templates = _texts(path, "templates", data["templates"], "prompt templates with {name}")
+    corruption = _mapping(path, "corruption", data["corruption"], ("replace", "with"), ("replace", "with"))
+    old = _text(path, "corruption.replace", corruption["replace"])
+    new = _text(path, "corruption.with", corruption["with"], empty_ok=True)
+    if old == new:
+        raise _fail(path, "corruption", f"replaces {old!r} with itself, which corrupts nothing")
+    groups = data["groups"]
+    if not isinstance(groups, dict) or not groups:
+        raise _fail(path, "groups", f"must be a non-empty mapping of groups (names, answers), got {groups!r}")
     prompts = []
+    seen: dict[str, str] = {}
     # the notebook's order: group by group, name by name, each name with every template
-    for group, spec in data["groups"].items():
-        for person in spec["names"]:
-            for t, template in enumerate(data["templates"]):
-                text = template.format(name=person)
-                if old not in text:
-                    raise ReportError(f"task {name}: template {template!r} has no {old!r} to corrupt")
+    for group, spec in groups.items():
+        where = f"groups.{group}"
+        spec = _mapping(path, where, spec, ("names", "answers"), ("names", "answers"))
+        names = _texts(path, f"{where}.names", spec["names"], "names")
+        answers = _answers(path, f"{where}.answers", spec["answers"])
+        for person in names:
+            for t, template in enumerate(templates):
+                try:
+                    text = template.format(name=person)
+                except (KeyError, IndexError, ValueError) as e:
+                    raise _fail(
+                        path,
+                        f"templates[{t}]",
+                        f"{template!r} cannot be filled in ({type(e).__name__}: {e}): "
+                        "use {name} for the name and {{ }} for a literal brace",
+                    ) from None
+                if "{name}" not in template:
+                    raise _fail(
+                        path, f"templates[{t}]", f"{template!r} has no {{name}}: every prompt would be the same"
+                    )
                 corrupted = text.replace(old, new)  # every occurrence, as the notebook does
-                prompts.append(Prompt(text, corrupted, tuple(spec["answers"]), t, person, group))
+                if corrupted == text:
+                    raise _fail(
+                        path,
+                        "corruption",
+                        f"replacing {old!r} with {new!r} leaves the prompt {text!r} unchanged: "
+                        "the corruption must change every prompt",
+                    )
+                if text in seen:
+                    raise _fail(path, where, f"the prompt {text!r} is also made by {seen[text]}")
+                seen[text] = where
+                prompts.append(Prompt(text, corrupted, answers, t, person, group))
     return TaskSpec(
         name,
         data.get("description", ""),
         tuple(prompts),
         data.get("example", ""),
-        tuple(data["groups"]),
-        tuple(data["templates"]),
+        tuple(groups),
+        tuple(templates),
     )
 
 
-def load_families(name: str, data: dict) -> TaskSpec:
+def load_families(name: str, data: dict, path: Path | None = None) -> TaskSpec:
     """`families: {family: {expected, description, prompts: [{text, answers}]}}`; each prompt is
     its own template index within its family, and is never corrupted."""
+    path = path or DATA_DIR / f"{name}.yaml"
+    for key in ("description", "example"):
+        _text(path, key, data.get(key, ""), empty_ok=True)
+    families = data["families"]
+    if not isinstance(families, dict) or not families:
+        raise _fail(path, "families", f"must be a non-empty mapping of families, got {families!r}")
     prompts, info = [], {}
-    for family, spec in data["families"].items():
-        if spec.get("expected") not in ("capital", "lowercase"):
-            raise ReportError(
-                f"task {name}, family {family}: expected must be capital or lowercase, got {spec.get('expected')!r}"
-            )
-        info[family] = {"expected": spec["expected"], "description": spec.get("description", "")}
-        for i, item in enumerate(spec["prompts"]):
-            answers = tuple(item["answers"])
-            if len(answers) != 2:
-                raise ReportError(
-                    f"task {name}, family {family}: prompt {item['text']!r} needs two "
-                    f"answers (capital, lowercase), got {list(answers)}"
-                )
-            prompts.append(
-                Prompt(item["text"], item["text"], answers, i, item["text"], family, bool(item.get("notebook", False)))
-            )
-    if data.get("control") not in info:
-        raise ReportError(
-            f"task {name}: control {data.get('control')!r} is not one of its families ({', '.join(info)})"
-        )
+    for family, spec in families.items():
+        where = f"families.{family}"
+        spec = _mapping(path, where, spec, ("description", "expected", "prompts"), ("expected", "prompts"))
+        if spec["expected"] not in ("capital", "lowercase"):
+            raise _fail(path, f"{where}.expected", f"must be capital or lowercase, got {spec['expected']!r}")
+        description = _text(path, f"{where}.description", spec.get("description", ""), empty_ok=True)
+        info[family] = {"expected": spec["expected"], "description": description}
+        items = spec["prompts"]
+        if not isinstance(items, list) or not items:
+            raise _fail(path, f"{where}.prompts", f"must be a non-empty list of {{text, answers}}, got {items!r}")
+        for i, item in enumerate(items):
+            item = _mapping(path, f"{where}.prompts[{i}]", item, ("text", "answers", "notebook"), ("text", "answers"))
+            text = _text(path, f"{where}.prompts[{i}].text", item["text"])
+            answers = _answers(path, f"{where}.prompts[{i}].answers", item["answers"])
+            notebook = item.get("notebook", False)
+            if not isinstance(notebook, bool):
+                raise _fail(path, f"{where}.prompts[{i}].notebook", f"must be true or false, got {notebook!r}")
+            prompts.append(Prompt(text, text, answers, i, text, family, notebook))
+    texts = [p.text for p in prompts]
+    repeated = sorted({t for t in texts if texts.count(t) > 1})
+    if repeated:
+        raise _fail(path, "families", f"the prompt {repeated[0]!r} is listed twice")
+    if data["control"] not in info:
+        raise _fail(path, "control", f"{data['control']!r} is not one of its families ({', '.join(info)})")
     info = {"families": info, "control": data["control"]}
     return TaskSpec(
         name,
         data.get("description", ""),
         tuple(prompts),
         data.get("example", ""),
-        tuple(data["families"]),
+        tuple(families),
         same_length=False,
         info=info,
     )

@@ -1,0 +1,697 @@
+"""The probe: every bad input and fault a new user met, fed through the real CLI. Each case
+asserts the exit code, the one clear message (naming the file, the field or the value, and
+the fix), that no traceback is printed, and that results/, docs/ and site/ are unchanged.
+Models: a tiny random GPT-2 (conftest), never the organism."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+from click.testing import CliRunner
+
+from generator.cli import main
+from generator.models import slug
+from tests.conftest import ROOT, save_random_gpt2, write_config
+
+EXPERIMENTS = {"baseline": {}, "exceptions": {}}  # the smallest set whose pages build strictly
+RERUN = "re-run with `capcircuit run --only baseline --force`"
+
+
+def cli(*args):
+    return CliRunner().invoke(main, list(args), catch_exceptions=False)
+
+
+def fails(result, *expected, code=1, lines=1):
+    """Exit `code`, no traceback, an error of at most `lines` lines holding each `expected`."""
+    out = result.output
+    assert result.exit_code == code, out
+    assert "Traceback" not in out, out
+    error = result.stderr[result.stderr.index("error:") :] if "error:" in result.stderr else ""
+    assert error, out
+    assert len(error.strip().splitlines()) <= lines, error
+    for text in expected:
+        assert text in error, f"{text!r} not in {error!r}"
+    return error
+
+
+def snapshot(folder: Path) -> dict:
+    """Every file of results/, docs/ and site/ (content and mode), and the folder's entries."""
+    files = {"entries": sorted(p.name for p in folder.iterdir())}
+    for name in ("results", "docs", "site"):
+        base = folder / name
+        for p in sorted(base.rglob("*")) if base.is_dir() else []:
+            if p.is_file() and p.name != ".lock":
+                files[str(p.relative_to(folder))] = (hashlib.sha256(p.read_bytes()).hexdigest(), p.stat().st_mode)
+    return files
+
+
+@pytest.fixture(scope="module")
+def stored(tmp_path_factory, tiny_gpt2_dir) -> Path:
+    """A report folder with results, docs and a site for the tiny model, built once."""
+    folder = tmp_path_factory.mktemp("stored")
+    write_config(folder, models=[str(tiny_gpt2_dir)], device="cpu", experiments=EXPERIMENTS)
+    result = cli("build", "--config", str(folder / "report.yaml"))
+    assert result.exit_code == 0, result.output
+    return folder
+
+
+@pytest.fixture
+def project(stored, tmp_path, monkeypatch) -> Path:
+    """A copy of `stored` as the working folder (so messages name results/... relatively)."""
+    folder = tmp_path / "p"
+    shutil.copytree(stored, folder)
+    monkeypatch.chdir(folder)
+    return folder
+
+
+@pytest.fixture
+def record_path(project, tiny_gpt2_dir) -> Path:
+    return Path("results") / slug(str(tiny_gpt2_dir)) / "baseline.json"
+
+
+def edit_json(path: Path, change) -> None:
+    data = json.loads(path.read_text())
+    change(data)
+    path.write_text(json.dumps(data, allow_nan=True))
+
+
+def first_number_path(value, where=""):
+    """The path and container of the first float in a JSON tree (for planting a NaN)."""
+    items = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else ()
+    for k, v in items:
+        if isinstance(v, float):
+            return value, k
+        found = first_number_path(v)
+        if found:
+            return found
+    return None
+
+
+def _plant_inf_in_figure(record):
+    container, key = first_number_path(record["figures"])
+    container[key] = float("inf")
+
+
+# ---- a broken store never publishes ------------------------------------------------------
+
+
+def writes(data: bytes, problem: str):
+    def setup(path):
+        path.write_bytes(data)
+        return problem
+
+    return setup
+
+
+def truncate(path):
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    return f"truncated JSON at byte {len(data) // 2}"
+
+
+STORE_CASES = {
+    "truncated": truncate,
+    "binary": writes(b"\x89PNG\r\n\x1a\n\x00\xff", "not UTF-8 text (byte 0x89 at byte 0)"),
+    "empty": writes(b"", "empty file"),
+    "json-array": writes(b"[]", "holds a JSON array, not a result record"),
+    "nan-metric": lambda p: (
+        edit_json(p, lambda r: r["metrics"].update(mean_logit_diff=float("nan")))
+        or "non-finite number nan at metrics.mean_logit_diff"
+    ),
+    "inf-in-figure": lambda p: edit_json(p, _plant_inf_in_figure) or "non-finite number inf at figures.per_prompt",
+    "no-figures": lambda p: edit_json(p, lambda r: r.pop("figures")) or "not a result record: no figures",
+    "edited-key-parts": lambda p: (
+        edit_json(p, lambda r: r["key_parts"].update(seed=7)) or "its key does not match its key_parts"
+    ),
+}
+TIMING_CASES = {
+    "timing-array": writes(b"[]", "holds a JSON array, not a timing object"),
+    "timing-nan": writes(b'{"wall_s": NaN}', "wall_s is nan, not a number of seconds"),
+    "timing-binary": writes(b"\xff\xfe", "not UTF-8 text"),
+    "timing-missing": lambda p: p.unlink() or "missing (every stored result has one)",
+}
+
+
+@pytest.mark.parametrize("case", list(STORE_CASES) + list(TIMING_CASES))
+def test_corrupt_store_is_named_and_never_published(project, record_path, case):
+    if case in STORE_CASES:
+        path, problem = record_path, STORE_CASES[case](record_path)
+        status_line = f"corrupt: {problem}"
+    else:
+        path = record_path.with_name("baseline.timing.json")
+        problem = TIMING_CASES[case](path)
+        status_line = f"corrupt: baseline.timing.json: {problem}"
+    before = snapshot(project)
+
+    status = cli("status")
+    assert status.exit_code == 0 and "Traceback" not in status.output
+    line = next(x for x in status.output.splitlines() if " baseline " in x)
+    assert status_line in line, line
+    assert " exceptions " in status.output and "fresh" in status.output  # the others are fine
+
+    for command in ("site", "render"):
+        fails(cli(command), f"{path}: {problem}", RERUN)
+    assert snapshot(project) == before
+
+
+def test_deleted_result_is_missing_not_a_blank_page(project, record_path, tiny_gpt2_dir):
+    record_path.unlink()
+    before = snapshot(project)
+    assert "baseline               stale: no stored result" in cli("status").output
+    fails(cli("site"), f"no stored result: {record_path} (baseline of {tiny_gpt2_dir})", "capcircuit run")
+    assert snapshot(project) == before
+
+
+def test_stale_result_is_an_error_unless_allowed(project, record_path):
+    config = yaml.safe_load(Path("report.yaml").read_text())
+    config["experiments"]["baseline"] = {"top_k": 3}
+    Path("report.yaml").write_text(yaml.safe_dump(config))
+    before = snapshot(project)
+    fails(cli("site"), f"stale results: {record_path} (params changed)", "capcircuit run", "--allow-stale")
+    fails(cli("render"), "stale results:")
+    assert snapshot(project) == before
+    allowed = cli("site", "--allow-stale")
+    assert allowed.exit_code == 0, allowed.output
+    assert "warning: publishing stale results (--allow-stale)" in allowed.output
+
+
+def test_run_reruns_a_corrupt_result(project, record_path):
+    good = record_path.read_bytes()
+    truncate(record_path)
+    result = cli("run")
+    assert result.exit_code == 0, result.output
+    assert "running baseline" in result.output and "corrupt: truncated JSON" in result.output
+    assert record_path.read_bytes() == good  # the same inputs give the same bytes
+
+
+# ---- bad inputs: one line, nothing written -----------------------------------------------
+
+
+def append(text: bytes):
+    def setup(folder):
+        with open(folder / "report.yaml", "ab") as f:
+            f.write(text)
+
+    return setup
+
+
+def set_config(**fields):
+    def setup(folder):
+        data = yaml.safe_load((folder / "report.yaml").read_text())
+        data.update(fields)
+        (folder / "report.yaml").write_text(yaml.safe_dump(data))
+
+    return setup
+
+
+def bad_model_folder(config_text):
+    def setup(folder):
+        model = folder.parent / "bad-model"
+        model.mkdir()
+        (model / "config.json").write_text(config_text)
+
+    return setup
+
+
+INPUT_CASES = {
+    "config-not-utf8": (append(b"title: caf\xe9\n"), [], ["config report.yaml is not UTF-8 text (byte 0xe9 on line"]),
+    "config-duplicate-key": (append(b"device: cpu\n"), [], ["report.yaml", "key 'device' appears twice"]),
+    "config-a-list": (lambda f: (f / "report.yaml").write_text("- a\n"), [], ["must hold a mapping of settings"]),
+    "device-banana": (None, ["--device", "banana"], ["device: use auto (CUDA when present), cpu, cuda", "'banana'"]),
+    "models-dotdot": (None, ["--models", ".."], ["model folder", "has no config.json"]),
+    "models-empty-name": (None, ["--models", "a,,b"], ["a model name is empty"]),
+    "models-twice": (lambda f: None, ["--models", "organism,organism"], ["'organism' is listed twice"]),
+    "model-config-empty": (bad_model_folder("{}"), ["--models", "../bad-model"], ["config.json names no model_type"]),
+    "model-config-broken": (bad_model_folder("{"), ["--models", "../bad-model"], ["config.json is not valid JSON"]),
+    "site-outside": (set_config(paths={"site": ".."}), [], ["paths.site", "must lie inside the config's folder"]),
+    "docs-is-results": (set_config(paths={"docs": "results"}), [], ["paths.results (results) lies inside paths.docs"]),
+}
+
+
+@pytest.mark.parametrize("command", ["status", "run", "site"])
+@pytest.mark.parametrize("case", list(INPUT_CASES))
+def test_bad_input_is_one_line(project, case, command):
+    setup, args, expected = INPUT_CASES[case]
+    if setup:
+        setup(project)
+    before = snapshot(project)
+    lines = 2 if case.startswith(("device", "models-empty")) else 1  # "not a valid report config:" + the field
+    fails(cli(command, *args), *expected, lines=lines)
+    assert snapshot(project) == before
+
+
+def test_no_report_yaml_names_the_defaults(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    result = cli("status")
+    assert result.exit_code == 0, result.output
+    assert "note: no report.yaml in this folder: using the defaults: models organism; experiments baseline" in (
+        result.stderr
+    )
+
+
+# ---- task files --------------------------------------------------------------------------
+
+
+def task_edit(file, old, new):
+    def setup(data_dir):
+        path = data_dir / file
+        text = path.read_bytes()
+        assert old in text, old
+        path.write_bytes(text.replace(old, new, 1))
+
+    return setup
+
+
+TASK_CASES = {
+    "corruption-is-identity": (task_edit("pronoun.yaml", b'with: ";"', b'with: "."'), "replaces '.' with itself"),
+    "corruption-misses-a-prompt": (
+        task_edit("pronoun.yaml", b'  - "{name} is such a funny person."', b'  - "{name} is such a funny person"'),
+        "leaves the prompt 'John is such a funny person' unchanged: the corruption must change every prompt",
+    ),
+    "empty-names": (
+        task_edit("pronoun.yaml", b"names: [John, David, Mark, Paul, Ryan, Gary, Jack, Sean, Carl, Joe]", b"names: []"),
+        "groups.male.names: must be a non-empty list of names",
+    ),
+    "no-groups": (lambda d: _replace_groups(d), "groups: must be a non-empty mapping"),
+    "empty-name": (task_edit("pronoun.yaml", b"[John, ", b"['', "), "groups.male.names[0]: must be a non-empty string"),
+    "not-utf8": (task_edit("pronoun.yaml", b"name: pronoun", b"name: pron\xe9oun"), "is not UTF-8 text"),
+    "duplicate-key": (task_edit("pronoun.yaml", b"example:", b"example: x\nexample:"), "key 'example' appears twice"),
+    "unknown-key": (task_edit("pronoun.yaml", b"templates:", b"templtes:"), "unknown key 'templtes'"),
+    "bad-brace": (task_edit("pronoun.yaml", b"{name} is such a good cook.", b"{nam} is such a good cook."), "{nam}"),
+    "one-answer": (task_edit("pronoun.yaml", b'answers: [" He", " he"]', b'answers: [" He"]'), "needs two answers"),
+    "family-expected": (
+        task_edit("exceptions.yaml", b"expected: lowercase", b"expected: maybe"),
+        "families.email.expected: must be capital or lowercase, got 'maybe'",
+    ),
+    "control-unknown": (
+        task_edit("exceptions.yaml", b"control: sentence_end", b"control: nowhere"),
+        "control: 'nowhere' is not one of its families",
+    ),
+}
+
+
+def _replace_groups(data_dir):
+    path = data_dir / "pronoun.yaml"
+    data = yaml.safe_load(path.read_text())
+    data["groups"] = {}
+    path.write_text(yaml.safe_dump(data))
+
+
+@pytest.mark.parametrize("case", list(TASK_CASES))
+def test_bad_task_file_is_one_line(project, monkeypatch, case):
+    import generator.tasks
+
+    data_dir = project.parent / "tasks"
+    shutil.copytree(generator.tasks.DATA_DIR, data_dir)
+    monkeypatch.setattr(generator.tasks, "DATA_DIR", data_dir)
+    setup, expected = TASK_CASES[case]
+    setup(data_dir)
+    before = snapshot(project)
+    for command in ("status", "run", "site"):
+        fails(cli(command), "task file", expected)
+    assert snapshot(project) == before
+
+
+# ---- faults at run time ------------------------------------------------------------------
+
+
+def test_unwritable_results_fail_before_any_experiment(project, tiny_gpt2_dir):
+    folder = Path("results") / slug(str(tiny_gpt2_dir))
+    shutil.rmtree(folder)
+    folder.write_text("not a folder")  # cannot be written even by root (chmod cannot stop root)
+    before = snapshot(project)
+    result = cli("run")
+    fails(result, f"cannot save results in {folder}", "make it writable, or set paths.results")
+    assert "loading" not in result.output and "running" not in result.output
+    assert snapshot(project) == before
+
+
+def test_unwritable_docs_and_site_fail_before_writing(project):
+    shutil.rmtree("docs")
+    Path("docs").write_text("not a folder")
+    before = snapshot(project)
+    for command in ("render", "site"):
+        fails(cli(command), "cannot write pages in docs: File exists", "set paths.docs")
+    assert snapshot(project) == before
+    shutil.rmtree("site")
+    Path("docs").unlink()
+    Path("out").write_text("not a folder")
+    set_config(paths={"site": "out/site", "templates": str(ROOT / "templates"), "mkdocs": str(ROOT / "mkdocs.yml")})(
+        project
+    )
+    before = snapshot(project)
+    fails(cli("site"), "cannot build site/ in out: File exists", "set paths.site")
+    assert snapshot(project) == before
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes into read-only folders")
+def test_read_only_results_fail_before_any_experiment(project, tiny_gpt2_dir):
+    folder = Path("results") / slug(str(tiny_gpt2_dir))
+    before = snapshot(project)
+    folder.chmod(0o555)
+    try:
+        result = cli("run", "--force")
+        fails(result, f"cannot save results in {folder}: not writable")
+        assert "running" not in result.output
+    finally:
+        folder.chmod(0o755)
+    assert snapshot(project) == before
+
+
+def test_cuda_without_cuda_fails_before_loading(project, monkeypatch):
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    before = snapshot(project)
+    result = cli("run", "--force", "--device", "cuda")
+    fails(result, "device 'cuda' was asked for but CUDA is not available")
+    assert "loading" not in result.output
+    assert snapshot(project) == before
+
+
+def test_non_finite_figure_is_never_stored(project, monkeypatch):
+    import generator.experiments.baseline as baseline
+    from generator.experiments import Result
+
+    spec = {"kind": "plotly", "data": [{"z": [[1.0, float("nan")]]}]}
+    monkeypatch.setattr(baseline, "run", lambda *a: Result({"mean_logit_diff": 1.0}, {"per_prompt": spec}))
+    before = snapshot(project)
+    fails(
+        cli("run", "--force", "--only", "baseline"),
+        "experiment baseline: its result cannot be stored: non-finite number nan at figures.per_prompt.data[0].z[0][1]",
+    )
+    assert snapshot(project) == before
+
+
+def test_model_names_stay_inside_the_store(project, tiny_gpt2_dir):
+    from generator import ReportError
+    from generator.store import Store
+
+    assert slug("..") == "_.." and slug(".") == "_." and "/" not in slug("../../etc")
+    store = Store(Path("results"))
+    for model, experiment in (("..", "baseline"), ("a/b", "baseline"), ("ok", "../x"), ("ok", "")):
+        with pytest.raises(ReportError, match="cannot be a file name in the results store"):
+            store.path(model, experiment)
+    # a real model reached through '..' is stored inside results/, under a folder of its own
+    shutil.copytree(tiny_gpt2_dir, project.parent / "m")
+    outside = sorted(p for p in project.parent.rglob("*.json") if project not in p.parents)
+    result = cli("run", "--models", "../m", "--only", "baseline")
+    assert result.exit_code == 0, result.output
+    assert Path("results/_.._m/baseline.json").is_file()
+    assert sorted(p for p in project.parent.rglob("*.json") if project not in p.parents) == outside
+
+
+# ---- templates ---------------------------------------------------------------------------
+
+
+@pytest.fixture
+def templates(project) -> Path:
+    folder = project / "my-templates"
+    shutil.copytree(ROOT / "templates", folder)
+    set_config(paths={"templates": str(folder), "mkdocs": str(ROOT / "mkdocs.yml")})(project)
+    return folder
+
+
+def add_line(name, line):
+    return lambda t: (t / name).write_text((t / name).read_text() + line + "\n")
+
+
+TEMPLATE_CASES = {
+    "syntax-error": (add_line("baseline.md.j2", "{% if %}"), "template baseline.md.j2:", "syntax error"),
+    "missing-template": (lambda t: (t / "models.md.j2").unlink(), "template models.md.j2 is not in", "my-templates"),
+    "missing-include": (
+        add_line("baseline.md.j2", '{% include "partials/nowhere.md.j2" %}'),
+        "template partials/nowhere.md.j2 is not in",
+        "",
+    ),
+    "fmt-missing-metric": (
+        add_line("baseline.md.j2", "{{ r.baseline.metrics.no_such_metric | fmt }}"),
+        "template baseline.md.j2:",
+        "refers to a missing value: 'dict object' has no attribute 'no_such_metric'",
+    ),
+    "pct-missing-metric": (
+        add_line("baseline.md.j2", "{{ r.baseline.metrics.no_such_metric | pct(1) }}"),
+        "no attribute 'no_such_metric'",
+        "",
+    ),
+    "fmt-none": (add_line("baseline.md.j2", "{{ none | fmt }}"), "`fmt` got None, not a number", ""),
+    "zero-division": (
+        add_line("baseline.md.j2", "{{ 1 / (r.baseline.metrics.n_prompts * 0) }}"),
+        "ZeroDivisionError",
+        "",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(TEMPLATE_CASES))
+def test_template_error_is_one_line(project, templates, case):
+    setup, *expected = TEMPLATE_CASES[case]
+    setup(templates)
+    before = snapshot(project)
+    for command in ("render", "site"):
+        fails(cli(command), *[e for e in expected if e])
+    assert snapshot(project) == before  # every page is rendered before any is written
+
+
+def test_strict_build_failure_says_why_and_keeps_the_last_site(project, templates):
+    add_line("baseline.md.j2", "[a link to nowhere](nowhere.md)")(templates)
+    before = snapshot(project)
+    fails(cli("site"), "mkdocs build --strict failed", "nowhere.md")
+    after = snapshot(project)
+    assert {k: v for k, v in after.items() if k.startswith("site/")} == {
+        k: v for k, v in before.items() if k.startswith("site/")
+    }
+    assert after["entries"] == before["entries"]  # no staging folder left behind
+
+
+# ---- the CLI boundary --------------------------------------------------------------------
+
+
+def test_serve_on_a_port_in_use(project):
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        before = snapshot(project)
+        fails(cli("serve", "--dev-addr", f"127.0.0.1:{port}"), f"cannot serve on 127.0.0.1:{port}: the port is in use")
+    assert snapshot(project) == before
+
+
+def test_a_bug_is_one_line_and_debug_shows_the_traceback(project, monkeypatch):
+    import generator.pipeline
+
+    def boom(*a, **k):
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(generator.pipeline, "plan", boom)
+    fails(cli("status"), "error: unexpected RuntimeError: boom", "--debug")
+    for args in (("--debug", "status"), ("status", "--debug")):
+        result = cli(*args)
+        assert result.exit_code == 1 and "Traceback" in result.output and "RuntimeError: boom" in result.output
+
+
+def test_report_error_traceback_only_with_debug(project):
+    assert "Traceback" not in cli("status", "--device", "banana").output
+    assert "Traceback" in cli("--debug", "status", "--device", "banana").output
+
+
+def test_ctrl_c_exits_130_and_leaves_complete_files(project, record_path):
+    from generator.store import Store
+
+    records = {p: p.read_bytes() for p in Path("results").rglob("*.json") if not p.name.endswith(".timing.json")}
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "generator", "run", "--force"],
+        cwd=project,
+        env=env,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    seen = ""
+    deadline = time.time() + 120
+    while "loading" not in seen and time.time() < deadline:
+        seen += proc.stderr.readline()
+    proc.send_signal(signal.SIGINT)
+    rest = proc.stderr.read()
+    proc.wait(timeout=60)
+    assert proc.returncode == 130, seen + rest
+    assert "interrupted" in rest and "Traceback" not in rest
+    # whatever was saved before the interrupt is complete, and the same bytes (deterministic)
+    for path, data in records.items():
+        assert path.read_bytes() == data
+    store = Store(Path("results"))
+    assert store.read(record_path.parent.name, "baseline") is not None
+    assert not list(Path("results").rglob("*.tmp"))
+
+
+# ---- concurrency, file modes, .gitignore -------------------------------------------------
+
+
+def valid_record(n: int) -> dict:
+    from generator.store import digest
+
+    parts = {"writer": n}
+    provenance = dict.fromkeys(("generator", "config", "device", "seed", "dtype", "model", "versions"), "x")
+    return {"key": digest(parts), "key_parts": parts, "provenance": provenance, "metrics": {"n": n}, "figures": {}}
+
+
+SAVER = """
+import sys
+sys.path.insert(0, {root!r})
+from generator.store import Store, digest
+store, n = Store({results!r}), int(sys.argv[1])
+provenance = dict.fromkeys(("generator", "config", "device", "seed", "dtype", "model", "versions"), "x")
+record = {{"key": digest({{"writer": n}}), "key_parts": {{"writer": n}}, "provenance": provenance,
+          "metrics": {{"n": n}}, "figures": {{}}}}
+for i in range(60):
+    store.save("m", "baseline", record, {{"wall_s": n}})
+"""
+
+
+def test_concurrent_saves_keep_record_and_timing_together(tmp_path):
+    from generator.store import Store
+
+    script = tmp_path / "saver.py"
+    script.write_text(SAVER.format(root=str(ROOT), results=str(tmp_path / "results")))
+    procs = [subprocess.Popen([sys.executable, str(script), str(n)], cwd=ROOT) for n in (1, 2, 3)]
+    assert [p.wait(timeout=120) for p in procs] == [0, 0, 0]
+    store = Store(tmp_path / "results")
+    record = store.load("m", "baseline")
+    assert store.timing("m", "baseline")["wall_s"] == record["metrics"]["n"]
+    assert not list((tmp_path / "results").rglob("*.tmp"))
+
+
+def test_save_removes_only_temp_files_of_dead_processes(tmp_path):
+    from generator.store import Store
+
+    folder = tmp_path / "results" / "m"
+    folder.mkdir(parents=True)
+    alive = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    try:
+        in_flight = folder / f".baseline.json.{alive.pid}.abc123.tmp"
+        left_over = folder / f".baseline.json.{dead.pid}.def456.tmp"
+        other = folder / f".exceptions.json.{dead.pid}.ghi789.tmp"  # another file's: not this save's
+        for p in (in_flight, left_over, other):
+            p.write_text("{")
+        Store(tmp_path / "results").save("m", "baseline", valid_record(1), {"wall_s": 1.0})
+        assert in_flight.exists() and not left_over.exists() and other.exists()
+    finally:
+        alive.kill()
+        alive.wait()
+
+
+@pytest.mark.parametrize("mask, mode", [(0o022, 0o644), (0o027, 0o640), (0o002, 0o664)])
+def test_written_files_follow_the_umask(tmp_path, mask, mode):
+    from generator.store import Store, write_atomic
+
+    old = os.umask(mask)
+    try:
+        Store(tmp_path / "results").save("m", "baseline", valid_record(1), {"wall_s": 1.0})
+        write_atomic(tmp_path / "docs" / "index.md", "# page\n")
+    finally:
+        os.umask(old)
+    for path in (tmp_path / "results/m/baseline.json", tmp_path / "results/m/baseline.timing.json"):
+        assert path.stat().st_mode & 0o777 == mode, path
+    assert (tmp_path / "docs" / "index.md").stat().st_mode & 0o777 == mode
+
+
+@pytest.mark.parametrize(
+    "path, ignored",
+    [
+        ("results/organism/.baseline.json.4242.k3j_x9.tmp", True),
+        ("results/organism/.baseline.timing.json.4242.k3j_x9.tmp", True),
+        ("results/.lock", True),
+        (".site.4242.building/index.html", True),
+        ("results/organism/baseline.json", False),
+        ("results/organism/baseline.timing.json", False),
+    ],
+)
+def test_gitignore_matches_the_real_temp_names(path, ignored):
+    done = subprocess.run(["git", "check-ignore", "-q", "--no-index", path], cwd=ROOT)
+    assert done.returncode == (0 if ignored else 1), path
+
+
+# ---- determinism -------------------------------------------------------------------------
+
+
+def test_stored_numbers_do_not_depend_on_the_thread_count(tmp_path):
+    """Without the fixed thread count, this model's baseline differs between 1 and 2 threads
+    in the last stored digit (checked when the fix was made); the tiny model's does not."""
+    import torch
+
+    model = save_random_gpt2(tmp_path / "model", n_layer=2, n_embd=128, n_head=4, n_positions=64)
+    config = write_config(tmp_path, models=[str(model)], device="cpu", experiments={"baseline": {}})
+    before = torch.get_num_threads()
+    runs = []
+    try:
+        for threads in (2, 1):
+            torch.set_num_threads(threads)
+            result = cli("run", "--force", "--config", str(config))
+            assert result.exit_code == 0, result.output
+            assert torch.get_num_threads() == threads  # restored after the run
+            runs.append(next((tmp_path / "results").glob("*/baseline.json")).read_bytes())
+    finally:
+        torch.set_num_threads(before)
+    assert runs[0] == runs[1]
+
+
+# ---- HTML in task data and titles is text --------------------------------------------------
+
+XSS = "</script><script>alert(1)</script><img src=x onerror=alert(2)>"
+RAW = ("<script>alert(1)", "<img src=x", "<b>is</b>", "\\&lt;")
+
+
+def test_html_in_prompts_and_titles_is_shown_as_text(tmp_path, monkeypatch, tiny_gpt2_dir):
+    import generator.tasks
+
+    data_dir = tmp_path / "tasks"
+    shutil.copytree(generator.tasks.DATA_DIR, data_dir)
+    pronoun = yaml.safe_load((data_dir / "pronoun.yaml").read_text())
+    pronoun["description"] += " " + XSS
+    pronoun["templates"] = [f"{XSS} " + t.replace("{name} is", "{name} <b>is</b>") for t in pronoun["templates"]]
+    pronoun["example"] = f"{XSS} " + pronoun["example"].replace(" is", " <b>is</b>")
+    (data_dir / "pronoun.yaml").write_text(yaml.safe_dump(pronoun))
+    exceptions = yaml.safe_load((data_dir / "exceptions.yaml").read_text())
+    exceptions["description"] += " " + XSS
+    for family in exceptions["families"].values():
+        family["description"] += " " + XSS
+        for prompt in family["prompts"]:
+            prompt["text"] = f"{XSS} {prompt['text']}"
+    (data_dir / "exceptions.yaml").write_text(yaml.safe_dump(exceptions))
+    monkeypatch.setattr(generator.tasks, "DATA_DIR", data_dir)
+
+    config = write_config(
+        tmp_path,
+        title=f"Report {XSS}",
+        example_prompt=f"{XSS} John is great.",
+        models=[str(tiny_gpt2_dir)],
+        device="cpu",
+        experiments=EXPERIMENTS,
+    )
+    result = cli("build", "--config", str(config))
+    assert result.exit_code == 0, result.output
+    checked = 0
+    site = tmp_path / "site"
+    for path in [*site.rglob("*.html"), *site.rglob("*.xml"), site / "search" / "search_index.json"]:
+        if path.is_file():  # (downloads/*.json are data: their prompts are raw text, as they should be)
+            text = path.read_text(encoding="utf-8")
+            checked += 1
+            for raw in RAW:
+                assert raw not in text, f"{raw!r} in {path}"
+    assert checked > 5
+    index = (tmp_path / "site" / "index.html").read_text()
+    assert "Report &lt;/script&gt;&lt;script&gt;alert(1)&lt;/script&gt;&lt;img src=x onerror=alert(2)&gt;" in index
+    assert "&amp;lt;" not in index  # escaped once, not twice
