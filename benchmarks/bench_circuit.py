@@ -69,15 +69,19 @@ def timed(fn, device):
 
 def ours(model, batch, device, fractions):
     """EAP-IG scores and the ten exact verifications, and their times."""
-    runner, setup = timed(lambda: CircuitRunner(model, batch.clean_tokens, batch.corrupted_tokens,
-                                                batch.answer_tokens), device)
+    runner, setup = timed(
+        lambda: CircuitRunner(model, batch.clean_tokens, batch.corrupted_tokens, batch.answer_tokens), device
+    )
     scores, scoring = timed(lambda: runner.scores(ig_steps=5), device)
     evaluator = circuit.Evaluator(runner, position_aware=True)
     order = circuit.ranking(evaluator.edge_scores(scores), absolute=True)
     sizes = circuit.sizes_for(fractions, evaluator.n_edges)
     curve, verify = timed(lambda: evaluator.curve(order, sizes), device)
-    print(f"ours: setup {setup:.1f} s, EAP-IG scoring (5 steps, {len(batch.clean_tokens)} prompts) {scoring:.1f} s, "
-          f"ten exact verifications {verify:.1f} s; edges {evaluator.n_edges}", flush=True)
+    print(
+        f"ours: setup {setup:.1f} s, EAP-IG scoring (5 steps, {len(batch.clean_tokens)} prompts) {scoring:.1f} s, "
+        f"ten exact verifications {verify:.1f} s; edges {evaluator.n_edges}",
+        flush=True,
+    )
     return runner, evaluator, order, sizes, curve, setup + scoring + verify
 
 
@@ -90,50 +94,86 @@ def transformer_lens(model, batch, runner, evaluator, order, sizes, n_prompts, d
 
     def node(w, r, p):
         writer, reader = g.writers[w], g.readers[r]
-        wn = (Node("embed", p) if writer[0] == "embed" else Node("attn_head_out", p, writer[1], writer[2])
-              if writer[0] == "head" else Node("mlp_out", p, writer[1]))
-        rn = (Node("logits", p, n_layers - 1) if reader[0] == "logits" else Node("mlp_in", p, reader[1])
-              if reader[0] == "mlp" else Node(f"{reader[0]}_input", p, reader[1], reader[2]))
+        wn = (
+            Node("embed", p)
+            if writer[0] == "embed"
+            else Node("attn_head_out", p, writer[1], writer[2])
+            if writer[0] == "head"
+            else Node("mlp_out", p, writer[1])
+        )
+        rn = (
+            Node("logits", p, n_layers - 1)
+            if reader[0] == "logits"
+            else Node("mlp_in", p, reader[1])
+            if reader[0] == "mlp"
+            else Node(f"{reader[0]}_input", p, reader[1], reader[2])
+        )
         return wn, rn
 
     shape = (len(g.writers), len(g.readers), n_pos)
     circuits = []
     for n in sizes:
         flat = evaluator.edges[order[:n]]
-        circuits.append([node(int(f) // (shape[1] * shape[2]), int(f) // shape[2] % shape[1], int(f) % shape[2])
-                         for f in flat])
+        circuits.append(
+            [node(int(f) // (shape[1] * shape[2]), int(f) // shape[2] % shape[1], int(f) % shape[2]) for f in flat]
+        )
     eap_time = faith_time = 0.0
     score_diff = recovered_diff = 0.0
     for i in range(n_prompts):
         one = slice(i, i + 1)
-        metric = lambda logits, i=i: logit_diff(logits, batch.answer_tokens[one])[0]  # noqa: E731
+        clean, corrupted, answers = batch.clean_tokens[one], batch.corrupted_tokens[one], batch.answer_tokens[one]
+
+        def metric(logits, answers=answers):
+            return logit_diff(logits, answers)[0]
+
+        def eap(clean=clean, corrupted=corrupted, metric=metric):
+            return attribution_patch(model, clean, corrupted, metric, EdgeAttributionConfig(granularity="edge"))
+
         with torch.enable_grad():
-            result, t = timed(lambda: attribution_patch(model, batch.clean_tokens[one], batch.corrupted_tokens[one],
-                                                        metric, EdgeAttributionConfig(granularity="edge")), device)
+            result, t = timed(eap, device)
         eap_time += t
         single = CircuitRunner(model, batch.clean_tokens[one], batch.corrupted_tokens[one], batch.answer_tokens[one])
         mine = single.scores(1)
         for (w, r), score in result.edge_scores.items():
-            wi = g.writers.index(("embed",) if w.kind == "embed" else ("head", w.layer, w.head)
-                                 if w.kind == "attn_head_out" else ("mlp", w.layer))
-            ri = g.readers.index(("logits",) if r.kind == "logits" else ("mlp", r.layer) if r.kind == "mlp_in"
-                                 else (r.kind[0], r.layer, r.head))
+            wi = g.writers.index(
+                ("embed",)
+                if w.kind == "embed"
+                else ("head", w.layer, w.head)
+                if w.kind == "attn_head_out"
+                else ("mlp", w.layer)
+            )
+            ri = g.readers.index(
+                ("logits",)
+                if r.kind == "logits"
+                else ("mlp", r.layer)
+                if r.kind == "mlp_in"
+                else (r.kind[0], r.layer, r.head)
+            )
             score_diff = max(score_diff, abs(float(mine[wi, ri, w.position]) - score))
         ours_curve = circuit.Evaluator(single, True).curve(order, sizes)
         for k, edges in enumerate(circuits):
-            f, t = timed(lambda edges=edges: faithfulness(model, batch.clean_tokens[one], batch.corrupted_tokens[one],
-                                                          metric, edges), device)
+            f, t = timed(
+                lambda edges=edges, clean=clean, corrupted=corrupted, metric=metric: faithfulness(
+                    model, clean, corrupted, metric, edges
+                ),
+                device,
+            )
             faith_time += t
-            recovered = (ours_curve[k, 0] - single.corrupted_metric[0]) / (single.clean_metric[0]
-                                                                          - single.corrupted_metric[0])
+            recovered = (ours_curve[k, 0] - single.corrupted_metric[0]) / (
+                single.clean_metric[0] - single.corrupted_metric[0]
+            )
             recovered_diff = max(recovered_diff, abs(float(recovered) - f.recovered))
-        print(f"  TL prompt {i + 1}/{n_prompts}: EAP {eap_time:.1f} s, faithfulness {faith_time:.1f} s so far",
-              flush=True)
+        print(
+            f"  TL prompt {i + 1}/{n_prompts}: EAP {eap_time:.1f} s, faithfulness {faith_time:.1f} s so far", flush=True
+        )
     total = len(batch.clean_tokens)
     scale = total / n_prompts
-    print(f"TransformerLens on {n_prompts} prompt(s): attribution_patch {eap_time:.1f} s, faithfulness x10 "
-          f"{faith_time:.1f} s; extrapolated to {total} prompts: {eap_time * scale:.0f} s + {faith_time * scale:.0f} s "
-          f"(EAP, not EAP-IG: TL has none)", flush=True)
+    print(
+        f"TransformerLens on {n_prompts} prompt(s): attribution_patch {eap_time:.1f} s, faithfulness x10 "
+        f"{faith_time:.1f} s; extrapolated to {total} prompts: {eap_time * scale:.0f} s + {faith_time * scale:.0f} s "
+        f"(EAP, not EAP-IG: TL has none)",
+        flush=True,
+    )
     print(f"largest |score difference| {score_diff:.2e}, largest |recovered difference| {recovered_diff:.2e}")
     return (eap_time + faith_time) * scale
 
@@ -141,8 +181,9 @@ def transformer_lens(model, batch, runner, evaluator, order, sizes, n_prompts, d
 def path_patching(model, batch, device, tl_senders, components=("q", "k", "v")):
     from transformer_lens.tools.analysis import get_act_patch_direct_path
 
-    engine, setup = timed(lambda: PatchingEngine(model, batch.clean_tokens, batch.corrupted_tokens,
-                                                 batch.answer_tokens), device)
+    engine, setup = timed(
+        lambda: PatchingEngine(model, batch.clean_tokens, batch.corrupted_tokens, batch.answer_tokens), device
+    )
     senders = [Head(layer, 0) for layer in (0, 3, 6)]  # three senders at different depths
     ours_out, ours_time = {}, setup
     for s in senders:
@@ -159,15 +200,29 @@ def path_patching(model, batch, device, tl_senders, components=("q", "k", "v")):
     for s in senders[:tl_senders]:
         for c in components:
             with torch.no_grad():
-                expected, t = timed(lambda s=s, c=c: get_act_patch_direct_path(
-                    model, batch.corrupted_tokens, clean_cache, corrupted_cache, metric, s.layer, s.head,
-                    component=c, verbose=False), device)
+                expected, t = timed(
+                    lambda s=s, c=c: get_act_patch_direct_path(
+                        model,
+                        batch.corrupted_tokens,
+                        clean_cache,
+                        corrupted_cache,
+                        metric,
+                        s.layer,
+                        s.head,
+                        component=c,
+                        verbose=False,
+                    ),
+                    device,
+                )
             tl_time += t
-            diff = max(diff, float((ours_out[(s, c)][s.layer + 1:] - expected[s.layer + 1:]).abs().max()))
+            diff = max(diff, float((ours_out[(s, c)][s.layer + 1 :] - expected[s.layer + 1 :]).abs().max()))
     scale = len(senders) / tl_senders
-    print(f"path patching, {len(senders)} senders x q/k/v: engine {ours_time:.1f} s (setup {setup:.1f} s); "
-          f"TransformerLens {tl_time:.1f} s on {tl_senders} sender(s), extrapolated {tl_time * scale:.0f} s: "
-          f"{tl_time * scale / ours_time:.0f}x; largest |difference| {diff:.2e}", flush=True)
+    print(
+        f"path patching, {len(senders)} senders x q/k/v: engine {ours_time:.1f} s (setup {setup:.1f} s); "
+        f"TransformerLens {tl_time:.1f} s on {tl_senders} sender(s), extrapolated {tl_time * scale:.0f} s: "
+        f"{tl_time * scale / ours_time:.0f}x; largest |difference| {diff:.2e}",
+        flush=True,
+    )
 
 
 def main():
@@ -195,13 +250,17 @@ def main():
     fractions = params.MIB_SIZES
     runner, evaluator, order, sizes, _, ours_total = ours(model, batch, args.device, fractions)
     exceptions = build(load_task("exceptions"), model)
-    result, experiment = timed(lambda: circuit.run(model, batch, params.Circuit(),
-                                                   {"tasks": {"exceptions": exceptions}}), args.device)
+    result, experiment = timed(
+        lambda: circuit.run(model, batch, params.Circuit(), {"tasks": {"exceptions": exceptions}}), args.device
+    )
     print(f"the whole circuit experiment: {experiment:.1f} s; parts {result.timings}", flush=True)
     if not args.skip_tl:
         tl_total = transformer_lens(model, batch, runner, evaluator, order, sizes, args.tl_prompts, args.device)
-        print(f"EAP-IG + ten verifications, ours {ours_total:.1f} s vs TransformerLens's EAP + faithfulness "
-              f"{tl_total:.0f} s (extrapolated): {tl_total / ours_total:.0f}x", flush=True)
+        print(
+            f"EAP-IG + ten verifications, ours {ours_total:.1f} s vs TransformerLens's EAP + faithfulness "
+            f"{tl_total:.0f} s (extrapolated): {tl_total / ours_total:.0f}x",
+            flush=True,
+        )
     path_patching(model, batch, args.device, 0 if args.skip_tl else args.tl_senders)
 
 

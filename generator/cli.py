@@ -187,12 +187,21 @@ def organism():
 
 
 @organism.command()
-@click.option("--model", "which", default="all", show_default=True,
-              type=click.Choice(["organism", "organism-attn-only-1l", "all"]),
-              help="Which bundled organism to train; all trains both, one after the other.")
-@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="Output folder (default: the bundled checkpoint under generator/assets/). "
-                   "With --model all, the folder that receives one sub-folder per model.")
+@click.option(
+    "--model",
+    "which",
+    default="all",
+    show_default=True,
+    type=click.Choice(["organism", "organism-attn-only-1l", "all"]),
+    help="Which bundled organism to train; all trains both, one after the other.",
+)
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Output folder (default: the bundled checkpoint under generator/assets/). "
+    "With --model all, the folder that receives one sub-folder per model.",
+)
 @click.option("--seed", default=0, show_default=True)
 def train(which, out, seed):
     """Retrain the organisms from their synthetic corpus (a few minutes each on 2 CPU cores)."""
@@ -206,8 +215,9 @@ def train(which, out, seed):
     for name in names:
         folder = BUNDLED[name] if out is None else (out / name if which == "all" else out)
         t0 = time.time()
-        record = train_organism(folder, model=name, seed=seed,
-                                progress=sys.stderr.isatty() and not os.environ.get("CI"))
+        record = train_organism(
+            folder, model=name, seed=seed, progress=sys.stderr.isatty() and not os.environ.get("CI")
+        )
         log(f"{name}: {folder} ({time.time() - t0:.0f}s)")
         for row in record["acceptance"]:
             log(f"  {row['metric']}: {row['value']:.4g} (needs {row['op']} {row['bound']})")

@@ -128,12 +128,14 @@ def _looks_like_hub_id(name: str) -> bool:
 
 
 def fingerprint(ref: ModelRef) -> str:
-    """Identify the weights without loading them: a hash of local weight files, or the
-    hub revision in the local cache ("uncached" when it was never downloaded)."""
+    """Identify the weights without loading them: a hash of local weight, config and tokenizer
+    files (not a bundled model's training.json, a record of how it was trained, which changes
+    with its training time), or the hub revision in the local cache ("uncached" when it was
+    never downloaded)."""
     if ref.source in ("organism", "local"):
         digest = hashlib.sha256()
         for f in sorted(Path(ref.location).iterdir()):
-            if f.suffix in (".safetensors", ".bin", ".json") and f.is_file():
+            if f.suffix in (".safetensors", ".bin", ".json") and f.is_file() and f.name != "training.json":
                 digest.update(f.name.encode())
                 try:
                     digest.update(f.read_bytes())

@@ -175,8 +175,9 @@ class _Warnings(logging.Handler):
         self.messages.append(" ".join(record.getMessage().split()))
 
 
-def build_site(config: Config, log=print, site_url: str | None = None, allow_stale: bool = False,
-               render_pages: bool = True) -> Path:
+def build_site(
+    config: Config, log=print, site_url: str | None = None, allow_stale: bool = False, render_pages: bool = True
+) -> Path:
     """Render the pages and `mkdocs build --strict` into the configured site folder, running
     no experiment. `site_url` (else mkdocs.yml's, from $CAPCIRCUIT_SITE_URL) is where the site
     will be served: material's instant navigation and the sitemap need it. `render_pages=False`

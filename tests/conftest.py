@@ -95,8 +95,13 @@ def subset(batch, rows=PROMPTS):
 
     idx = torch.tensor(rows)
     spec = dataclasses.replace(batch.spec, prompts=tuple(batch.spec.prompts[i] for i in rows))
-    return dataclasses.replace(batch, spec=spec, clean_tokens=batch.clean_tokens[idx],
-                               corrupted_tokens=batch.corrupted_tokens[idx], answer_tokens=batch.answer_tokens[idx])
+    return dataclasses.replace(
+        batch,
+        spec=spec,
+        clean_tokens=batch.clean_tokens[idx],
+        corrupted_tokens=batch.corrupted_tokens[idx],
+        answer_tokens=batch.answer_tokens[idx],
+    )
 
 
 @pytest.fixture(scope="session")
@@ -123,7 +128,9 @@ def repo_config() -> dict:
     return yaml.safe_load((ROOT / "report.yaml").read_text())
 
 
-def build_report(folder: Path, results: Path = ROOT / "results", after_render=None, site_url=None, **fields):
+def build_report(
+    folder: Path, results: Path = ROOT / "results", after_render=None, site_url=None, allow_stale=False, **fields
+):
     """Copy a results store into `folder`, render it and build the site (strict), running
     nothing: by default the committed results with the repository's own report.yaml (the site
     the Pages workflow publishes). `after_render(docs)` may add to the rendered pages first."""
@@ -136,7 +143,9 @@ def build_report(folder: Path, results: Path = ROOT / "results", after_render=No
     fields = {"models": repo["models"], "experiments": repo["experiments"], "device": "cpu", **fields}
     config = load_config(write_config(folder, **fields))
     if after_render:
-        render(config, log=lambda message: None)
+        render(config, log=lambda message: None, allow_stale=allow_stale)
         after_render(config.path("docs"))
-    build_site(config, log=lambda message: None, site_url=site_url, render_pages=after_render is None)
+    build_site(
+        config, log=lambda message: None, site_url=site_url, allow_stale=allow_stale, render_pages=after_render is None
+    )
     return config

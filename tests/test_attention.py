@@ -108,14 +108,18 @@ def test_circuitsvis_builds_the_same_props(batch, result):
         spec = result.figures[name]
         assert spec["kind"] == "circuitsvis" and spec["function"] == "AttentionHeads"
         props = spec["props"]
-        html = attention_heads(attention=props["attention"], tokens=props["tokens"],
-                               attention_head_names=props["attentionHeadNames"],
-                               mask_upper_tri=props["maskUpperTri"]).cdn_src
+        html = attention_heads(
+            attention=props["attention"],
+            tokens=props["tokens"],
+            attention_head_names=props["attentionHeadNames"],
+            mask_upper_tri=props["maskUpperTri"],
+        ).cdn_src
         built = json.loads(re.search(r"AttentionHeads,\s*(\{.*\})\s*\)", html, re.S).group(1))
         assert built == props
         assert len(props["tokens"]) == batch.clean_tokens.shape[1]
         assert props["attentionHeadNames"] == [Head.of(h).name for h in group(result, name.split("_")[0])["heads"]]
     final = result.figures["positive_mean_final"]["figure"]
     assert final["data"][0]["x"] == batch.position_labels
-    assert torch.allclose(torch.tensor(final["data"][0]["z"]), torch.tensor(group(result, "positive")["final_mean"]),
-                          atol=1e-4)  # the figure stores 4 digits
+    assert torch.allclose(
+        torch.tensor(final["data"][0]["z"]), torch.tensor(group(result, "positive")["final_mean"]), atol=1e-4
+    )  # the figure stores 4 digits

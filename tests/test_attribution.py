@@ -36,11 +36,14 @@ def naive(model, tokens, answers) -> dict:
     def keep(name):  # by the name asked for: hook.name may be the alias's target
         def hook(value, hook):
             seen[name] = value[:, -1].clone()  # the final position only
+
         return hook
 
     names = ["hook_embed", "hook_pos_embed"] + [
-        f"blocks.{l}.{n}" for l in range(n_layers)
-        for n in ("attn.hook_z", "hook_attn_out", "hook_mlp_out", "hook_resid_pre", "hook_resid_mid")]
+        f"blocks.{l}.{n}"
+        for l in range(n_layers)
+        for n in ("attn.hook_z", "hook_attn_out", "hook_mlp_out", "hook_resid_pre", "hook_resid_mid")
+    ]
     names.append(f"blocks.{n_layers - 1}.hook_resid_post")
     logits = model.run_with_hooks(tokens, fwd_hooks=[(n, keep(n)) for n in names])[:, -1]
     final = seen[f"blocks.{n_layers - 1}.hook_resid_post"]
@@ -52,8 +55,17 @@ def naive(model, tokens, answers) -> dict:
         piece = piece - piece.mean(-1, keepdim=True)
         return (piece / scale[:, None] * direction).sum(-1)
 
-    heads = torch.stack([torch.stack([dla(seen[f"blocks.{l}.attn.hook_z"][:, h] @ model.blocks[l].attn.W_O[h])
-                                      for h in range(model.cfg.n_heads)]) for l in range(n_layers)])
+    heads = torch.stack(
+        [
+            torch.stack(
+                [
+                    dla(seen[f"blocks.{l}.attn.hook_z"][:, h] @ model.blocks[l].attn.W_O[h])
+                    for h in range(model.cfg.n_heads)
+                ]
+            )
+            for l in range(n_layers)
+        ]
+    )
     lens = []
     for l in range(n_layers):
         lens += [dla(seen[f"blocks.{l}.hook_resid_pre"]), dla(seen[f"blocks.{l}.hook_resid_mid"])]
@@ -80,8 +92,10 @@ def reference(model, batch):
 
 
 def close(stored, expected):
-    assert torch.allclose(torch.as_tensor(stored, dtype=torch.float32), expected.float(), atol=TOL, rtol=0), \
-        (stored, expected)
+    assert torch.allclose(torch.as_tensor(stored, dtype=torch.float32), expected.float(), atol=TOL, rtol=0), (
+        stored,
+        expected,
+    )
 
 
 def test_total_is_the_logit_difference_without_the_unembedding_bias(result, reference):
@@ -138,8 +152,11 @@ def test_top_heads_are_the_largest_of_each_sign(result, reference):
 def test_breakdowns_match_the_reference(batch, result, reference):
     prompts = batch.spec.prompts
     table = result.metrics["breakdowns"]
-    for kind, key in (("gender", lambda p: p.group), ("name", lambda p: p.name),
-                      ("template", lambda p: f"template {p.template + 1}")):
+    for kind, key in (
+        ("gender", lambda p: p.group),
+        ("name", lambda p: p.name),
+        ("template", lambda p: f"template {p.template + 1}"),
+    ):
         for row in table[kind]["rows"]:
             idx = torch.tensor([i for i, p in enumerate(prompts) if key(p) == row["group"]])
             assert row["n"] == len(idx)
@@ -153,8 +170,9 @@ def test_breakdowns_match_the_reference(batch, result, reference):
 def test_figures_draw_the_stored_metrics(result):
     """Each figure plots exactly the numbers stored beside it, with labelled axes."""
     m, figures = result.metrics, result.figures
-    assert {"logit_lens", "components", "heads", "breakdown_template", "breakdown_name",
-            "breakdown_gender"} <= set(figures)
+    assert {"logit_lens", "components", "heads", "breakdown_template", "breakdown_name", "breakdown_gender"} <= set(
+        figures
+    )
     for spec in figures.values():
         layout = spec["figure"]["layout"]
         assert layout["xaxis"]["title"]["text"] and layout["yaxis"]["title"]["text"]

@@ -78,8 +78,9 @@ def test_whole_graph_is_the_clean_run_and_empty_circuit_the_corrupted_one(which,
     torch.testing.assert_close(runner.evaluate(everything), clean, atol=TOL, rtol=0)
     torch.testing.assert_close(runner.evaluate(torch.zeros_like(everything)), corrupted, atol=TOL, rtol=0)
     # patching every edge clean into the corrupted run is the clean run too
-    torch.testing.assert_close(runner.patch_edges(everything[..., None].expand(*everything.shape, runner.n_pos)),
-                               clean, atol=TOL, rtol=0)
+    torch.testing.assert_close(
+        runner.patch_edges(everything[..., None].expand(*everything.shape, runner.n_pos)), clean, atol=TOL, rtol=0
+    )
 
 
 def test_graph_has_mibs_edge_count_for_gpt2_small():
@@ -98,8 +99,13 @@ def test_eap_scores_equal_transformer_lens_attribution_patch(which, request):
     for i in range(len(batch.clean_tokens)):
         metric = lambda logits, i=i: logit_diff(logits, batch.answer_tokens[i : i + 1])[0]  # noqa: E731
         with torch.enable_grad():
-            result = attribution_patch(model, batch.clean_tokens[i : i + 1], batch.corrupted_tokens[i : i + 1],
-                                       metric, EdgeAttributionConfig(granularity="edge"))
+            result = attribution_patch(
+                model,
+                batch.clean_tokens[i : i + 1],
+                batch.corrupted_tokens[i : i + 1],
+                metric,
+                EdgeAttributionConfig(granularity="edge"),
+            )
         for edge, score in result.edge_scores.items():
             totals[edge] = totals.get(edge, 0.0) + score / len(batch.clean_tokens)
     assert len(totals) == int(runner.graph.upstream().sum()) * runner.n_pos
@@ -126,15 +132,26 @@ def test_circuit_runs_equal_transformer_lens_faithfulness(which, request):
         for w, r, p in keep.nonzero().tolist():
             writer = runner.graph.writers[w]
             reader = runner.graph.readers[r]
-            wn = (Node("embed", p) if writer[0] == "embed" else Node("attn_head_out", p, writer[1], writer[2])
-                  if writer[0] == "head" else Node("mlp_out", p, writer[1]))
-            rn = (Node("logits", p, model.cfg.n_layers - 1) if reader[0] == "logits" else Node("mlp_in", p, reader[1])
-                  if reader[0] == "mlp" else Node(f"{reader[0]}_input", p, reader[1], reader[2]))
+            wn = (
+                Node("embed", p)
+                if writer[0] == "embed"
+                else Node("attn_head_out", p, writer[1], writer[2])
+                if writer[0] == "head"
+                else Node("mlp_out", p, writer[1])
+            )
+            rn = (
+                Node("logits", p, model.cfg.n_layers - 1)
+                if reader[0] == "logits"
+                else Node("mlp_in", p, reader[1])
+                if reader[0] == "mlp"
+                else Node(f"{reader[0]}_input", p, reader[1], reader[2])
+            )
             circuit_edges.append((wn, rn))
         for i in range(len(batch.clean_tokens)):
             metric = lambda logits, i=i: logit_diff(logits, batch.answer_tokens[i : i + 1])[0]  # noqa: E731
-            tl = faithfulness(model, batch.clean_tokens[i : i + 1], batch.corrupted_tokens[i : i + 1], metric,
-                              circuit_edges)
+            tl = faithfulness(
+                model, batch.clean_tokens[i : i + 1], batch.corrupted_tokens[i : i + 1], metric, circuit_edges
+            )
             recovered = (ours[i] - runner.corrupted_metric[i]) / (runner.clean_metric[i] - runner.corrupted_metric[i])
             assert abs(float(recovered) - tl.recovered) < TOL_REFERENCE, (n, i, float(recovered), tl.recovered)
 
@@ -159,8 +176,9 @@ def linear(tmp_path_factory):
 
     tokenizer = gpt2_tokenizer()
     torch.manual_seed(0)
-    hf = GPT2LMHeadModel(GPT2Config(vocab_size=len(tokenizer), n_layer=2, n_embd=32, n_head=2, n_positions=32,
-                                    layer_norm_epsilon=1e8))
+    hf = GPT2LMHeadModel(
+        GPT2Config(vocab_size=len(tokenizer), n_layer=2, n_embd=32, n_head=2, n_positions=32, layer_norm_epsilon=1e8)
+    )
     with torch.no_grad():
         for block in hf.transformer.h:
             block.attn.c_attn.weight[:, :32] = 0  # queries: zero, so every score is zero
@@ -212,8 +230,9 @@ def test_edge_patch_equals_a_hook_on_the_readers_input(organism, few_prompts):
         return act + delta
 
     with torch.no_grad():
-        logits = organism.run_with_hooks(few_prompts.corrupted_tokens,
-                                         fwd_hooks=[(f"blocks.{n_layers - 1}.hook_resid_post", shift)])
+        logits = organism.run_with_hooks(
+            few_prompts.corrupted_tokens, fwd_hooks=[(f"blocks.{n_layers - 1}.hook_resid_post", shift)]
+        )
     torch.testing.assert_close(ours, logit_diff(logits, few_prompts.answer_tokens), atol=TOL, rtol=0)
 
 
@@ -221,8 +240,7 @@ def test_node_effects_equal_the_engines_head_output_patching(organism, few_promp
     """The exact node ranking's head effects are activation patching of each head's output."""
     runner = runner_for(organism, few_prompts)
     effects = circuit.node_effects(runner, position_aware=False)
-    engine = PatchingEngine(organism, few_prompts.clean_tokens, few_prompts.corrupted_tokens,
-                            few_prompts.answer_tokens)
+    engine = PatchingEngine(organism, few_prompts.clean_tokens, few_prompts.corrupted_tokens, few_prompts.answer_tokens)
     head_out = engine.sweep("head_out") - engine.corrupted_logit_diff.mean()
     for (kind, *where), value in zip(runner.graph.writers, effects):
         if kind == "head":
@@ -251,13 +269,16 @@ def test_curves_areas_and_smallest_circuit(organism, few_prompts, result):
             assert abs(c["area"] - trapezoid) < 1e-4, (name, kind)
             assert c["area_ci"][0] <= c["area"] + 1e-4 and c["area"] - 1e-4 <= c["area_ci"][1], (name, kind)
             assert c["sizes"] == circuit.sizes_for(fractions, m["n_edges"])
-    smallest = m["methods"]["eap_ig"]["smallest_faithful"]
+    smallest = m["circuit"]["smallest_faithful"]
     if smallest:  # re-run that circuit: the top edges by |EAP-IG|, exactly
         evaluator = circuit.Evaluator(runner, False)
         scores = evaluator.edge_scores(runner.scores(m["ig_steps"]))
         order = circuit.ranking(scores, absolute=True)
-        f = circuit.faithfulness(runner.evaluate(evaluator.keep(order, smallest["edges"]))[None],
-                                 runner.clean_metric, runner.corrupted_metric)
+        f = circuit.faithfulness(
+            runner.evaluate(evaluator.keep(order, smallest["edges"]))[None],
+            runner.clean_metric,
+            runner.corrupted_metric,
+        )
         assert abs(float(f[0]) - smallest["faithfulness"]) < 1e-4 and float(f[0]) >= m["faithful"]
     assert m["held_out"]["n_scoring"] + m["held_out"]["n_testing"] == len(PROMPTS)
     assert set(result.timings) >= {"eap", "eap_ig", "exact_node", "random"}

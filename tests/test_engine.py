@@ -31,9 +31,7 @@ def tl_sweep(model, target, corrupted_tokens, clean_cache, answers, index_df=Non
     with torch.no_grad():
         if index_df is None:
             return sweep(model, corrupted_tokens, clean_cache, metric)
-        return sweep(
-            model, corrupted_tokens, clean_cache, metric, index_axis_names=None, index_df=index_df
-        )
+        return sweep(model, corrupted_tokens, clean_cache, metric, index_axis_names=None, index_df=index_df)
 
 
 # ---- tiny random GPT-2: every target (all indices, or 16 spread over the 3-axis sweeps) ----
@@ -101,8 +99,9 @@ def test_per_prompt_values_equal_transformer_lens_on_each_prompt_alone(tiny):
         one = slice(i, i + 1)
         with torch.no_grad():
             _, one_cache = model.run_with_cache(batch.clean_tokens[one])
-        expected = tl_sweep(model, "head_out_by_pos", batch.corrupted_tokens[one], one_cache,
-                            batch.answer_tokens[one], index_df)
+        expected = tl_sweep(
+            model, "head_out_by_pos", batch.corrupted_tokens[one], one_cache, batch.answer_tokens[one], index_df
+        )
         got = torch.stack([per_prompt[(*r, i)] for r in rows])
         torch.testing.assert_close(got, expected, atol=TOL, rtol=0)
     torch.testing.assert_close(per_prompt.mean(-1), patch_sweep(*args, clean_cache=cache), atol=TOL, rtol=0)
@@ -121,8 +120,7 @@ def test_transformer_lens_caches(tiny):
         compare(model, batch, cache, engine, target, max_indices=16)
     partial = {k: v for k, v in cache.items() if "hook_pattern" not in k}
     with pytest.raises(ValueError, match="clean_cache lacks blocks.0.attn.hook_pattern"):
-        PatchingEngine(model, batch.clean_tokens, batch.corrupted_tokens, batch.answer_tokens,
-                       clean_cache=partial)
+        PatchingEngine(model, batch.clean_tokens, batch.corrupted_tokens, batch.answer_tokens, clean_cache=partial)
 
 
 def test_errors_name_the_problem(tiny, monkeypatch):
@@ -167,9 +165,7 @@ def compare(model, batch, cache, engine, target, max_indices=None):
 def check_spread(model, batch, targets, max_indices):
     with torch.no_grad():
         _, cache = model.run_with_cache(batch.clean_tokens)
-    engine = PatchingEngine(
-        model, batch.clean_tokens, batch.corrupted_tokens, batch.answer_tokens, clean_cache=cache
-    )
+    engine = PatchingEngine(model, batch.clean_tokens, batch.corrupted_tokens, batch.answer_tokens, clean_cache=cache)
     for target in targets:
         compare(model, batch, cache, engine, target, max_indices)
 

@@ -26,8 +26,10 @@ BPE_CORPUS = [
     "I met Mr. Brown. The doctor is Dr. Green, e.g. a friend.",
 ]
 # The notebook's proper-noun prompts keep its answer " Paris"; GPT-2 splits " paris".
-GPT2_SPLIT = ["The capital of Canada is Ottawa while the capital of France is",
-              "The white house is in Washington, while the Louvre is in"]
+GPT2_SPLIT = [
+    "The capital of Canada is Ottawa while the capital of France is",
+    "The white house is in Washington, while the Louvre is in",
+]
 
 
 def load(path):
@@ -63,16 +65,30 @@ def bpe_dir(tmp_path_factory):
     bpe = Tokenizer(models.BPE())
     bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     bpe.decoder = decoders.ByteLevel()
-    bpe.train_from_iterator(BPE_CORPUS * 20, trainers.BpeTrainer(
-        vocab_size=400, special_tokens=["<|endoftext|>"], show_progress=False,
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
+    bpe.train_from_iterator(
+        BPE_CORPUS * 20,
+        trainers.BpeTrainer(
+            vocab_size=400,
+            special_tokens=["<|endoftext|>"],
+            show_progress=False,
+            initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        ),
+    )
     end = "<|endoftext|>"
     tokenizer = GPT2TokenizerFast(tokenizer_object=bpe, bos_token=end, eos_token=end, unk_token=end)
     path = tmp_path_factory.mktemp("tiny-bpe")
     torch.manual_seed(0)
-    GPT2LMHeadModel(GPT2Config(vocab_size=len(tokenizer), n_layer=2, n_embd=32, n_head=2, n_positions=64,
-                               bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id)
-                    ).save_pretrained(path)
+    GPT2LMHeadModel(
+        GPT2Config(
+            vocab_size=len(tokenizer),
+            n_layer=2,
+            n_embd=32,
+            n_head=2,
+            n_positions=64,
+            bos_token_id=tokenizer.bos_token_id,
+            eos_token_id=tokenizer.eos_token_id,
+        )
+    ).save_pretrained(path)
     tokenizer.save_pretrained(path)
     return path
 
@@ -87,8 +103,17 @@ def bpe_run(bpe_dir):
 def test_task_has_families_with_expectations_and_a_control():
     spec = load_task("exceptions")
     assert not spec.same_length
-    assert {"sentence_end", "email", "domain", "file_extension", "method_call", "abbreviation",
-            "postscript", "title", "proper_noun"} <= set(spec.groups)
+    assert {
+        "sentence_end",
+        "email",
+        "domain",
+        "file_extension",
+        "method_call",
+        "abbreviation",
+        "postscript",
+        "title",
+        "proper_noun",
+    } <= set(spec.groups)
     assert spec.info["control"] == "sentence_end"
     assert {f["expected"] for f in spec.info["families"].values()} == {"capital", "lowercase"}
     assert all(p.group in spec.groups for p in spec.prompts)
@@ -153,8 +178,10 @@ def hf_reference(path):
 
     hf = AutoModelForCausalLM.from_pretrained(str(path), attn_implementation="eager").eval()
     tokenizer, to_byte = AutoTokenizer.from_pretrained(str(path)), gpt2_byte_decoder()
-    words = [bytes(to_byte[ch] for ch in w).decode("utf-8", errors="replace").lstrip()[:1]
-             for w in tokenizer.convert_ids_to_tokens(list(range(len(tokenizer))))]
+    words = [
+        bytes(to_byte[ch] for ch in w).decode("utf-8", errors="replace").lstrip()[:1]
+        for w in tokenizer.convert_ids_to_tokens(list(range(len(tokenizer))))
+    ]
     vocab = hf.config.vocab_size
     upper, lower = torch.zeros(vocab, dtype=torch.bool), torch.zeros(vocab, dtype=torch.bool)
     upper[: len(words)] = torch.tensor([w.isupper() for w in words])[:vocab]
@@ -176,8 +203,9 @@ def naive_run(hf, ids: list[int], upper, lower) -> tuple[torch.Tensor, float, li
     hooks = []
     for block in blocks:
         hooks.append(block.register_forward_pre_hook(lambda mod, args: seen.append(args[0][0, -1])))
-        hooks.append(block.attn.register_forward_hook(
-            lambda mod, args, out: seen.append(seen[-1] + out[0][0, -1])))  # resid_mid = pre + attn
+        hooks.append(
+            block.attn.register_forward_hook(lambda mod, args, out: seen.append(seen[-1] + out[0][0, -1]))
+        )  # resid_mid = pre + attn
     hooks.append(hf.transformer.ln_f.register_forward_pre_hook(lambda mod, args: seen.append(args[0][0, -1])))
     try:
         logits = hf(torch.tensor([ids])).logits[0, -1]
@@ -271,9 +299,16 @@ def test_page_renders_with_unusable_pairs(tmp_path, bpe_dir, bpe_run):
     m = json.loads(json.dumps(bpe_run[1].metrics))  # as the store returns it
     config = load_config(write_config(tmp_path, models=[str(bpe_dir)], device="cpu", experiments={"exceptions": {}}))
     record = {"metrics": m, "figures": {}, "provenance": {"model": "bpe"}}
-    page = environment(config).get_template("exceptions.md.j2").render(
-        r={"exceptions": record}, primary="bpe", page="exceptions.md",
-        figure=lambda record, name, caption: f"[figure {name}: {caption}]")
+    page = (
+        environment(config)
+        .get_template("exceptions.md.j2")
+        .render(
+            r={"exceptions": record},
+            primary="bpe",
+            page="exceptions.md",
+            figure=lambda record, name, caption: f"[figure {name}: {caption}]",
+        )
+    )
     assert f"{m['n_pairs']} of the {m['n_prompts']} answer pairs are two single tokens" in page
     assert "| — |" in page and "`Send it to john@gmail.`" in page
     for f in m["families"]:

@@ -6,11 +6,11 @@ missing file fails here, it is never skipped."""
 from __future__ import annotations
 
 import json
-import tomllib
 from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
+import tomllib
 import torch
 
 from generator.experiments import baseline, exceptions
@@ -19,8 +19,7 @@ from generator.models import BUNDLED, load_model, resolve
 from generator.tasks import build, load_task
 
 ROOT = Path(__file__).resolve().parent.parent
-FILES = {"config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json", "README.md",
-         "training.json"}
+FILES = {"config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json", "README.md", "training.json"}
 MAX_BYTES = {"organism": 8 * 2**20, "organism-attn-only-1l": 2 * 2**20}
 TOL = 1e-4
 
@@ -33,9 +32,13 @@ def run(request):
     pronoun = build(load_task("pronoun"), model)
     exc_batch = build(load_task("exceptions"), model)
     return SimpleNamespace(
-        name=name, folder=BUNDLED[name], model=model, pronoun=pronoun,
+        name=name,
+        folder=BUNDLED[name],
+        model=model,
+        pronoun=pronoun,
         baseline=baseline.run(model, pronoun, Baseline(), {}).metrics,
-        exceptions=exceptions.run(model, exc_batch, Exceptions(), {}).metrics)
+        exceptions=exceptions.run(model, exc_batch, Exceptions(), {}).metrics,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -48,7 +51,7 @@ def hf(run):
 @pytest.mark.parametrize("name", sorted(BUNDLED))
 def test_checkpoint_is_packaged_small_and_documented(name):
     folder = BUNDLED[name]
-    assert FILES <= {f.name for f in folder.iterdir()}, f"{folder} lacks {FILES - {f.name for f in folder.iterdir()}}"
+    assert {f.name for f in folder.iterdir()} >= FILES, f"{folder} lacks {FILES - {f.name for f in folder.iterdir()}}"
     size = sum(f.stat().st_size for f in folder.iterdir() if f.is_file())
     assert size <= MAX_BYTES[name], f"{name} is {size / 2**20:.2f} MiB"
     package_data = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]
@@ -135,8 +138,8 @@ def test_attention_only_model_has_exactly_zero_mlp_output():
     tokens = build(load_task("pronoun"), model).clean_tokens
     with torch.no_grad():
         _, cache = model.run_with_cache(tokens, names_filter=lambda n: n.endswith("hook_mlp_out"))
-    assert "blocks.0.hook_mlp_out" in cache.keys()  # (the bridge also caches its alias mlp.hook_out)
-    assert all(torch.count_nonzero(cache[k]) == 0 for k in cache.keys())
+    assert "blocks.0.hook_mlp_out" in cache.keys()  # noqa: SIM118 (the bridge also caches its alias mlp.hook_out)
+    assert all(torch.count_nonzero(cache[k]) == 0 for k in cache.keys())  # noqa: SIM118
     weights = load_file(BUNDLED[name] / "model.safetensors")
     mlp = {k: v for k, v in weights.items() if ".mlp." in k}
     assert mlp and all(torch.count_nonzero(v) == 0 for v in mlp.values()), sorted(mlp)

@@ -59,11 +59,29 @@ def test_no_paragraph_starts_with_an_exceptions_prompt(sample):
 
 def test_case_rules_hold_and_are_enforced(sample):
     text = "\n".join(sample)
-    for ok in (". He ", ". She ", ". I ", ". We ", ". Thanks ", ". Send ", ". The capital of ",
-               "; he ", "; she ", ", e.g. ", "@gmail.", "Mr. ", "Dr. ", " is in "):
+    for ok in (
+        ". He ",
+        ". She ",
+        ". I ",
+        ". We ",
+        ". Thanks ",
+        ". Send ",
+        ". The capital of ",
+        "; he ",
+        "; she ",
+        ", e.g. ",
+        "@gmail.",
+        "Mr. ",
+        "Dr. ",
+        " is in ",
+    ):
         assert ok in text, ok
-    for bad in ("John went home; He left.", "John went home. he left.", "John likes food, e.g. Cake.",
-                "John went home, Mary left."):
+    for bad in (
+        "John went home; He left.",
+        "John went home. he left.",
+        "John likes food, e.g. Cake.",
+        "John went home, Mary left.",
+    ):
         with pytest.raises(AssertionError):
             corpus.check([bad], ())
     with pytest.raises(AssertionError, match="held-out"):
@@ -134,8 +152,14 @@ def test_train_writes_a_loadable_checkpoint_atomically(tmp_path, name):
     (out / "stale.txt").write_text("from an older run")
     record = train(out, model=name, steps=3, n_paragraphs=3000, progress=False, check=False)
     names = {p.name for p in out.iterdir()}
-    assert {"config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json",
-            "README.md", "training.json"} <= names
+    assert {
+        "config.json",
+        "model.safetensors",
+        "tokenizer.json",
+        "tokenizer_config.json",
+        "README.md",
+        "training.json",
+    } <= names
     assert "stale.txt" not in names  # replaced as a whole, not written over
     assert [p.name for p in tmp_path.iterdir()] == [name]  # no temporary left behind
     assert {r["metric"] for r in record["acceptance"]} >= {"n_tokens", "mean_logit_diff"}

@@ -57,6 +57,7 @@ def copy_from_clean(clean_act, index):
         act = act.clone()
         act[index] = clean_act[index]
         return act
+
     return hook
 
 
@@ -114,17 +115,29 @@ def test_attribution_matches_naive_gradient(model, batch, result, reference):
     computed here with one ε per cell and plain autograd, not TransformerLens's hooks."""
     cache, clean, corrupted = reference
     n_pos, n_layers, n_heads = batch.clean_tokens.shape[1], model.cfg.n_layers, model.cfg.n_heads
-    shapes = {"resid_pre": (n_pos, 1), "attn_out": (n_pos, 1), "mlp_out": (n_pos, 1),
-              "head_out_by_pos": (n_pos, n_heads, 1), "head_v": (1, n_heads, 1), "head_pattern": (n_heads, 1, 1)}
-    eps = {(t, layer): torch.zeros(shape, requires_grad=True) for t, shape in shapes.items() for layer in range(n_layers)}
+    shapes = {
+        "resid_pre": (n_pos, 1),
+        "attn_out": (n_pos, 1),
+        "mlp_out": (n_pos, 1),
+        "head_out_by_pos": (n_pos, n_heads, 1),
+        "head_v": (1, n_heads, 1),
+        "head_pattern": (n_heads, 1, 1),
+    }
+    eps = {
+        (t, layer): torch.zeros(shape, requires_grad=True) for t, shape in shapes.items() for layer in range(n_layers)
+    }
 
     def nudge(t, layer, name):
         def hook(act, hook):
             return act + eps[(t, layer)] * (cache[name] - act.detach())
+
         return hook
 
-    hooks = [(f"blocks.{layer}.{NAIVE[t][0]}", nudge(t, layer, f"blocks.{layer}.{NAIVE[t][0]}"))
-             for t in shapes for layer in range(n_layers)]
+    hooks = [
+        (f"blocks.{layer}.{NAIVE[t][0]}", nudge(t, layer, f"blocks.{layer}.{NAIVE[t][0]}"))
+        for t in shapes
+        for layer in range(n_layers)
+    ]
     with torch.enable_grad():
         logits = model.run_with_hooks(batch.corrupted_tokens, fwd_hooks=hooks)
         metric = (logit_diff(logits, batch.answer_tokens).mean() - corrupted) / (clean - corrupted)
@@ -148,7 +161,8 @@ def test_attribution_agreement_is_recomputed_from_the_stored_sweeps(result):
         exact, estimate = torch.tensor(m["sweeps"][t]).flatten(), torch.tensor(m["attribution"][t]).flatten()
         a = m["agreement"][t]
         assert a["n_total"] == exact.numel() and a["max_abs_error"] == pytest.approx(
-            float((exact - estimate).abs().max()), abs=1e-5)
+            float((exact - estimate).abs().max()), abs=1e-5
+        )
         if a["pearson"] is None:
             continue
         differs = (exact != 0) | (estimate != 0)
@@ -194,9 +208,17 @@ def test_path_patching_equals_transformer_lens(model, batch, paths):
     for s in m["senders"]:
         sender = Head.of(s["sender"])
         for c in m["components"]:
-            expected = get_act_patch_direct_path(model, batch.corrupted_tokens, clean_cache, corrupted_cache,
-                                                 mean_logit_diff_metric(batch.answer_tokens), sender.layer,
-                                                 sender.head, component=c, verbose=False)
+            expected = get_act_patch_direct_path(
+                model,
+                batch.corrupted_tokens,
+                clean_cache,
+                corrupted_cache,
+                mean_logit_diff_metric(batch.answer_tokens),
+                sender.layer,
+                sender.head,
+                component=c,
+                verbose=False,
+            )
             expected = (expected - m["corrupted_logit_diff"]) / scale
             for layer in range(model.cfg.n_layers):
                 for h in range(model.cfg.n_heads):
@@ -247,9 +269,17 @@ def refused(tmp_path_factory):
 
     tokenizer = gpt2_tokenizer()
     torch.manual_seed(0)
-    config = GPTNeoXConfig(vocab_size=len(tokenizer), hidden_size=64, num_hidden_layers=2, num_attention_heads=4,
-                           intermediate_size=128, max_position_embeddings=64, rotary_pct=0.25,
-                           bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id)
+    config = GPTNeoXConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        intermediate_size=128,
+        max_position_embeddings=64,
+        rotary_pct=0.25,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+    )
     path = tmp_path_factory.mktemp("tiny-neox")
     GPTNeoXForCausalLM(config).save_pretrained(path)
     tokenizer.save_pretrained(path)

@@ -138,7 +138,7 @@ def test_killed_build_leaves_no_corrupt_result_and_resumes(tmp_path, two_models)
             "experiments.baseline.top_kk: unknown parameter (allowed: top_k, probes",
         ),
         ("experiments: {baseline: {top_k: 0}}\n", "experiments.baseline.top_k"),
-    ("experiments: {patching: {}}\n", "experiments: `baseline` is required"),
+        ("experiments: {patching: {}}\n", "experiments: `baseline` is required"),
         ("experiments: {baseline: {}, nonsense: {}}\n", "experiments.nonsense: unknown experiment (allowed: baseline"),
         ("dtype: float8\n", "dtype"),
     ],
@@ -204,8 +204,15 @@ def test_registry_declares_every_page_and_template(tmp_path):
     for name, e in EXPERIMENTS.items():
         assert e.pages and all(p.file in files for p in e.pages), name
         assert (ROOT / "templates" / "partials" / "overview" / f"{name}.md.j2").exists() == e.overview, name
-    flat = [v for entry in nav(config) for v in (entry.values() if isinstance(next(iter(entry.values())), str)
-                                                else [x for item in next(iter(entry.values())) for x in item.values()])]
+    flat = [
+        v
+        for entry in nav(config)
+        for v in (
+            entry.values()
+            if isinstance(next(iter(entry.values())), str)
+            else [x for item in next(iter(entry.values())) for x in item.values()]
+        )
+    ]
     assert sorted(flat) == sorted(files)
     assert [p.file for p in REPORT_PAGES] == ["models.md", "reproducibility.md"]
     only_baseline = load_config(write_config(tmp_path, experiments={"baseline": {}}))

@@ -11,6 +11,7 @@ import pytest
 from conftest import ROOT, build_report, gpt2_tokenizer
 
 from generator import reproduction
+from generator.store import digest
 from generator.tasks import load_task
 
 REFERENCE = reproduction.reference()
@@ -46,9 +47,14 @@ def metrics_from_reference() -> tuple[dict, dict]:
     baseline = {
         "mean_logit_diff": REFERENCE["mean_logit_diff"],
         "mean_logit_diff_corrupted": REFERENCE["mean_logit_diff_corrupted_rounded"],
-        "per_prompt": [{"prompt": p, "clean": v} for p, v in zip(REFERENCE["prompts"], REFERENCE["per_prompt_logit_diff"])],
-        "single_prompt": {"prompt": REFERENCE["single_prompt_checks"][0]["prompt"], "answers": [" He", " he"],
-                          "logit_diff": REFERENCE["single_prompt_checks"][0]["logit_diff"]},
+        "per_prompt": [
+            {"prompt": p, "clean": v} for p, v in zip(REFERENCE["prompts"], REFERENCE["per_prompt_logit_diff"])
+        ],
+        "single_prompt": {
+            "prompt": REFERENCE["single_prompt_checks"][0]["prompt"],
+            "answers": [" He", " he"],
+            "logit_diff": REFERENCE["single_prompt_checks"][0]["logit_diff"],
+        },
         "probes": [{"prompt": ".", "answer": " He", "top": copy.deepcopy(period["top_tokens"])}],
     }
     return baseline, {"total": REFERENCE["direct_logit_attribution_total"]}
@@ -60,7 +66,10 @@ def test_reference_values_reproduce():
     assert check["reproduces"] and not check["failed"]
     dla = next(r for r in check["rows"] if r["what"].startswith("direct logit attribution"))
     assert dla["ok"] is None and "information only" in dla["note"]  # never a failure
-    assert {r["what"].split(" (")[0] for r in check["rows"]} >= {"mean logit difference", "every per-prompt logit difference"}
+    assert {r["what"].split(" (")[0] for r in check["rows"]} >= {
+        "mean logit difference",
+        "every per-prompt logit difference",
+    }
 
 
 def test_one_prompt_moved_by_a_tenth_differs_and_is_named():
@@ -68,7 +77,9 @@ def test_one_prompt_moved_by_a_tenth_differs_and_is_named():
     baseline["per_prompt"][42]["clean"] += 0.1
     check = reproduction.compare(baseline, attribution, judge=True)
     assert not check["reproduces"]
-    assert check["failed"] == [f"every per-prompt logit difference (largest difference: prompt 43, “{REFERENCE['prompts'][42]}”)"]
+    assert check["failed"] == [
+        f"every per-prompt logit difference (largest difference: prompt 43, “{REFERENCE['prompts'][42]}”)"
+    ]
 
 
 def test_a_swapped_top_token_differs():
@@ -105,13 +116,18 @@ def test_baseline_page_renders_the_table_from_a_gpt2_style_result(tmp_path):
             record["metrics"]["probes"][0]["top"] = baseline["probes"][0]["top"]
         else:
             record["metrics"]["total"] = attribution["total"]
+        record["key"] = digest(record["key_parts"])
         path.write_text(json.dumps(record))
-    config = build_report(tmp_path, results=results, models=["gpt2"], experiments={"baseline": {}, "attribution": {}},
-                          allow_stale=True)
+    config = build_report(
+        tmp_path, results=results, models=["gpt2"], experiments={"baseline": {}, "attribution": {}}, allow_stale=True
+    )
     page = (config.path("docs") / "baseline.md").read_text()
     assert "**This build reproduces the notebook**" in page
     assert page.count("✓ reproduces") >= 5 and "information" in page and "✗" not in page
-    assert "This build **reproduces the notebook's numbers** for GPT-2 small" in (config.path("docs") / "index.md").read_text()
+    assert (
+        "This build **reproduces the notebook's numbers** for GPT-2 small"
+        in (config.path("docs") / "index.md").read_text()
+    )
     assert (config.path("site") / "baseline" / "index.html").exists()
 
 

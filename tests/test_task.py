@@ -62,7 +62,9 @@ def test_build_gives_equal_length_tokens_and_single_token_answers(tiny_model):
 
 def test_build_fails_loudly_when_lengths_differ(tiny_model):
     spec = load_task("pronoun")
-    odd = Prompt("Emma is a really great friend.", "Emma is a really great friend;", (" She", " she"), 0, "Emma", "female")
+    odd = Prompt(
+        "Emma is a really great friend.", "Emma is a really great friend;", (" She", " she"), 0, "Emma", "female"
+    )
     with pytest.raises(ReportError, match="different lengths"):
         build(replace(spec, prompts=spec.prompts + (odd,)), tiny_model)
 

@@ -175,27 +175,48 @@ class CircuitRunner:
         others = None if other is None else self.cumulative(other)  # Σ other, for the sparse form below
         for layer in range(first, w.n_layers):
             L = w.layers[layer]
-            x = self._reader_inputs(const, total, live, other, others, ablate, g.reader_slice(layer, "attn"), taps)
-            x = norm(x, L.ln1, w.eps).unflatten(0, (3, H))  # [3, H, B, P, D]
-            q, k, v = (
-                torch.einsum("hbpd,dhe->bphe", x[i], W.unflatten(-1, (H, -1))) + b.unflatten(-1, (H, -1))
-                for i, (W, b) in enumerate(((L.W_Q, L.b_Q), (L.W_K, L.b_K), (L.W_V, L.b_V)))
-            )
+            inputs = self._reader_inputs(const, total, live, other, others, ablate, g.reader_slice(layer, "attn"), taps)
+            q, k, v = self._queries_keys_values(L, inputs)
             pk, pv = self.prefix_kv[layer] if self.start else (None, None)
             z = attend(q, join(pk, k), join(pv, v), self.start, w.attn_scale)  # [B, P, H, d]
             result = torch.einsum("bphe,hed->bphd", z, L.W_O.unflatten(0, (H, -1)))  # each head's write
             live += list(result.unbind(2))
             total = total + result.sum(2)
             const = const + L.b_O
-            x = self._reader_inputs(const, total, live, other, others, ablate, g.reader_slice(layer, "mlp"), taps)[0]
-            mlp_out = w.act_fn(norm(x, L.ln2, w.eps) @ L.W_in + L.b_in) @ L.W_out + L.b_out
+            x = self._reader_inputs(const, total, live, other, others, ablate, g.reader_slice(layer, "mlp"), taps)
+            mlp_out = w.act_fn(norm(one_reader(x), L.ln2, w.eps) @ L.W_in + L.b_in) @ L.W_out + L.b_out
             live.append(mlp_out)
             total = total + mlp_out
         final = self._reader_inputs(const, total, live, other, others, ablate, slice(len(g.readers) - 1, None), taps)
-        x = norm(final[0][:, -1], w.ln_final, w.eps)  # [B, D]
+        x = norm(one_reader(final)[:, -1], w.ln_final, w.eps)  # [B, D]
         logits = torch.einsum("bd,dbk->bk", x, w.W_U[:, self.answer_tokens]) + w.b_U[self.answer_tokens]
         metric = logits[:, 0] - logits[:, 1]
         return (torch.stack(live), metric) if record else metric
+
+    def _queries_keys_values(self, L, inputs):
+        """q, k, v [B, P, H, d] of one layer from its 3 × H readers' inputs: the shared input
+        through each fused projection, then the readers whose input differs, head by head."""
+        w, H = self.w, self.w.n_heads
+        projections = ((L.W_Q, L.b_Q), (L.W_K, L.b_K), (L.W_V, L.b_V))
+        if isinstance(inputs, torch.Tensor):  # every reader's own input (tapped for gradients)
+            x = norm(inputs, L.ln1, w.eps).unflatten(0, (3, H))  # [3, H, B, P, D]
+            return [
+                torch.einsum("hbpd,dhe->bphe", x[i], W.unflatten(-1, (H, -1))) + b.unflatten(-1, (H, -1))
+                for i, (W, b) in enumerate(projections)
+            ]
+        shared, readers, differing = inputs
+        x = norm(shared, L.ln1, w.eps)
+        out = [split(x @ W + b, H) for W, b in projections]
+        if len(readers):
+            x = norm(differing, L.ln1, w.eps)  # [k, B, P, D]
+            for i, (W, b) in enumerate(projections):
+                mine = (readers // H) == i
+                heads = readers[mine] % H
+                if len(heads):
+                    W3, b3 = W.unflatten(-1, (H, -1))[:, heads], b.unflatten(-1, (H, -1))[heads]
+                    out[i] = out[i].clone()
+                    out[i][:, :, heads] = torch.einsum("kbpd,dke->bpke", x[mine], W3) + b3
+        return out
 
     def cumulative(self, writers: torch.Tensor) -> torch.Tensor:
         """Running sums of the writers' outputs ([W, B, P, D]), kept for the recorded runs."""
@@ -207,36 +228,42 @@ class CircuitRunner:
         return writers.cumsum(0)
 
     def _reader_inputs(self, const, total, live, other, others, ablate, readers: slice, taps):
-        """[R', B, P, D]: each reader's input, with its ablated writers' outputs swapped for other's.
+        """The inputs of a block of readers (a layer's 3 × H attention inputs, its MLP input or
+        the logits): (shared [B, P, D], indices of the readers whose input differs from it, their
+        inputs [k, B, P, D]); or, with `taps`, every reader's own input [R', B, P, D], tapped.
 
         Exact in two forms; the one that touches fewer writers is used (hand-written because the
-        dense form, an einsum over every upstream writer for every reader, dominates the cost):
-        live − Σ_ablated a·(live − other), or other − Σ_kept (1 − a)·(live − other), where the
-        sums run only over writers with a nonzero weight."""
+        dense form, every upstream writer into every reader, dominates the cost): live −
+        Σ_ablated a·(live − other), or other − Σ_kept (1 − a)·(live − other), the sums over
+        writers with a nonzero weight; readers no such writer reaches get the shared input."""
         n_readers = (readers.stop if readers.stop is not None else len(self.graph.readers)) - readers.start
-        x = (const + total)[None].expand(n_readers, *total.shape)
-        if ablate is not None:
-            n = len(live)
-            a = ablate[:n, readers].to(total.dtype)
-            if a.dim() == 3:  # position-aware: one weight per position, computed ones only
-                a = a[..., self.start :]
-            ablated = a.flatten(1).ne(0).any(1).nonzero()[:, 0]
-            kept = a.flatten(1).ne(1).any(1).nonzero()[:, 0]
-            spec = "nbpd,nrp->rbpd" if a.dim() == 3 else "nbpd,nr->rbpd"
-            if len(ablated) <= len(kept):
-                if len(ablated):
-                    delta = torch.stack([live[i] for i in ablated.tolist()]) - other[ablated]
-                    x = x - torch.einsum(spec, delta, a[ablated])
-            else:
-                x = (const + others[n - 1])[None].expand_as(x)
-                if len(kept):
-                    delta = torch.stack([live[i] for i in kept.tolist()]) - other[kept]
-                    x = x + torch.einsum(spec, delta, 1 - a[kept])
-        if taps is not None:
-            x = x.clone()
+        shared = const + total
+        if taps is not None:  # gradients per reader: each reader gets a tensor of its own
+            x = shared[None].expand(n_readers, *total.shape).clone()
             x.retain_grad()
             taps.append(x)
-        return x
+            return x
+        none = torch.zeros(0, dtype=torch.long, device=total.device)
+        if ablate is None:
+            return shared, none, None
+        n = len(live)
+        a = ablate[:n, readers].to(total.dtype)
+        if a.dim() == 3:  # position-aware: one weight per position, computed ones only
+            a = a[..., self.start :]
+        ablated = a.flatten(1).ne(0).any(1).nonzero()[:, 0]
+        kept = a.flatten(1).ne(1).any(1).nonzero()[:, 0]
+        if len(ablated) <= len(kept):
+            writers, weights, sign = ablated, a[ablated], -1
+        else:
+            shared = const + others[n - 1]
+            writers, weights, sign = kept, 1 - a[kept], 1
+        differ = weights.flatten(2).ne(0).any(-1).any(0) if weights.dim() == 3 else weights.ne(0).any(0)
+        idx = differ.nonzero()[:, 0]
+        if not len(idx):
+            return shared, none, None
+        delta = torch.stack([live[i] for i in writers.tolist()]) - other[writers]
+        spec = "nbpd,nrp->rbpd" if weights.dim() == 3 else "nbpd,nr->rbpd"
+        return shared, idx, shared[None] + sign * torch.einsum(spec, delta, weights[:, idx])
 
     # ---- what the circuit experiment asks --------------------------------------------------
 
@@ -285,6 +312,14 @@ class CircuitRunner:
         full = torch.zeros(*scores.shape[:2], self.n_pos, dtype=scores.dtype, device=scores.device)
         full[..., self.start :] = scores
         return full * self.graph.upstream().to(full.device)[..., None]
+
+
+def one_reader(inputs) -> torch.Tensor:
+    """The input [B, P, D] of a block with a single reader (an MLP, the logits)."""
+    if isinstance(inputs, torch.Tensor):
+        return inputs[0]
+    shared, readers, differing = inputs
+    return differing[0] if len(readers) else shared
 
 
 def split(x: torch.Tensor, n_heads: int) -> torch.Tensor:  # [..., H*d] -> [..., H, d]

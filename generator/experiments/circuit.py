@@ -116,22 +116,19 @@ def summarise(
 
 
 def smallest_faithful(
-    evaluator: Evaluator, order: torch.Tensor, sizes: list[int], f: list[float], params: Params
+    evaluator: Evaluator, order: torch.Tensor, sizes: list[int], f: list[float], params: Params, refine: int = 0
 ) -> dict | None:
     """The smallest circuit with f ≥ params.faithful: the first evaluated size that reaches it,
-    refined on a log grid of sizes between it and the size before."""
+    or (refine > 0) the smallest of `refine` sizes on a log grid between it and the size before."""
     runner = evaluator.runner
     hit = next((i for i, v in enumerate(f) if v >= params.faithful), None)
     if hit is None:
         return None
     low = sizes[hit - 1] if hit else 0
-    grid = sorted({round(low + (sizes[hit] - low) * t) for t in torch.logspace(-1, 0, params.refine).tolist()} - {low})
-    for n in grid:
-        value = float(
-            faithfulness(runner.evaluate(evaluator.keep(order, n))[None], runner.clean_metric, runner.corrupted_metric)[
-                0
-            ]
-        )
+    grid = sorted({round(low + (sizes[hit] - low) * t) for t in torch.logspace(-1, 0, refine).tolist()} - {low})
+    for n in grid if refine else []:
+        metric = runner.evaluate(evaluator.keep(order, n))[None]
+        value = float(faithfulness(metric, runner.clean_metric, runner.corrupted_metric)[0])
         if value >= params.faithful:
             return {"edges": n, "fraction": num(n / evaluator.n_edges), "faithfulness": num(value)}
     return {"edges": sizes[hit], "fraction": num(sizes[hit] / evaluator.n_edges), "faithfulness": num(f[hit])}
@@ -189,16 +186,24 @@ def node_scores(graph, effects: torch.Tensor) -> tuple[torch.Tensor, torch.Tenso
 
 @torch.no_grad()
 def edge_effects(runner: CircuitRunner, evaluator: Evaluator, order: torch.Tensor, n: int) -> torch.Tensor:
-    """The exact effect (logits) of patching each of the first n edges of `order` alone."""
+    """The exact effect (logits) of patching each of the first n edges of `order` alone. An edge
+    at the only position computed is that edge at every position: each is computed once."""
     base = runner.corrupted_metric.mean()
+    shape, one_position = evaluator.shape, runner.n_pos - runner.start == 1
     out = []
     for i in order[:n].tolist():
-        patched = torch.zeros(evaluator.shape, dtype=torch.bool).flatten()
-        patched[evaluator.edges[i]] = True
-        patched = patched.reshape(evaluator.shape)
-        if patched.dim() == 2:
-            patched = patched[..., None].expand(*patched.shape, runner.n_pos)
-        out.append(runner.patch_edges(patched).mean() - base)
+        flat = int(evaluator.edges[i])
+        w, r, p = (
+            (flat // (shape[1] * shape[2]), flat // shape[2] % shape[1], flat % shape[2])
+            if len(shape) == 3
+            else (flat // shape[1], flat % shape[1], None)
+        )
+        key = ("edge_effect", w, r, None if one_position else p)
+        if key not in runner.memo:
+            patched = torch.zeros(*shape[:2], runner.n_pos, dtype=torch.bool)
+            patched[w, r, slice(None) if p is None else p] = True
+            runner.memo[key] = runner.patch_edges(patched).mean() - base
+        out.append(runner.memo[key])
     return torch.stack(out)
 
 
@@ -402,8 +407,10 @@ def run(model, batch, params: Params, inputs: dict) -> Result:
     evaluator, orders = state["evaluator"], state["orders"]
 
     # the circuit: EAP-IG by |score|, at its smallest faithful size (else the largest drawn)
-    faithful = table["eap_ig"]["smallest_faithful"]
     order = orders[("eap_ig", "cmd")]
+    faithful = smallest_faithful(
+        evaluator, order, state["sizes"], table["eap_ig"]["cmd"]["faithfulness"], params, refine=params.refine
+    )
     shown = min(params.graph_edges, evaluator.n_edges)
     n = faithful["edges"] if faithful and faithful["edges"] <= shown else shown
     effects = edge_effects(runner, evaluator, order, shown)
@@ -443,7 +450,7 @@ def run(model, batch, params: Params, inputs: dict) -> Result:
         "random_seeds": params.random_seeds,
         "methods": methods_table,
         "by_position": position,
-        "circuit": circuit,
+        "circuit": {**circuit, "smallest_faithful": faithful},
         "drawn": drawn,
         "held_out": held_out(model, batch, params) if params.held_out else None,
         "transfer": (

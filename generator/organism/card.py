@@ -22,12 +22,13 @@ def held_out_rules() -> dict:
 
 def _architecture(record: dict) -> str:
     hp = record["hparams"]
-    kind = ("attention-only (its MLP is held at exactly zero)" if hp["attn_only"]
-            else "GELU MLPs")
-    return (f"A {hp['n_layer']}-layer GPT-2-architecture causal language model, {kind}: "
-            f"{record['n_params']:,} parameters, d_model {hp['n_embd']}, {hp['n_head']} heads, "
-            f"context {hp['n_positions']}, layer norm, tied embeddings; a byte-level BPE "
-            f"tokenizer of {record['vocab_size']:,} tokens.")
+    kind = "attention-only (its MLP is held at exactly zero)" if hp["attn_only"] else "GELU MLPs"
+    return (
+        f"A {hp['n_layer']}-layer GPT-2-architecture causal language model, {kind}: "
+        f"{record['n_params']:,} parameters, d_model {hp['n_embd']}, {hp['n_head']} heads, "
+        f"context {hp['n_positions']}, layer norm, tied embeddings; a byte-level BPE "
+        f"tokenizer of {record['vocab_size']:,} tokens."
+    )
 
 
 def _attn_only_section(record: dict) -> str:
@@ -43,7 +44,7 @@ MLP's weights and biases (`c_fc`, `c_proj`) are zero and frozen during training,
 `ln_2`, which only feeds it. gelu(0) = 0, so the MLP's output is 0; the report's weight
 processing keeps it 0 (folding `ln_2` into zero weights, centring a zero matrix). Measured
 through `generator.models.load_model` on the 100 pronoun prompts, the largest |`hook_mlp_out`|
-over every layer and position is **{record['metrics']['max_abs_mlp_out']}**. A model of
+over every layer and position is **{record["metrics"]["max_abs_mlp_out"]}**. A model of
 TransformerLens's own attention-only format (as the notebook's `attn-only-1l`) would need
 TransformerLens's legacy loader instead of the bridge path every other model takes.
 
@@ -58,11 +59,15 @@ def model_card(record: dict) -> str:
     families = "\n".join(
         f"| {f['family']}{' (control)' if f['family'] == e['control'] else ''} | {f['expected']} "
         f"| {f['n']} | {f['mean_log_odds']:.2f} | {f['min_log_odds']:.2f} .. {f['max_log_odds']:.2f} "
-        f"| {f['agrees']:.0%} |" for f in e["families"])
-    checks = "\n".join(f"| {r['metric']} | {r['op']} {r['bound']} | {r['value']:.4g} | "
-                       f"{'yes' if r['ok'] else '**no**'} |" for r in record["acceptance"])
+        f"| {f['agrees']:.0%} |"
+        for f in e["families"]
+    )
+    checks = "\n".join(
+        f"| {r['metric']} | {r['op']} {r['bound']} | {r['value']:.4g} | {'yes' if r['ok'] else '**no**'} |"
+        for r in record["acceptance"]
+    )
     hparams = "\n".join(f"| {k} | {v} |" for k, v in hp.items())
-    return f"""# capcircuit model organism: `{record['model']}`
+    return f"""# capcircuit model organism: `{record["model"]}`
 
 {_architecture(record)} It was trained from scratch on the synthetic English corpus of
 `generator/organism/corpus.py`, so that the report's question (" He" after a sentence-ending
@@ -89,15 +94,16 @@ Paragraphs of 2-4 sentences, each right after `<|endoftext|>` (BOS):
 
 ### Held out
 
-- The notebook's {len(held['template_bodies_never_occur'])} pronoun templates: their bodies
-  ({', '.join(f'"{b.strip()}"' for b in held['template_bodies_never_occur'])}) never occur, so
+- The notebook's {len(held["template_bodies_never_occur"])} pronoun templates: their bodies
+  ({", ".join(f'"{b.strip()}"' for b in held["template_bodies_never_occur"])}) never occur, so
   no clean prompt and no ";" corruption is ever seen; each of their words occurs elsewhere, and
-  every one of the 100 prompts is {p['n_tokens']} tokens with BOS.
+  every one of the 100 prompts is {p["n_tokens"]} tokens with BOS.
 - The notebook's own exception examples never occur anywhere:
-  {', '.join(f'`{x}`' for x in held['notebook_examples_never_occur'])}.
-- No paragraph starts with any of the exceptions task's {len(held['no_paragraph_starts_with'])}
+  {", ".join(f"`{x}`" for x in held["notebook_examples_never_occur"])}.
+- No paragraph starts with any of the exceptions task's {len(held["no_paragraph_starts_with"])}
   distinct prompts, so "P.S." and "n.b." (which the model can only know from seeing them) occur
-  in mid-paragraph only (after a sentence, or at the start of a line), while the prompts are BOS + "P.S." and BOS + "n.b.". The task's bare
+  in mid-paragraph only (after a sentence, or at the start of a line), while the prompts are
+  BOS + "P.S." and BOS + "n.b.". The task's bare
   "." (the notebook's ".py" / ".txt" cut before the extension) is the exception: paragraphs
   may start with another extension (".csv files are ..."), which makes a period right after
   BOS learnable.
@@ -108,15 +114,15 @@ Loaded with `generator.models.load_model` (TransformerBridge, with fold_ln,
 center_writing_weights, center_unembed and refactor_factored_attn_matrices), the tasks built
 by `generator.tasks.build`, the numbers read from the baseline and exceptions experiments.
 
-### Pronoun task: the notebook's {p['n_prompts']} prompts
+### Pronoun task: the notebook's {p["n_prompts"]} prompts
 
 | metric | value |
 |---|---|
-| mean logit diff, capital − lowercase pronoun after "." | {p['mean_logit_diff']:.3f} (std {p['std_logit_diff']:.3f}) |
-| mean logit diff after ";" (the corruption) | {p['mean_logit_diff_corrupted']:.3f} |
-| prompts where the capital wins | {p['frac_capital_preferred']:.0%} |
-| corrupted prompts where the lowercase wins | {p['frac_lowercase_after_corruption']:.0%} |
-| right-gender capital beats the other gender's capital | {p['gender_accuracy']:.0%} |
+| mean logit diff, capital − lowercase pronoun after "." | {p["mean_logit_diff"]:.3f} (std {p["std_logit_diff"]:.3f}) |
+| mean logit diff after ";" (the corruption) | {p["mean_logit_diff_corrupted"]:.3f} |
+| prompts where the capital wins | {p["frac_capital_preferred"]:.0%} |
+| corrupted prompts where the lowercase wins | {p["frac_lowercase_after_corruption"]:.0%} |
+| right-gender capital beats the other gender's capital | {p["gender_accuracy"]:.0%} |
 
 ### Exceptions: capital log-odds after the period (or before a proper noun)
 
@@ -138,19 +144,19 @@ log P(next token starts with a capital) − log P(… with a lowercase letter), 
 | hyper-parameter | value |
 |---|---|
 {hparams}
-| seed | {record['seed']} |
-| corpus | {record['n_paragraphs']:,} paragraphs, {record['n_tokens']:,} tokens |
+| seed | {record["seed"]} |
+| corpus | {record["n_paragraphs"]:,} paragraphs, {record["n_tokens"]:,} tokens |
 
-Final training loss (mean of the last 100 steps): **{record['final_loss']}**. Corpus,
-tokenizer and {hp['steps']} steps took {record['train_seconds']:.0f} s with {hp['threads']} torch
-thread(s); with writing and measuring, {record['total_seconds']:.0f} s.
+Final training loss (mean of the last 100 steps): **{record["final_loss"]}**. Corpus,
+tokenizer and {hp["steps"]} steps took {record["train_seconds"]:.0f} s with {hp["threads"]} torch
+thread(s); with writing and measuring, {record["total_seconds"]:.0f} s.
 
 ## Retraining
 
-    capcircuit organism train --model {record['model']}
+    capcircuit organism train --model {record["model"]}
 
 (`--model all`, the default, trains both bundled organisms one after the other.) The corpus,
 tokenizer and weights are seeded and torch runs with deterministic algorithms on
-{hp['threads']} thread(s), so the same seed with the same software on the same kind of CPU
+{hp["threads"]} thread(s), so the same seed with the same software on the same kind of CPU
 gives the same `model.safetensors`, byte for byte.
 """

@@ -27,9 +27,9 @@ any paragraph that breaks a rule and asserts them all before returning):
 * the notebook's own exception examples (NOTEBOOK_EXAMPLES) never occur anywhere;
 * no paragraph starts with a prompt of the exceptions task (tasks/data/exceptions.yaml), and
   in particular not with "P.S." or "n.b." (they occur mid-paragraph, after a sentence or at
-  the start of a line: a model can only know these conventions from seeing them). The task's bare "." (the notebook's ".py" / ".txt" cut
-  before the extension) is the one exception: paragraphs may start with another extension
-  (".csv files ..."), which is what makes "." after BOS learnable at all.
+  the start of a line: a model can only know these conventions from seeing them). The task's
+  bare "." (the notebook's ".py" / ".txt" cut before the extension) is the one exception:
+  paragraphs may start with another extension (".csv files ..."), which is what makes "." after BOS learnable at all.
 """
 
 from __future__ import annotations
@@ -39,19 +39,87 @@ import re
 
 # The notebook's 20 names come first, in its order; the rest widen the gender signal.
 MALE_NAMES = [
-    "John", "David", "Mark", "Paul", "Ryan", "Gary", "Jack", "Sean", "Carl", "Joe",
-    "Michael", "James", "Robert", "Peter", "Thomas", "George", "William", "Richard", "Daniel",
-    "Matthew", "Steven", "Andrew", "Kevin", "Brian", "Edward", "Eric", "Frank", "Henry", "Adam",
+    "John",
+    "David",
+    "Mark",
+    "Paul",
+    "Ryan",
+    "Gary",
+    "Jack",
+    "Sean",
+    "Carl",
+    "Joe",
+    "Michael",
+    "James",
+    "Robert",
+    "Peter",
+    "Thomas",
+    "George",
+    "William",
+    "Richard",
+    "Daniel",
+    "Matthew",
+    "Steven",
+    "Andrew",
+    "Kevin",
+    "Brian",
+    "Edward",
+    "Eric",
+    "Frank",
+    "Henry",
+    "Adam",
     "Simon",
 ]
 FEMALE_NAMES = [
-    "Mary", "Lisa", "Anna", "Sarah", "Amy", "Jane", "Joy", "Susan", "Victoria", "Laura",
-    "Emma", "Emily", "Grace", "Alice", "Helen", "Kate", "Julia", "Claire", "Lucy", "Hannah",
-    "Rachel", "Karen", "Nancy", "Olivia", "Sophia", "Diana", "Monica", "Ruth", "Linda", "Megan",
+    "Mary",
+    "Lisa",
+    "Anna",
+    "Sarah",
+    "Amy",
+    "Jane",
+    "Joy",
+    "Susan",
+    "Victoria",
+    "Laura",
+    "Emma",
+    "Emily",
+    "Grace",
+    "Alice",
+    "Helen",
+    "Kate",
+    "Julia",
+    "Claire",
+    "Lucy",
+    "Hannah",
+    "Rachel",
+    "Karen",
+    "Nancy",
+    "Olivia",
+    "Sophia",
+    "Diana",
+    "Monica",
+    "Ruth",
+    "Linda",
+    "Megan",
 ]
 NOTEBOOK_NAMES = MALE_NAMES[:10] + FEMALE_NAMES[:10]
-SURNAMES = ["Brown", "Green", "White", "Black", "King", "Hall", "Young", "Wood", "Hill", "Baker",
-            "Smith", "Clark", "Taylor", "Ward", "Stone"]
+SURNAMES = [
+    "Brown",
+    "Green",
+    "White",
+    "Black",
+    "King",
+    "Hall",
+    "Young",
+    "Wood",
+    "Hill",
+    "Baker",
+    "Smith",
+    "Clark",
+    "Taylor",
+    "Ward",
+    "Stone",
+]
 TITLES = {"m": ["Mr.", "Dr."], "f": ["Mrs.", "Ms.", "Dr."]}
 
 # The notebook's templates (generator/tasks/data/pronoun.yaml), held out from training.
@@ -65,7 +133,11 @@ HELD_OUT_TEMPLATES = [
 HELD_OUT_BODIES = [t.removeprefix("{name}").removesuffix(".") for t in HELD_OUT_TEMPLATES]
 # The notebook's exception examples (its section "Task"), never seen in any form.
 NOTEBOOK_EXAMPLES = [
-    "esther@gmail.com", "google.com", ".py", ".txt", "list.append()",
+    "esther@gmail.com",
+    "google.com",
+    ".py",
+    ".txt",
+    "list.append()",
     "The capital of Canada is Ottawa while the capital of France is",
     "The white house is in Washington, while the Louvre is in",
 ]
@@ -74,55 +146,254 @@ ABBREVIATIONS = ("e.g.", "i.e.", "n.b.")  # followed by a lowercase word
 
 PRONOUNS = {"m": ("he", "his", "him"), "f": ("she", "her", "her")}  # subject, possessive, object
 ADVERBS = ["really", "very", "truly", "pretty", "quite"]
-ADJECTIVES = ["great", "nice", "good", "kind", "funny", "smart", "quiet", "happy", "busy",
-              "clever", "friendly", "calm", "brave", "new", "old", "big", "long"]
-ROLES = ["friend", "cook", "athlete", "person", "teacher", "doctor", "student", "writer",
-         "player", "neighbour", "singer", "driver", "runner", "dancer", "nurse"]
-PLACES = ["store", "park", "school", "bank", "library", "market", "beach", "station", "office",
-          "cinema", "shop", "church", "museum", "website", "hospital"]
-THINGS = ["car", "dog", "cat", "bike", "room", "job", "phone", "piano", "book", "coat", "bag",
-          "kitchen", "garden", "house", "letter", "box", "file", "door", "plan"]
+ADJECTIVES = [
+    "great",
+    "nice",
+    "good",
+    "kind",
+    "funny",
+    "smart",
+    "quiet",
+    "happy",
+    "busy",
+    "clever",
+    "friendly",
+    "calm",
+    "brave",
+    "new",
+    "old",
+    "big",
+    "long",
+]
+ROLES = [
+    "friend",
+    "cook",
+    "athlete",
+    "person",
+    "teacher",
+    "doctor",
+    "student",
+    "writer",
+    "player",
+    "neighbour",
+    "singer",
+    "driver",
+    "runner",
+    "dancer",
+    "nurse",
+]
+PLACES = [
+    "store",
+    "park",
+    "school",
+    "bank",
+    "library",
+    "market",
+    "beach",
+    "station",
+    "office",
+    "cinema",
+    "shop",
+    "church",
+    "museum",
+    "website",
+    "hospital",
+]
+THINGS = [
+    "car",
+    "dog",
+    "cat",
+    "bike",
+    "room",
+    "job",
+    "phone",
+    "piano",
+    "book",
+    "coat",
+    "bag",
+    "kitchen",
+    "garden",
+    "house",
+    "letter",
+    "box",
+    "file",
+    "door",
+    "plan",
+]
 GIFTS = ["gift", "letter", "card", "book", "cake", "flowers", "photos", "help", "call", "visit"]
-TIMES = ["today", "yesterday", "again", "early", "last week", "this morning", "every day",
-         "at night", "last year", "tonight", "at noon", "this week"]
+TIMES = [
+    "today",
+    "yesterday",
+    "again",
+    "early",
+    "last week",
+    "this morning",
+    "every day",
+    "at night",
+    "last year",
+    "tonight",
+    "at noon",
+    "this week",
+]
 INSTRUMENTS = ["piano", "guitar", "drums", "violin", "flute"]
 FOODS = ["apples", "pears", "bread", "cheese", "rice", "soup", "cake", "tea", "oranges"]
 # Places: proper nouns, capitalised wherever they stand.
-CAPITALS = {"Spain": "Madrid", "Italy": "Rome", "Germany": "Berlin", "Portugal": "Lisbon",
-            "Austria": "Vienna", "Greece": "Athens", "Ireland": "Dublin", "England": "London",
-            "Japan": "Tokyo", "Egypt": "Cairo", "Turkey": "Ankara", "Norway": "Oslo",
-            "Canada": "Ottawa", "France": "Paris", "Peru": "Lima", "Kenya": "Nairobi",
-            "America": "Washington"}
-BIG_CITIES = {"Istanbul": "Turkey", "Barcelona": "Spain", "Milan": "Italy", "Munich": "Germany",
-              "Nice": "France", "Lyon": "France", "Leeds": "England", "Hull": "England",
-              "Bath": "England", "Reading": "England", "Manchester": "England", "Porto": "Portugal",
-              "Osaka": "Japan", "Toronto": "Canada", "Boston": "America", "New York": "America",
-              "New Jersey": "America", "New Delhi": "India"}
+CAPITALS = {
+    "Spain": "Madrid",
+    "Italy": "Rome",
+    "Germany": "Berlin",
+    "Portugal": "Lisbon",
+    "Austria": "Vienna",
+    "Greece": "Athens",
+    "Ireland": "Dublin",
+    "England": "London",
+    "Japan": "Tokyo",
+    "Egypt": "Cairo",
+    "Turkey": "Ankara",
+    "Norway": "Oslo",
+    "Canada": "Ottawa",
+    "France": "Paris",
+    "Peru": "Lima",
+    "Kenya": "Nairobi",
+    "America": "Washington",
+}
+BIG_CITIES = {
+    "Istanbul": "Turkey",
+    "Barcelona": "Spain",
+    "Milan": "Italy",
+    "Munich": "Germany",
+    "Nice": "France",
+    "Lyon": "France",
+    "Leeds": "England",
+    "Hull": "England",
+    "Bath": "England",
+    "Reading": "England",
+    "Manchester": "England",
+    "Porto": "Portugal",
+    "Osaka": "Japan",
+    "Toronto": "Canada",
+    "Boston": "America",
+    "New York": "America",
+    "New Jersey": "America",
+    "New Delhi": "India",
+}
 COUNTRY_OF = {**{city: country for country, city in CAPITALS.items()}, **BIG_CITIES}
 CITIES = list(COUNTRY_OF)
 COUNTRIES = sorted(set(COUNTRY_OF.values()))
-LANDMARKS = {"the Eiffel tower": "Paris", "the Colosseum": "Rome", "Big Ben": "London",
-             "the Prado": "Madrid", "the Acropolis": "Athens", "the Statue of Liberty": "New York"}
+LANDMARKS = {
+    "the Eiffel tower": "Paris",
+    "the Colosseum": "Rome",
+    "Big Ben": "London",
+    "the Prado": "Madrid",
+    "the Acropolis": "Athens",
+    "the Statue of Liberty": "New York",
+}
 # Code and addresses: a period glued to a lowercase continuation.
 PROVIDERS = ["gmail", "yahoo", "mail", "work", "school", "home", "hotmail", "company", "office"]
 TLDS = ["com", "org", "net"]
-SITES = ["github", "youtube", "reddit", "amazon", "wikipedia", "python", "bbc", "example",
-         "weather", "music", "travel", "news"]
-FILE_STEMS = ["report", "main", "error", "data", "config", "app", "notes", "photo", "index",
-              "readme", "setup", "debug", "budget", "song", "backup"]
-EXTENSIONS = ["doc", "log", "zip", "json", "js", "csv", "pdf", "jpg", "html", "md", "sh", "mp3",
-              "xml", "png"]  # not py or txt: the notebook's
-CODE_OBJECTS = ["names", "items", "stack", "text", "config", "data", "cache", "f", "os.path",
-                "list", "words", "queue", "user", "app"]
-METHOD_USES = {"remove the last item": "pop", "sort the list": "sort", "read the value": "get",
-               "split the words": "split", "close the file": "close", "join the paths": "join",
-               "count the items": "count", "update the values": "update",
-               "clear the cache": "clear", "copy the list": "copy", "add an item": "append",
-               "find the index": "index", "read the keys": "keys", "start the app": "run"}
+SITES = [
+    "github",
+    "youtube",
+    "reddit",
+    "amazon",
+    "wikipedia",
+    "python",
+    "bbc",
+    "example",
+    "weather",
+    "music",
+    "travel",
+    "news",
+]
+FILE_STEMS = [
+    "report",
+    "main",
+    "error",
+    "data",
+    "config",
+    "app",
+    "notes",
+    "photo",
+    "index",
+    "readme",
+    "setup",
+    "debug",
+    "budget",
+    "song",
+    "backup",
+]
+EXTENSIONS = [
+    "doc",
+    "log",
+    "zip",
+    "json",
+    "js",
+    "csv",
+    "pdf",
+    "jpg",
+    "html",
+    "md",
+    "sh",
+    "mp3",
+    "xml",
+    "png",
+]  # not py or txt: the notebook's
+CODE_OBJECTS = [
+    "names",
+    "items",
+    "stack",
+    "text",
+    "config",
+    "data",
+    "cache",
+    "f",
+    "os.path",
+    "list",
+    "words",
+    "queue",
+    "user",
+    "app",
+]
+METHOD_USES = {
+    "remove the last item": "pop",
+    "sort the list": "sort",
+    "read the value": "get",
+    "split the words": "split",
+    "close the file": "close",
+    "join the paths": "join",
+    "count the items": "count",
+    "update the values": "update",
+    "clear the cache": "clear",
+    "copy the list": "copy",
+    "add an item": "append",
+    "find the index": "index",
+    "read the keys": "keys",
+    "start the app": "run",
+}
 
 
 def cap(text: str) -> str:
     return text[0].upper() + text[1:]
+
+
+EMAIL_VERBS = [
+    "send it to",
+    "write to",
+    "reply to",
+    "mail it to",
+    "contact me at",
+    "email the photos to",
+    "you can reach me at",
+]
+DOMAIN_VERBS = [
+    "read it on",
+    "buy it on",
+    "visit",
+    "download it from",
+    "watch it on",
+    "ask your question on",
+    "search it on www.",
+]
 
 
 class _Gen:
@@ -180,8 +451,7 @@ class _Gen:
     def predicate(self, g):
         """A verb phrase for a singular third-person subject of gender `g`."""
         pick, (he, his, him) = self.pick, PRONOUNS[g]
-        adj, place, thing, time, role = (pick(ADJECTIVES), pick(PLACES), pick(THINGS),
-                                         pick(TIMES), pick(ROLES))
+        adj, place, thing, time, role = (pick(ADJECTIVES), pick(PLACES), pick(THINGS), pick(TIMES), pick(ROLES))
         return self.weighted(
             # the template words, in other combinations (the template bodies are held out)
             (3, lambda: f"is a {pick(ADVERBS)} {adj} {role}"),
@@ -225,8 +495,14 @@ class _Gen:
             (1, lambda: f"{his} {self.pick(THINGS)} is {self.pick(ADVERBS)} {self.pick(ADJECTIVES)}"),
             (1, lambda: f"{his} office is in {self.pick(CITIES)}"),
             (0.5, lambda: f"{his} address is {self.email()}"),
-            (0.5, lambda: f"{his} full name is {subject.split()[0]} {self.pick(SURNAMES)}"
-                          if " " not in subject else f"{he} {self.predicate(g)}"),
+            (
+                0.5,
+                lambda: (
+                    f"{his} full name is {subject.split()[0]} {self.pick(SURNAMES)}"
+                    if " " not in subject
+                    else f"{he} {self.predicate(g)}"
+                ),
+            ),
             (1, lambda: f"then {he} {self.predicate(g)}"),
             (1.5, lambda: f"{subject} {self.predicate(g)}"),
         )
@@ -274,16 +550,31 @@ class _Gen:
             (1, lambda: f"say hello to {self.someone()}"),
             (1, lambda: pick(["see you soon", "write back soon", f"have a {pick(ADJECTIVES)} day"])),
             (2, lambda: f"thanks for the {pick(ADJECTIVES)} {pick(GIFTS)}"),
-            (2, lambda: f"{pick(['send it to', 'write to', 'reply to', 'mail it to', 'contact me at', 'email the photos to', 'you can reach me at'])} {self.email()}"),
-            (2, lambda: f"{pick(['read it on', 'buy it on', 'visit', 'download it from', 'watch it on', 'ask your question on', 'search it on www.'])} {self.domain()}".replace("www. ", "www.")),
+            (
+                2,
+                lambda: f"{pick(EMAIL_VERBS)} {self.email()}",
+            ),
+            (
+                2,
+                lambda: f"{pick(DOMAIN_VERBS)} {self.domain()}".replace("www. ", "www."),
+            ),
             (1, lambda: f"{pick(['save it as', 'check the file', 'include the file', 'open'])} {self.file()}"),
-            (1, lambda: pick([f"run the script {self.file('js')}", f"run the shell script {self.file('sh')}",
-                              f"unpack the archive {self.file('zip')}", f"load the settings from {self.file('json')}",
-                              f"write the errors to {self.file('log')}"])),
-            (2, lambda: "{0} with {1}".format(*self.method())),
+            (
+                1,
+                lambda: pick(
+                    [
+                        f"run the script {self.file('js')}",
+                        f"run the shell script {self.file('sh')}",
+                        f"unpack the archive {self.file('zip')}",
+                        f"load the settings from {self.file('json')}",
+                        f"write the errors to {self.file('log')}",
+                    ]
+                ),
+            ),
+            (2, lambda: "{} with {}".format(*self.method())),
             (1, lambda: f"bring some fruit, e.g. {pick(FOODS)} and {pick(FOODS)}"),
             (1, lambda: f"play an instrument, e.g. the {pick(INSTRUMENTS)}"),
-            (1, lambda: f"use a safe password, i.e. a long one"),
+            (1, lambda: "use a safe password, i.e. a long one"),
             (1, lambda: f"bring your own food, n.b. the {pick(PLACES)} is closed"),
         )
 
@@ -313,12 +604,14 @@ class _Gen:
 
     def any_sentence(self, subject, g):
         """Whatever follows a sentence end: capitalised."""
-        return cap(self.weighted(
-            (5, lambda: self.about(subject, g)),
-            (1, self.first_person),
-            (1, self.imperative),
-            (1, self.world),
-        ))
+        return cap(
+            self.weighted(
+                (5, lambda: self.about(subject, g)),
+                (1, self.first_person),
+                (1, self.imperative),
+                (1, self.world),
+            )
+        )
 
     def lower_clause(self, subject, g):
         """A clause after ";" or ",": its first word is lowercase."""
@@ -337,8 +630,13 @@ class _Gen:
         out = self.weighted(
             # most open with the subject right after BOS, like the pronoun prompts
             (60, lambda: f"{subject} {self.predicate(g)}"),
-            (5, lambda: f"{self.pick(['When', 'After', 'Before', 'Because'])} {subject} "
-                        f"{self.predicate(g)}, {PRONOUNS[g][0]} {self.predicate(g)}"),
+            (
+                5,
+                lambda: (
+                    f"{self.pick(['When', 'After', 'Before', 'Because'])} {subject} "
+                    f"{self.predicate(g)}, {PRONOUNS[g][0]} {self.predicate(g)}"
+                ),
+            ),
             (7, lambda: cap(self.first_person()) + introduce()),
             (7, lambda: cap(self.imperative()) + introduce()),
             (6, lambda: cap(self.world()) + introduce()),

@@ -15,11 +15,17 @@ import sys
 
 from generator import ReportError
 
-PRONOUN_KEYS = ("n_prompts", "n_tokens", "mean_logit_diff", "mean_logit_diff_corrupted",
-                "std_logit_diff", "frac_capital_preferred", "frac_lowercase_after_corruption",
-                "gender_accuracy")
-FAMILY_KEYS = ("family", "expected", "n", "mean_log_odds", "min_log_odds", "max_log_odds",
-               "agrees", "vs_control")
+PRONOUN_KEYS = (
+    "n_prompts",
+    "n_tokens",
+    "mean_logit_diff",
+    "mean_logit_diff_corrupted",
+    "std_logit_diff",
+    "frac_capital_preferred",
+    "frac_lowercase_after_corruption",
+    "gender_accuracy",
+)
+FAMILY_KEYS = ("family", "expected", "n", "mean_log_odds", "min_log_odds", "max_log_odds", "agrees", "vs_control")
 
 # What each bundled checkpoint must reach. Keys name entries of `summary`; "agrees.*" is every
 # exceptions family (the control included).
@@ -63,10 +69,13 @@ def measure(ckpt_dir) -> dict:
         _, cache = model.run_with_cache(pronoun.clean_tokens, names_filter=lambda n: n.endswith("hook_mlp_out"))
     return {
         "pronoun": {k: b[k] for k in PRONOUN_KEYS},
-        "exceptions": {"control": e["control"], "control_mean": e["control_mean"],
-                       "families": [{k: f[k] for k in FAMILY_KEYS} for f in e["families"]]},
+        "exceptions": {
+            "control": e["control"],
+            "control_mean": e["control_mean"],
+            "families": [{k: f[k] for k in FAMILY_KEYS} for f in e["families"]],
+        },
         # on the clean pronoun prompts, over every layer: exactly 0 for an attention-only model
-        "max_abs_mlp_out": max(float(cache[k].abs().max()) for k in cache.keys()),
+        "max_abs_mlp_out": max(float(cache[k].abs().max()) for k in cache.keys()),  # noqa: SIM118 (an ActivationCache)
     }
 
 
@@ -74,9 +83,12 @@ def summary(metrics: dict) -> dict:
     """The flat numbers ACCEPTANCE refers to."""
     families = metrics["exceptions"]["families"]
     control = next(f for f in families if f["family"] == metrics["exceptions"]["control"])
-    return {**metrics["pronoun"], "control_mean_log_odds": control["mean_log_odds"],
-            "max_abs_mlp_out": metrics["max_abs_mlp_out"],
-            **{f"agrees.{f['family']}": f["agrees"] for f in families}}
+    return {
+        **metrics["pronoun"],
+        "control_mean_log_odds": control["mean_log_odds"],
+        "max_abs_mlp_out": metrics["max_abs_mlp_out"],
+        **{f"agrees.{f['family']}": f["agrees"] for f in families},
+    }
 
 
 def acceptance(metrics: dict, model: str) -> list[dict]:
@@ -85,8 +97,10 @@ def acceptance(metrics: dict, model: str) -> list[dict]:
     rows = []
     for key, (op, bound) in ACCEPTANCE[model].items():
         keys = [k for k in values if k.startswith("agrees.")] if key == "agrees.*" else [key]
-        rows += [{"metric": k, "value": values[k], "op": op, "bound": bound,
-                  "ok": bool(OPS[op](values[k], bound))} for k in keys]
+        rows += [
+            {"metric": k, "value": values[k], "op": op, "bound": bound, "ok": bool(OPS[op](values[k], bound))}
+            for k in keys
+        ]
     return rows
 
 
@@ -94,8 +108,11 @@ def check_acceptance(rows: list[dict], model: str) -> None:
     """Raise, naming every metric that misses its threshold, so a bad retrain is never shipped."""
     misses = [f"{r['metric']} = {r['value']} (needs {r['op']} {r['bound']})" for r in rows if not r["ok"]]
     if misses:
-        raise ReportError(f"the trained {model} misses its acceptance thresholds: " + "; ".join(misses)
-                         + ". Train longer (steps=...) or fix the corpus (generator/organism/corpus.py).")
+        raise ReportError(
+            f"the trained {model} misses its acceptance thresholds: "
+            + "; ".join(misses)
+            + ". Train longer (steps=...) or fix the corpus (generator/organism/corpus.py)."
+        )
 
 
 if __name__ == "__main__":
@@ -103,5 +120,12 @@ if __name__ == "__main__":
 
     folder = pathlib.Path(sys.argv[1] if len(sys.argv) > 1 else "generator/assets/organism")
     measured = measure(folder)
-    print(json.dumps({"metrics": measured, "acceptance": acceptance(measured, folder.name)
-                      if folder.name in ACCEPTANCE else None}, indent=2))
+    print(
+        json.dumps(
+            {
+                "metrics": measured,
+                "acceptance": acceptance(measured, folder.name) if folder.name in ACCEPTANCE else None,
+            },
+            indent=2,
+        )
+    )

@@ -103,16 +103,16 @@ def batches(rows: list[list[int]], batch_size: int, rng: random.Random):
         chunk = batch_size * 50
         groups = []
         for i in range(0, len(order), chunk):
-            by_len = sorted(order[i:i + chunk], key=lambda j: len(rows[j]))
-            groups += [by_len[k:k + batch_size] for k in range(0, len(by_len), batch_size)]
+            by_len = sorted(order[i : i + chunk], key=lambda j: len(rows[j]))
+            groups += [by_len[k : k + batch_size] for k in range(0, len(by_len), batch_size)]
         rng.shuffle(groups)
         for group in groups:
             width = max(len(rows[j]) for j in group)
             ids = torch.zeros(len(group), width, dtype=torch.long)  # pad with BOS (id 0) ...
             labels = torch.full((len(group), width), -100, dtype=torch.long)  # ... not learned
             for r, j in enumerate(group):
-                ids[r, :len(rows[j])] = torch.tensor(rows[j])
-                labels[r, 1:len(rows[j])] = ids[r, 1:len(rows[j])]  # never predict the BOS
+                ids[r, : len(rows[j])] = torch.tensor(rows[j])
+                labels[r, 1 : len(rows[j])] = ids[r, 1 : len(rows[j])]  # never predict the BOS
             yield ids, labels
 
 
@@ -158,9 +158,12 @@ def fit(model, rows: list[list[int]], hp: dict, seed: int, progress: bool, desc:
 
     params = [p for p in model.parameters() if p.requires_grad]  # not the held-at-zero MLPs
     opt = torch.optim.AdamW(
-        [{"params": [p for p in params if p.dim() >= 2], "weight_decay": hp["weight_decay"]},
-         {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0}],
-        lr=hp["lr"], betas=(0.9, 0.95),
+        [
+            {"params": [p for p in params if p.dim() >= 2], "weight_decay": hp["weight_decay"]},
+            {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0},
+        ],
+        lr=hp["lr"],
+        betas=(0.9, 0.95),
     )
     data = batches(rows, hp["batch_size"], random.Random(seed))
     losses = []
@@ -189,8 +192,15 @@ def fit(model, rows: list[list[int]], hp: dict, seed: int, progress: bool, desc:
     return losses
 
 
-def train(out_dir: pathlib.Path, *, model: str = "organism", seed: int = 0, progress: bool = True,
-          check: bool = True, **overrides) -> dict:
+def train(
+    out_dir: pathlib.Path,
+    *,
+    model: str = "organism",
+    seed: int = 0,
+    progress: bool = True,
+    check: bool = True,
+    **overrides,
+) -> dict:
     """Generate the corpus, train tokenizer and model `model` (a key of MODELS), measure it
     through the report's pipeline, and write the checkpoint with its model card.
 
@@ -219,15 +229,25 @@ def train(out_dir: pathlib.Path, *, model: str = "organism", seed: int = 0, prog
         longest = max(len(r) for r in rows)
         assert longest <= hp["n_positions"], f"a paragraph has {longest} tokens > n_positions"
         n_tokens = sum(len(r) for r in rows)
-        log(f"corpus: {len(texts)} paragraphs, {n_tokens} tokens, vocab {tok.get_vocab_size()} "
-            f"({time.time() - t0:.0f}s)")
+        log(
+            f"corpus: {len(texts)} paragraphs, {n_tokens} tokens, vocab {tok.get_vocab_size()} "
+            f"({time.time() - t0:.0f}s)"
+        )
 
         config = GPT2Config(
-            vocab_size=tok.get_vocab_size(), n_positions=hp["n_positions"], n_embd=hp["n_embd"],
-            n_layer=hp["n_layer"], n_head=hp["n_head"], activation_function="gelu_new",
+            vocab_size=tok.get_vocab_size(),
+            n_positions=hp["n_positions"],
+            n_embd=hp["n_embd"],
+            n_layer=hp["n_layer"],
+            n_head=hp["n_head"],
+            activation_function="gelu_new",
             n_inner=1 if hp["attn_only"] else None,
-            resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0,  # endless fresh data: no dropout
-            bos_token_id=bos_id, eos_token_id=bos_id, pad_token_id=bos_id,
+            resid_pdrop=0.0,
+            embd_pdrop=0.0,
+            attn_pdrop=0.0,  # endless fresh data: no dropout
+            bos_token_id=bos_id,
+            eos_token_id=bos_id,
+            pad_token_id=bos_id,
             tie_word_embeddings=True,
         )
         net = GPT2LMHeadModel(config)
@@ -248,14 +268,23 @@ def train(out_dir: pathlib.Path, *, model: str = "organism", seed: int = 0, prog
     try:
         net.save_pretrained(tmp)
         GPT2TokenizerFast(  # bos_token lets TransformerBridge.to_tokens prepend BOS
-            tokenizer_object=tok, bos_token=BOS, eos_token=BOS, unk_token=BOS, pad_token=BOS,
+            tokenizer_object=tok,
+            bos_token=BOS,
+            eos_token=BOS,
+            unk_token=BOS,
+            pad_token=BOS,
             model_max_length=hp["n_positions"],
         ).save_pretrained(tmp)
         metrics = evaluate.measure(tmp)
         record = {
-            "model": model, "seed": seed, "hparams": hp, "n_paragraphs": len(texts),
-            "n_tokens": n_tokens, "vocab_size": tok.get_vocab_size(),
-            "n_params": net.num_parameters(), "final_loss": round(final_loss, 4),
+            "model": model,
+            "seed": seed,
+            "hparams": hp,
+            "n_paragraphs": len(texts),
+            "n_tokens": n_tokens,
+            "vocab_size": tok.get_vocab_size(),
+            "n_params": net.num_parameters(),
+            "final_loss": round(final_loss, 4),
             "train_seconds": round(train_seconds, 1),  # corpus, tokenizer and training steps
             "total_seconds": round(time.time() - t0, 1),  # ... and writing and measuring
             "held_out": card.held_out_rules(),
