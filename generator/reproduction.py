@@ -126,21 +126,20 @@ def compare(baseline: dict, attribution: dict | None, judge: bool) -> dict:
     probe = next((p for p in baseline.get("probes", []) if p["prompt"] == ref["test_prompt_period"]["prompt"]), None)
     if probe is not None:
         rows.append(top_tokens_row(ref["test_prompt_period"]["top_tokens"], probe["top"], mark))
-    # The notebook's DLA total is not its own logit difference (8.22 against 7.27), while the
-    # pieces of a correct DLA sum to it (minus the unembedding bias): information, never a mark.
+    # DLA leaves out the unembedding bias, into which fold_ln folds the final LayerNorm's bias
+    # (no component writes it): the total is the logit difference minus that bias difference.
+    # The notebook's 8.22 beside its 7.27 is that gap for GPT-2 small: information, never a mark.
     total = attribution["total"] if attribution else None
-    rows.append(
-        row(
-            "direct logit attribution, total",
-            ref["direct_logit_attribution_total"],
-            total,
-            None,
-            None,
-            "information only: a correct DLA total equals the model's own logit difference "
-            "(less the unembedding bias, zero for GPT-2); the notebook printed 8.22 beside a logit "
-            "difference of 7.27, so its DLA cell did not measure what it set out to",
-        )
-    )
+    gap = ref["mean_logit_diff"] - ref["direct_logit_attribution_total"]
+    note = (f"information: DLA leaves out the unembedding bias (after fold_ln it holds the final LayerNorm's "
+            f"bias, which no component writes), so the total is the logit difference minus that bias; the "
+            f"notebook's total is {ref['direct_logit_attribution_total']:.2f} beside a logit difference of "
+            f"{ref['mean_logit_diff']:.2f}, a bias of {gap:.2f} for GPT-2 small")
+    if attribution:
+        note += (f"; on this model {attribution['total']:.2f} + ({attribution['unembed_bias']:.2f}) = "
+                 f"{attribution['mean_logit_diff']:.2f}")
+    rows.append(row("direct logit attribution, total", ref["direct_logit_attribution_total"], total, None, None,
+                    note))
     judged = [r["ok"] for r in rows if r["ok"] is not None]
     return {
         "judged": judge,

@@ -57,7 +57,8 @@ def metrics_from_reference() -> tuple[dict, dict]:
         },
         "probes": [{"prompt": ".", "answer": " He", "top": copy.deepcopy(period["top_tokens"])}],
     }
-    return baseline, {"total": REFERENCE["direct_logit_attribution_total"]}
+    total, logit_diff = REFERENCE["direct_logit_attribution_total"], REFERENCE["mean_logit_diff"]
+    return baseline, {"total": total, "mean_logit_diff": logit_diff, "unembed_bias": logit_diff - total}
 
 
 def test_reference_values_reproduce():
@@ -65,7 +66,7 @@ def test_reference_values_reproduce():
     check = reproduction.compare(baseline, attribution, judge=True)
     assert check["reproduces"] and not check["failed"]
     dla = next(r for r in check["rows"] if r["what"].startswith("direct logit attribution"))
-    assert dla["ok"] is None and "information only" in dla["note"]  # never a failure
+    assert dla["ok"] is None and dla["note"].startswith("information")  # never a failure
     assert {r["what"].split(" (")[0] for r in check["rows"]} >= {
         "mean logit difference",
         "every per-prompt logit difference",
