@@ -26,7 +26,6 @@ import argparse
 import os
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 os.environ.setdefault("TQDM_DISABLE", "1")
@@ -36,6 +35,7 @@ import torch  # noqa: E402
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from benchmarks.bench_patching import timed  # noqa: E402
 from generator.engine import PatchingEngine  # noqa: E402
 from generator.engine.graph import CircuitRunner  # noqa: E402
 from generator.experiments import circuit, params  # noqa: E402
@@ -55,16 +55,6 @@ def gpt2_small_shaped(folder: Path, device: str):
     GPT2LMHeadModel(GPT2Config()).save_pretrained(folder)
     GPT2TokenizerFast.from_pretrained(str(TOKENIZER)).save_pretrained(folder)
     return load_model(resolve(str(folder)), device=device)
-
-
-def timed(fn, device):
-    if device == "cuda":
-        torch.cuda.synchronize()
-    start = time.perf_counter()
-    out = fn()
-    if device == "cuda":
-        torch.cuda.synchronize()
-    return out, time.perf_counter() - start
 
 
 def ours(model, batch, device, fractions):
@@ -87,35 +77,20 @@ def ours(model, batch, device, fractions):
 
 def transformer_lens(model, batch, runner, evaluator, order, sizes, n_prompts, device):
     """TL's per-prompt EAP and faithfulness on the first n_prompts prompts, checked against ours."""
-    from transformer_lens.tools.analysis import EdgeAttributionConfig, Node, attribution_patch, faithfulness
+    from transformer_lens.tools.analysis import EdgeAttributionConfig, attribution_patch, faithfulness
 
     g = runner.graph
-    n_layers, n_pos = model.cfg.n_layers, runner.n_pos
-
-    def node(w, r, p):
-        writer, reader = g.writers[w], g.readers[r]
-        wn = (
-            Node("embed", p)
-            if writer[0] == "embed"
-            else Node("attn_head_out", p, writer[1], writer[2])
-            if writer[0] == "head"
-            else Node("mlp_out", p, writer[1])
-        )
-        rn = (
-            Node("logits", p, n_layers - 1)
-            if reader[0] == "logits"
-            else Node("mlp_in", p, reader[1])
-            if reader[0] == "mlp"
-            else Node(f"{reader[0]}_input", p, reader[1], reader[2])
-        )
-        return wn, rn
+    n_pos = runner.n_pos
 
     shape = (len(g.writers), len(g.readers), n_pos)
     circuits = []
     for n in sizes:
         flat = evaluator.edges[order[:n]]
         circuits.append(
-            [node(int(f) // (shape[1] * shape[2]), int(f) // shape[2] % shape[1], int(f) % shape[2]) for f in flat]
+            [
+                g.to_transformer_lens(int(f) // (shape[1] * shape[2]), int(f) // shape[2] % shape[1], int(f) % shape[2])
+                for f in flat
+            ]
         )
     eap_time = faith_time = 0.0
     score_diff = recovered_diff = 0.0
@@ -135,21 +110,8 @@ def transformer_lens(model, batch, runner, evaluator, order, sizes, n_prompts, d
         single = CircuitRunner(model, batch.clean_tokens[one], batch.corrupted_tokens[one], batch.answer_tokens[one])
         mine = single.scores(1)
         for (w, r), score in result.edge_scores.items():
-            wi = g.writers.index(
-                ("embed",)
-                if w.kind == "embed"
-                else ("head", w.layer, w.head)
-                if w.kind == "attn_head_out"
-                else ("mlp", w.layer)
-            )
-            ri = g.readers.index(
-                ("logits",)
-                if r.kind == "logits"
-                else ("mlp", r.layer)
-                if r.kind == "mlp_in"
-                else (r.kind[0], r.layer, r.head)
-            )
-            score_diff = max(score_diff, abs(float(mine[wi, ri, w.position]) - score))
+            (wi, position), (ri, _) = g.from_transformer_lens(w), g.from_transformer_lens(r)
+            score_diff = max(score_diff, abs(float(mine[wi, ri, position]) - score))
         ours_curve = circuit.Evaluator(single, True).curve(order, sizes)
         for k, edges in enumerate(circuits):
             f, t = timed(

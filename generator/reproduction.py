@@ -131,15 +131,18 @@ def compare(baseline: dict, attribution: dict | None, judge: bool) -> dict:
     # The notebook's 8.22 beside its 7.27 is that gap for GPT-2 small: information, never a mark.
     total = attribution["total"] if attribution else None
     gap = ref["mean_logit_diff"] - ref["direct_logit_attribution_total"]
-    note = (f"information: DLA leaves out the unembedding bias (after fold_ln it holds the final LayerNorm's "
-            f"bias, which no component writes), so the total is the logit difference minus that bias; the "
-            f"notebook's total is {ref['direct_logit_attribution_total']:.2f} beside a logit difference of "
-            f"{ref['mean_logit_diff']:.2f}, a bias of {gap:.2f} for GPT-2 small")
+    note = (
+        f"information: DLA leaves out the unembedding bias (after fold_ln it holds the final LayerNorm's "
+        f"bias, which no component writes), so the total is the logit difference minus that bias; the "
+        f"notebook's total is {ref['direct_logit_attribution_total']:.2f} beside a logit difference of "
+        f"{ref['mean_logit_diff']:.2f}, a bias of {gap:.2f} for GPT-2 small"
+    )
     if attribution:
-        note += (f"; on this model {attribution['total']:.2f} + ({attribution['unembed_bias']:.2f}) = "
-                 f"{attribution['mean_logit_diff']:.2f}")
-    rows.append(row("direct logit attribution, total", ref["direct_logit_attribution_total"], total, None, None,
-                    note))
+        note += (
+            f"; on this model {attribution['total']:.2f} + ({attribution['unembed_bias']:.2f}) = "
+            f"{attribution['mean_logit_diff']:.2f}"
+        )
+    rows.append(row("direct logit attribution, total", ref["direct_logit_attribution_total"], total, None, None, note))
     judged = [r["ok"] for r in rows if r["ok"] is not None]
     return {
         "judged": judge,

@@ -10,7 +10,7 @@ import dataclasses
 import pytest
 import torch
 from conftest import PROMPTS, TOL, TOL_REFERENCE, gpt2_tokenizer, load, subset
-from transformer_lens.tools.analysis import EdgeAttributionConfig, Node, attribution_patch, faithfulness
+from transformer_lens.tools.analysis import EdgeAttributionConfig, attribution_patch, faithfulness
 
 from generator.engine import PatchingEngine
 from generator.engine.graph import CircuitRunner
@@ -47,22 +47,6 @@ def runner_for(model, batch, **kwargs):
 def model_metric(model, tokens, answers):
     with torch.no_grad():
         return logit_diff(model(tokens), answers)
-
-
-def tl_node(runner, node):
-    """A TransformerLens Node as (writer or reader index, position) of our graph."""
-    g = runner.graph
-    if node.kind == "embed":
-        return g.writers.index(("embed",)), node.position
-    if node.kind == "attn_head_out":
-        return g.writers.index(("head", node.layer, node.head)), node.position
-    if node.kind == "mlp_out":
-        return g.writers.index(("mlp", node.layer)), node.position
-    if node.kind == "logits":
-        return g.readers.index(("logits",)), node.position
-    if node.kind == "mlp_in":
-        return g.readers.index(("mlp", node.layer)), node.position
-    return g.readers.index((node.kind[0], node.layer, node.head)), node.position
 
 
 @pytest.mark.parametrize("which", ["organism", "tiny, early corruption", "tiny, no shared prefix"])
@@ -110,7 +94,7 @@ def test_eap_scores_equal_transformer_lens_attribution_patch(which, request):
             totals[edge] = totals.get(edge, 0.0) + score / len(batch.clean_tokens)
     assert len(totals) == int(runner.graph.upstream().sum()) * runner.n_pos
     for (writer, reader), expected in totals.items():
-        (w, p), (r, _) = tl_node(runner, writer), tl_node(runner, reader)
+        (w, p), (r, _) = runner.graph.from_transformer_lens(writer), runner.graph.from_transformer_lens(reader)
         assert abs(float(ours[w, r, p]) - expected) < TOL_REFERENCE, (writer, reader, float(ours[w, r, p]), expected)
 
 
@@ -128,25 +112,7 @@ def test_circuit_runs_equal_transformer_lens_faithfulness(which, request):
         keep[flat[:n]] = True
         keep = keep.reshape(scores.shape) & runner.graph.upstream()[..., None]
         ours = runner.evaluate(keep)
-        circuit_edges = []
-        for w, r, p in keep.nonzero().tolist():
-            writer = runner.graph.writers[w]
-            reader = runner.graph.readers[r]
-            wn = (
-                Node("embed", p)
-                if writer[0] == "embed"
-                else Node("attn_head_out", p, writer[1], writer[2])
-                if writer[0] == "head"
-                else Node("mlp_out", p, writer[1])
-            )
-            rn = (
-                Node("logits", p, model.cfg.n_layers - 1)
-                if reader[0] == "logits"
-                else Node("mlp_in", p, reader[1])
-                if reader[0] == "mlp"
-                else Node(f"{reader[0]}_input", p, reader[1], reader[2])
-            )
-            circuit_edges.append((wn, rn))
+        circuit_edges = [runner.graph.to_transformer_lens(w, r, p) for w, r, p in keep.nonzero().tolist()]
         for i in range(len(batch.clean_tokens)):
             metric = lambda logits, i=i: logit_diff(logits, batch.answer_tokens[i : i + 1])[0]  # noqa: E731
             tl = faithfulness(

@@ -19,10 +19,10 @@ from pathlib import Path
 import pytest
 import yaml
 from click.testing import CliRunner
+from conftest import ROOT, save_random_gpt2, write_config
 
 from generator.cli import main
 from generator.models import slug
-from tests.conftest import ROOT, save_random_gpt2, write_config
 
 EXPERIMENTS = {"baseline": {}, "exceptions": {}}  # the smallest set whose pages build strictly
 RERUN = "re-run with `capcircuit run --only baseline --force`"

@@ -5,13 +5,14 @@ a small byte-level BPE trained here, which splits "Com" like the organism's toke
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 from dataclasses import replace
 
 import pytest
 import torch
+from conftest import load
+from markupsafe import Markup
 
 from generator.experiments import exceptions
 from generator.experiments.params import Exceptions
@@ -32,17 +33,9 @@ GPT2_SPLIT = [
 ]
 
 
-def load(path):
-    from generator.models import load_model, resolve
-
-    return load_model(resolve(str(path)), device="cpu")
-
-
 @pytest.fixture(scope="module")
-def model(site_model, tiny_gpt2_dir, request):
-    if site_model == str(tiny_gpt2_dir):
-        return request.getfixturevalue("site_model_loaded")
-    return load(tiny_gpt2_dir)
+def model(tiny_gpt2):
+    return tiny_gpt2
 
 
 @pytest.fixture(scope="module")
@@ -121,11 +114,17 @@ def test_task_has_families_with_expectations_and_a_control():
     assert all(p.text.endswith(".") != (p.group == "proper_noun") for p in spec.prompts)
 
 
-def test_pronoun_task_digest_is_unchanged_by_the_second_format():
-    spec = load_task("pronoun")
-    assert spec.same_length and not spec.info
-    old = hashlib.sha256(json.dumps([p.__dict__ for p in spec.prompts], sort_keys=True).encode()).hexdigest()[:16]
-    assert spec.digest() == old  # baseline results stay fresh
+def test_task_digests_are_the_ones_the_committed_results_carry():
+    """The digests are pinned: a change to a task file or to how tasks hash shows up here (and
+    would make every committed result stale)."""
+    from conftest import ROOT
+
+    pronoun, families = load_task("pronoun"), load_task("exceptions")
+    assert pronoun.same_length and not pronoun.info
+    assert pronoun.digest() == "ee08d2a25d5c12cb" and families.digest() == "83093397905fb321"
+    for model in ("organism", "organism-attn-only-1l"):
+        stored = json.loads((ROOT / "results" / model / "baseline.json").read_text())
+        assert stored["key_parts"]["task"] == pronoun.digest()
 
 
 def test_build_keeps_each_prompt_its_own_length(batch):
@@ -292,12 +291,15 @@ def test_family_means_and_control(result, bpe_run):
 
 def test_page_renders_with_unusable_pairs(tmp_path, bpe_dir, bpe_run):
     """The template on a result with missing pair differences: a dash, the count, the split."""
+    from conftest import write_config
+
     from generator.config import load_config
     from generator.render import environment
-    from tests.conftest import write_config
 
     m = json.loads(json.dumps(bpe_run[1].metrics))  # as the store returns it
-    config = load_config(write_config(tmp_path, models=[str(bpe_dir)], device="cpu", experiments={"exceptions": {}}))
+    config = load_config(
+        write_config(tmp_path, models=[str(bpe_dir)], device="cpu", experiments={"baseline": {}, "exceptions": {}})
+    )
     record = {"metrics": m, "figures": {}, "provenance": {"model": "bpe"}}
     page = (
         environment(config)
@@ -306,14 +308,15 @@ def test_page_renders_with_unusable_pairs(tmp_path, bpe_dir, bpe_run):
             r={"exceptions": record},
             primary="bpe",
             page="exceptions.md",
-            figure=lambda record, name, caption: f"[figure {name}: {caption}]",
+            figure=lambda record, name, caption: Markup(f"[figure {name}: {caption}]"),
         )
     )
     assert f"{m['n_pairs']} of the {m['n_prompts']} answer pairs are two single tokens" in page
-    assert "| — |" in page and "`Send it to john@gmail.`" in page
+    assert "| — |" in page and "<code>Send it to john@gmail.</code>" in page
+    shown = {f["family"]: f["family"].replace("_", "\\_") for f in m["families"]}  # markdown-escaped text
     for f in m["families"]:
-        assert f"| {f['family']} | {f['expected']} |" in page and f"{f['mean_log_odds']:.2f}" in page
-    like_end = [f["family"] for f in m["families"] if f["family"] != m["control"] and f["sentence_end_like"]]
+        assert f"| {shown[f['family']]} | {f['expected']} |" in page and f"{f['mean_log_odds']:.2f}" in page
+    like_end = [shown[f["family"]] for f in m["families"] if f["family"] != m["control"] and f["sentence_end_like"]]
     control = next(f for f in m["families"] if f["family"] == m["control"])
     assert ("Even after an ordinary sentence end" in page) == (control["mean_log_odds"] <= 0)
     if like_end:

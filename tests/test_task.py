@@ -3,11 +3,11 @@
 from dataclasses import replace
 
 import pytest
+from conftest import gpt2_tokenizer
 
 from generator import ReportError
 from generator.models import load_model
 from generator.tasks import Prompt, build, load_task
-from tests.conftest import gpt2_tokenizer
 
 
 def test_seed_task_has_100_prompts_of_both_genders():

@@ -87,6 +87,29 @@ class EdgeGraph:
         """The stored id of reader i: {"kind": "q" | "k" | "v" | "mlp" | "logits", ...}."""
         return _node_id(self.readers[i])
 
+    # ---- TransformerLens's graph (tools.analysis.Node), for interop and the tests against it ----
+
+    def to_transformer_lens(self, w: int, r: int, position: int):
+        """Edge (writer w, reader r) at a position as TransformerLens's (writer, reader) Nodes."""
+        from transformer_lens.tools.analysis import Node
+
+        writer, reader = self.writers[w], self.readers[r]
+        kinds = {"embed": "embed", "head": "attn_head_out", "mlp": "mlp_out"}
+        wn = Node(kinds[writer[0]], position, *writer[1:])
+        if reader[0] == "logits":
+            return wn, Node("logits", position, self.n_layers - 1)
+        return wn, Node("mlp_in" if reader[0] == "mlp" else f"{reader[0]}_input", position, *reader[1:])
+
+    def from_transformer_lens(self, node) -> tuple[int, int]:
+        """A TransformerLens Node as (writer or reader index, position) of this graph."""
+        kinds = {"embed": ("embed",), "attn_head_out": ("head",), "mlp_out": ("mlp",)}
+        where = tuple(x for x in (node.layer, node.head) if x is not None)
+        if node.kind in kinds:
+            return self.writers.index(kinds[node.kind] + where), node.position
+        if node.kind == "logits":
+            return len(self.readers) - 1, node.position
+        return self.readers.index(("mlp" if node.kind == "mlp_in" else node.kind[0],) + where), node.position
+
 
 def _node_id(node: tuple) -> dict:
     return dict(zip(("kind", "layer", "head"), node))
