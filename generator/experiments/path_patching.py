@@ -136,7 +136,7 @@ def run(model, batch, params: Params, inputs: dict) -> Result:
         "corrupted_logit_diff": num(corrupted),
         "n_layers": n_layers,
         "n_heads": n_heads,
-        "backend": "engine",
+        "backend": backend,
         "components": list(params.components),
         "senders": results,
         "top_paths": paths[: params.top_paths],
