@@ -64,8 +64,9 @@ class Config(Strict):
         return (self.root / getattr(self.paths, name)).resolve()
 
     def digest(self) -> str:
-        """A short hash of the config, for provenance."""
-        return digest(self.model_dump(mode="json", exclude={"root"}))[:12]
+        """A short hash of the config, for provenance: what it asks for, not where its files lie
+        (`paths` and `root` are left out, so a copy of a project has the same digest)."""
+        return digest(self.model_dump(mode="json", exclude={"root", "paths"}))[:12]
 
 
 def load_config(path: str | Path = DEFAULT_CONFIG, log=None, **overrides: Any) -> Config:

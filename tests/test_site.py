@@ -15,8 +15,9 @@ from pathlib import Path
 import pytest
 import yaml
 from conftest import ROOT, build_report, repo_config, write_config
+from markupsafe import escape
 
-from generator.render import pages
+from generator.render import as_text, pages
 
 FIGURE = re.compile(
     r'<figure class="report-figure">\n<div class="report-(plotly|circuitsvis)" id="([^"]+)" '
@@ -146,7 +147,7 @@ def test_pages_state_the_stored_numbers(built, results):
         assert f"| {f['family'].replace('_', chr(92) + '_')} | {f['expected']} |" in page["exceptions"]
     for g in r["attention"]["groups"]:
         for focus in g.get("focus", []):
-            position = r["attention"]["positions"][focus["position"]].replace("_", "\\_")
+            position = escape(as_text(r["attention"]["positions"][focus["position"]]))  # as a page prints it
             assert (
                 f"**L{focus['layer']}H{focus['head']}** attends from the final position mostly to **{position}**"
                 in page["attention"]
