@@ -12,9 +12,9 @@ project's loader (the seed's processing), and the notebook's 100 pronoun prompts
    EAP-IG) and `faithfulness` at the same ten sizes, prompt by prompt, on --tl-prompts prompts,
    with the time per prompt extrapolated to all of them (said so in the output); the largest
    difference of scores and of recovered fractions between the two is printed;
-3. path patching from the strongest heads into every later head's q, k and v: the engine against
-   `get_act_patch_direct_path` (TL on --tl-senders senders, extrapolated), and their largest
-   difference.
+3. path patching from three heads into every later head's q, k and v: the engine on all
+   prompts against `get_act_patch_direct_path` on one sender and component over
+   --tl-path-prompts prompts (extrapolated), and their largest difference.
 
     python benchmarks/bench_circuit.py --threads 1             # on 2 shared CPU cores
     python benchmarks/bench_circuit.py --quick                 # 8 prompts, 1 TL prompt
@@ -44,6 +44,7 @@ from generator.heads import Head  # noqa: E402
 from generator.metrics import logit_diff, mean_logit_diff_metric  # noqa: E402
 from generator.models import load_model, resolve  # noqa: E402
 from generator.tasks import build, load_task  # noqa: E402
+from tests.conftest import subset  # noqa: E402
 
 TOKENIZER = ROOT / "tests" / "fixtures" / "gpt2-tokenizer"  # the real GPT-2 BPE (MIT)
 
@@ -140,49 +141,57 @@ def transformer_lens(model, batch, runner, evaluator, order, sizes, n_prompts, d
     return (eap_time + faith_time) * scale
 
 
-def path_patching(model, batch, device, tl_senders, components=("q", "k", "v")):
+def path_patching(model, batch, device, tl_prompts: int, components=("q", "k", "v")):
+    """The engine on every prompt; TransformerLens (one full forward of the batch per receiver)
+    on the first sender and component over tl_prompts prompts, checked against the engine on the
+    same prompts, its time extrapolated to all senders, components and prompts (its cost grows
+    with the batch; said so in the output)."""
     from transformer_lens.tools.analysis import get_act_patch_direct_path
 
     engine, setup = timed(
         lambda: PatchingEngine(model, batch.clean_tokens, batch.corrupted_tokens, batch.answer_tokens), device
     )
     senders = [Head(layer, 0) for layer in (0, 3, 6)]  # three senders at different depths
-    ours_out, ours_time = {}, setup
+    ours_time = setup
     for s in senders:
         for c in components:
-            ours_out[(s, c)], t = timed(lambda s=s, c=c: path_sweep(engine, s, c), device)
+            _, t = timed(lambda s=s, c=c: path_sweep(engine, s, c), device)
             ours_time += t
-    _, clean_cache = model.run_with_cache(batch.clean_tokens)
-    _, corrupted_cache = model.run_with_cache(batch.corrupted_tokens)
-    metric = mean_logit_diff_metric(batch.answer_tokens)
-    tl_time, diff = 0.0, 0.0
-    if not tl_senders:
-        print(f"path patching, {len(senders)} senders x q/k/v: engine {ours_time:.1f} s", flush=True)
-        return
-    for s in senders[:tl_senders]:
-        for c in components:
-            with torch.no_grad():
-                expected, t = timed(
-                    lambda s=s, c=c: get_act_patch_direct_path(
-                        model,
-                        batch.corrupted_tokens,
-                        clean_cache,
-                        corrupted_cache,
-                        metric,
-                        s.layer,
-                        s.head,
-                        component=c,
-                        verbose=False,
-                    ),
-                    device,
-                )
-            tl_time += t
-            diff = max(diff, float((ours_out[(s, c)][s.layer + 1 :] - expected[s.layer + 1 :]).abs().max()))
-    scale = len(senders) / tl_senders
     print(
-        f"path patching, {len(senders)} senders x q/k/v: engine {ours_time:.1f} s (setup {setup:.1f} s); "
-        f"TransformerLens {tl_time:.1f} s on {tl_senders} sender(s), extrapolated {tl_time * scale:.0f} s: "
-        f"{tl_time * scale / ours_time:.0f}x; largest |difference| {diff:.2e}",
+        f"path patching, {len(senders)} senders x q/k/v, {len(batch.clean_tokens)} prompts: engine "
+        f"{ours_time:.1f} s (setup {setup:.1f} s)",
+        flush=True,
+    )
+    if not tl_prompts:
+        return
+    few = subset(batch, list(range(tl_prompts)))
+    small = PatchingEngine(model, few.clean_tokens, few.corrupted_tokens, few.answer_tokens)
+    _, clean_cache = model.run_with_cache(few.clean_tokens)
+    _, corrupted_cache = model.run_with_cache(few.corrupted_tokens)
+    s, c = senders[0], components[0]
+    with torch.no_grad():
+        expected, tl_time = timed(
+            lambda: get_act_patch_direct_path(
+                model,
+                few.corrupted_tokens,
+                clean_cache,
+                corrupted_cache,
+                mean_logit_diff_metric(few.answer_tokens),
+                s.layer,
+                s.head,
+                component=c,
+                verbose=False,
+            ),
+            device,
+        )
+    diff = float((path_sweep(small, s, c)[s.layer + 1 :] - expected[s.layer + 1 :]).abs().max())
+    # TL runs one forward per receiver (every head after the sender's layer), on the whole batch
+    receivers = [(model.cfg.n_layers - 1 - r.layer) * model.cfg.n_heads for r in senders]
+    total = tl_time / receivers[0] * sum(receivers) * len(components) * len(batch.clean_tokens) / tl_prompts
+    print(
+        f"TransformerLens get_act_patch_direct_path, {s.name}.{c} on {tl_prompts} prompts: {tl_time:.1f} s; "
+        f"extrapolated to {len(senders)} senders x q/k/v x {len(batch.clean_tokens)} prompts: {total:.0f} s, "
+        f"{total / ours_time:.0f}x the engine; largest |difference| {diff:.2e}",
         flush=True,
     )
 
@@ -192,7 +201,7 @@ def main():
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--prompts", type=int, default=100)
     parser.add_argument("--tl-prompts", type=int, default=2)
-    parser.add_argument("--tl-senders", type=int, default=1)
+    parser.add_argument("--tl-path-prompts", type=int, default=10)
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--quick", action="store_true", help="8 prompts, 1 TL prompt")
     parser.add_argument("--skip-tl", action="store_true")
@@ -206,8 +215,6 @@ def main():
         model, load_time = timed(lambda: gpt2_small_shaped(Path(tmp), args.device), args.device)
     print(f"loaded a GPT-2-small-shaped model in {load_time:.1f} s", flush=True)
     task = build(load_task("pronoun"), model)
-    from tests.conftest import subset
-
     batch = subset(task, [i * 100 // args.prompts for i in range(args.prompts)]) if args.prompts < 100 else task
     fractions = params.MIB_SIZES
     runner, evaluator, order, sizes, _, ours_total = ours(model, batch, args.device, fractions)
@@ -223,7 +230,7 @@ def main():
             f"{tl_total:.0f} s (extrapolated): {tl_total / ours_total:.0f}x",
             flush=True,
         )
-    path_patching(model, batch, args.device, 0 if args.skip_tl else args.tl_senders)
+    path_patching(model, batch, args.device, 0 if args.skip_tl else args.tl_path_prompts)
 
 
 if __name__ == "__main__":

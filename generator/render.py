@@ -170,6 +170,11 @@ def fmt(x, digits: int = 2) -> str:
     return f"{number(x, 'fmt'):.{digits}f}"
 
 
+def sig(x, digits: int = 3) -> str:
+    """A number to `digits` significant digits (small effects stay readable: 2.4e-05)."""
+    return f"{number(x, 'sig'):.{digits}g}"
+
+
 def seconds(s) -> str:
     s = number(s, "seconds")
     return f"{s:.1f} s" if s < 120 else f"{s / 60:.1f} min"
@@ -197,6 +202,7 @@ def environment(config: Config) -> jinja2.Environment:
     env.filters.update(FILTERS)
     env.filters["pct"] = pct
     env.filters["fmt"] = fmt
+    env.filters["sig"] = sig
     env.filters["seconds"] = seconds
     env.filters["token"] = code
     env.filters["code"] = code

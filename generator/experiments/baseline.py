@@ -146,8 +146,10 @@ def per_prompt_figure(rows, templates, names) -> dict:
     lookup = {(r["template"], r["name"]): r for r in rows}
     bound = max(abs(r[k]) for r in rows for k in ("clean", "corrupted"))
     for col, key in enumerate(("clean", "corrupted"), start=1):
-        z = [[lookup[(t, n)][key] for n in names] for t in templates]
-        text = [[f"#{lookup[(t, n)]['index'] + 1}: {lookup[(t, n)]['prompt']}" for n in names] for t in templates]
+        # a task need not be a full grid: a missing (template, name) cell is a gap
+        cells = [[lookup.get((t, n)) for n in names] for t in templates]
+        z = [[c[key] if c else None for c in row] for row in cells]
+        text = [[f"#{c['index'] + 1}: {c['prompt']}" if c else "" for c in row] for row in cells]
         fig.add_trace(
             go.Heatmap(
                 z=z,
