@@ -79,8 +79,15 @@ def digest(data: Any) -> str:
     return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
 
 
+# Declarations, not computation: the registry (a row's task, params and `after` are in the key
+# themselves) and the params classes (the validated values are in the key). Left out of the
+# code fingerprint so that adding an experiment's row or parameters re-runs no other experiment.
+DECLARATIONS = ("generator.experiments", "generator.experiments.params")
+
+
 def source_fingerprint(module_name: str) -> str:
-    """Hash of a module's source and of every generator module it imports, transitively.
+    """Hash of a module's source and of every generator module it imports, transitively
+    (DECLARATIONS aside).
 
     Hand-written because no library answers "which of my own files does this result depend
     on" without importing them; we parse imports statically so the check loads no torch."""
@@ -89,7 +96,7 @@ def source_fingerprint(module_name: str) -> str:
     while todo:
         name = todo.pop()
         path = _module_path(name)
-        if name in seen or path is None:
+        if name in seen or path is None or name in DECLARATIONS:
             continue
         source = path.read_text()
         seen[name] = hashlib.sha256(source.encode()).hexdigest()

@@ -91,6 +91,7 @@ EXPERIMENTS: dict[str, Experiment] = {
         p.Circuit,
         (Page("circuit.md", "Circuit"),),
         extra_tasks=("exceptions",),
+        overview=True,
     ),
 }
 
