@@ -57,21 +57,29 @@ def package_version(name: str) -> str:
         return "not installed"  # rendering needs no torch; its results are then stale (versions)
 
 
-def key_parts(config: Config, ref, experiment: str, upstream: dict[str, str]) -> dict:
-    """Everything that determines a result. `upstream`: cache keys of the experiments it reads."""
-    from generator import experiments, models, tasks
+def model_part(ref) -> dict:
+    """The model's part of every key: computed once per model (hashing a local model's weights
+    reads every weight file)."""
+    from generator import models
+
+    location = ref.location if ref.source == "hub" else ref.source
+    return {"name": ref.name, "source": ref.source, "location": location, "weights": models.fingerprint(ref)}
+
+
+def key_parts(config: Config, model: dict, experiment: str, upstream: dict[str, str], digests: dict) -> dict:
+    """Everything that determines a result. `model`: model_part(ref); `upstream`: cache keys of
+    the experiments it reads; `digests`: task name -> digest, filled in as tasks are first read."""
+    from generator import experiments, tasks
 
     spec = experiments.get(experiment)
+    for task in (spec.task, *spec.extra_tasks):
+        if task not in digests:
+            digests[task] = tasks.load_task(task).digest()
     return {
         "inputs": {name: upstream[name] for name in spec.after},
-        "model": {
-            "name": ref.name,
-            "source": ref.source,
-            "location": ref.location if ref.source == "hub" else ref.source,
-            "weights": models.fingerprint(ref),
-        },
-        "task": tasks.load_task(spec.task).digest(),
-        **({"extra_tasks": {t: tasks.load_task(t).digest() for t in spec.extra_tasks}} if spec.extra_tasks else {}),
+        "model": model,
+        "task": digests[spec.task],
+        **({"extra_tasks": {t: digests[t] for t in spec.extra_tasks}} if spec.extra_tasks else {}),
         "params": config.experiments[experiment],
         "code": source_fingerprint(spec.module),
         "versions": {p: package_version(p) for p in KEY_PACKAGES},
@@ -127,13 +135,13 @@ def plan(config: Config, force: bool = False, only: tuple[str, ...] = ()) -> lis
             raise ReportError(
                 f"--only {name}: not an experiment in the config (configured: {', '.join(config.experiments)})"
             )
-    plans = []
+    plans, digests, order = [], {}, ordered(config)
     for model_name in config.models:
         ref = models.resolve(model_name)
-        keys: dict[str, str] = {}
-        for experiment in ordered(config):
+        model, keys = model_part(ref), {}
+        for experiment in order:
             record, corrupt = store.inspect(ref.slug, experiment)
-            parts = comparable(key_parts(config, ref, experiment, keys), record)
+            parts = comparable(key_parts(config, model, experiment, keys, digests), record)
             keys[experiment] = digest(parts)
             reasons = [f"corrupt: {corrupt}"] if corrupt else stale_reasons(record, parts)
             if force and (not only or experiment in only):

@@ -1,4 +1,4 @@
-"""How the report words what the experiments stored: display names, plurals and the models
+"""How the report words what the experiments stored: display names and the models
 comparison. Torch-free; the templates reach these as Jinja filters and globals, so a template
 prints and never decides a threshold or spells a head name itself."""
 
@@ -15,11 +15,6 @@ COMPONENTS_PLURAL = {"q": "queries", "k": "keys", "v": "values"}
 def target_title(target: str) -> str:
     """A patching target's display title ("head_out" -> "Head output (all positions)")."""
     return TARGETS[target].title
-
-
-def plural(n: int, word: str, many: str = "") -> str:
-    """'1 head', '3 heads' (or `many` for an irregular plural)."""
-    return f"{n} {word if n == 1 else (many or word + 's')}"
 
 
 def join_words(items, last: str = "and") -> str:
@@ -88,7 +83,6 @@ FILTERS = {
     "cell": cell_name,
     "node": node_name,
     "target": target_title,
-    "plural": plural,
     "join_words": join_words,
     "reader_counts": reader_counts,
     "layer_range": layer_range,

@@ -32,7 +32,6 @@ import torch
 
 from generator.engine.ops import norm
 from generator.engine.weights import model_weights
-from generator.metrics import logit_diff
 
 
 @dataclass(frozen=True)
@@ -361,9 +360,3 @@ def attend(q, k, v, start: int, scale: float) -> torch.Tensor:
     k_pos = torch.arange(k.shape[1], device=q.device)
     pattern = scores.masked_fill(k_pos[None, :] > q_pos[:, None], float("-inf")).softmax(-1)
     return torch.einsum("bhpk,bkhe->bphe", pattern, v)
-
-
-def per_prompt_metric(model, tokens: torch.Tensor, answers: torch.Tensor) -> torch.Tensor:
-    """The model's own per-prompt logit difference (for checks)."""
-    with torch.no_grad():
-        return logit_diff(model(tokens), answers)
