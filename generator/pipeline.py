@@ -18,7 +18,9 @@ from importlib.metadata import PackageNotFoundError, version
 
 from generator import ReportError, __version__
 from generator.config import Config
-from generator.store import Store, digest, source_fingerprint, stale_reasons
+from generator.fingerprint import source_fingerprint
+from generator.schemas import SCHEMA_VERSION
+from generator.store import Store, digest, stale_reasons
 
 KEY_PACKAGES = ("torch", "transformer_lens", "transformers")
 # torch CPU threads while computing what the store keeps: a fixed count, so results do not
@@ -85,6 +87,7 @@ def key_parts(config: Config, model: dict, experiment: str, upstream: dict[str, 
         "versions": {p: package_version(p) for p in KEY_PACKAGES},
         "seed": config.seed,
         "dtype": config.dtype,
+        "schema": SCHEMA_VERSION,
     }
 
 
@@ -178,7 +181,7 @@ def execute(config: Config, p: Plan, model, batches: dict, store: Store):
                 f"{p.experiment} reads the results of {dep}, which has not run for {p.model}: "
                 f"run without --only, or with --only {dep} first"
             )
-        inputs[dep] = record["metrics"]
+        inputs[dep] = store.load(p.slug, dep)["metrics"]  # typed (generator.schemas)
     if spec.extra_tasks:
         inputs["tasks"] = {t: batches[t] for t in spec.extra_tasks}
     torch.manual_seed(config.seed)
@@ -209,7 +212,6 @@ def record(config: Config, p: Plan, result, seconds: float, device: str, store: 
                 "versions": p.key_parts["versions"],
             },
             "metrics": result.metrics,
-            "figures": result.figures,
         },
         {"wall_s": round(seconds, 3), **({"parts_s": result.timings} if result.timings else {})},
     )

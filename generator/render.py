@@ -19,12 +19,13 @@ import jinja2
 import yaml
 from markupsafe import Markup
 
-from generator import ReportError
+from generator import ReportError, figures
 from generator.config import Config
 from generator.experiments import EXPERIMENTS, Page
-from generator.files import check_writable, shown
+from generator.files import check_writable, shown, write_atomic
 from generator.models import slug
-from generator.store import Store, dumps, write_atomic
+from generator.site.fence import figure_html
+from generator.store import Store, dumps
 from generator.words import FILTERS, GLOBALS
 
 OVERVIEW = Page("index.md", "Overview")
@@ -101,24 +102,10 @@ def load_results(config: Config, allow_stale: bool = False, log=print) -> dict[s
     for p in plans:
         record = store.load(p.slug, p.experiment)
         record["timing"] = store.timing(p.slug, p.experiment)
+        record["experiment"] = p.experiment  # which figures module draws it
         record["stale"] = stale.get((p.model, p.experiment), [])  # what --allow-stale let through, for a page to say
         results.setdefault(p.model, {})[p.experiment] = record
     return results
-
-
-def figure_html(spec: dict, element_id: str, caption: str) -> str:
-    """A `report-figure` fence holding the figure's JSON; at site build, generator.site's
-    fence formatter turns it into an element the loader (assets/report.js) draws. A fence,
-    not raw HTML, so a figure also works inside content tabs and admonitions: indent it there
-    with `{{ figure(...) | indent(4) }}`."""
-    data = json.dumps(
-        {"caption": caption, "id": element_id, "spec": spec},
-        sort_keys=True,
-        separators=(",", ":"),
-        ensure_ascii=False,
-        allow_nan=False,
-    )
-    return f"```report-figure\n{data}\n```\n"
 
 
 def code(text) -> Markup:
@@ -227,12 +214,14 @@ def render_pages(config: Config, results: dict) -> dict[str, str]:
         model, page = record["provenance"]["model"], ctx["page"]
         if not caption.strip():
             raise ReportError(f"figure {name!r} of {model} on {page} has no caption: every figure needs one")
-        if name not in record["figures"]:
-            raise ReportError(f"{page}: the stored result of {model} has no figure {name!r}; re-run its experiment")
+        try:
+            spec = figures.build(record["experiment"], name, record["metrics"])
+        except ReportError as e:
+            raise ReportError(f"{page}: {model}'s {e}") from None
         fid = re.sub(r"[^A-Za-z0-9]+", "-", f"{page[:-3]}-{model}-{name}").strip("-")
         used_ids[fid] = used_ids.get(fid, 0) + 1
         suffix = f"-{used_ids[fid]}" if used_ids[fid] > 1 else ""
-        return Markup(figure_html(record["figures"][name], f"fig-{fid}{suffix}", caption))
+        return Markup(figure_html(spec, f"fig-{fid}{suffix}", caption))
 
     overview = [f"partials/overview/{e}.md.j2" for e in config.experiments if EXPERIMENTS[e].overview]
     context = {
@@ -290,10 +279,10 @@ def download_path(model: str, experiment: str) -> str:
 def downloads(config: Config, results: dict) -> dict[str, str]:
     """The JSON files the pages link for download: each stored result's `download` metric."""
     return {
-        download_path(m, e): dumps(record["metrics"]["download"])
+        download_path(m, e): dumps(record["metrics"].download.model_dump(mode="json"))
         for m, records in results.items()
         for e, record in records.items()
-        if "download" in record["metrics"]
+        if getattr(record["metrics"], "download", None) is not None
     }
 
 

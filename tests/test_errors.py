@@ -606,7 +606,8 @@ def test_save_removes_only_temp_files_of_dead_processes(tmp_path):
 
 @pytest.mark.parametrize("mask, mode", [(0o022, 0o644), (0o027, 0o640), (0o002, 0o664)])
 def test_written_files_follow_the_umask(tmp_path, mask, mode):
-    from generator.store import Store, write_atomic
+    from generator.files import write_atomic
+    from generator.store import Store
 
     old = os.umask(mask)
     try:
