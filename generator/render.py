@@ -12,7 +12,6 @@ import math
 import re
 import traceback
 from dataclasses import dataclass
-from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 import jinja2
@@ -25,6 +24,7 @@ from generator.experiments import EXPERIMENTS, Page
 from generator.files import check_writable, shown
 from generator.models import slug
 from generator.store import Store, dumps, write_atomic
+from generator.versions import package_version, rendering_versions
 from generator.words import FILTERS, GLOBALS
 
 OVERVIEW = Page("index.md", "Overview")
@@ -180,13 +180,6 @@ def seconds(s) -> str:
     return f"{s:.1f} s" if s < 120 else f"{s / 60:.1f} min"
 
 
-def package_version(name: str) -> str:
-    try:
-        return version(name)
-    except PackageNotFoundError:
-        return "not installed"
-
-
 def environment(config: Config) -> jinja2.Environment:
     templates = config.path("templates")
     if not templates.is_dir():
@@ -212,6 +205,7 @@ def environment(config: Config) -> jinja2.Environment:
     env.filters["yaml"] = lambda data: Markup(yaml.safe_dump(data, sort_keys=False, allow_unicode=True))
     env.globals.update(GLOBALS)
     env.globals["package_version"] = package_version
+    env.globals["rendering_versions"] = rendering_versions
     return env
 
 
