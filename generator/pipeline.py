@@ -14,15 +14,14 @@ from __future__ import annotations
 import contextlib
 import time
 from dataclasses import dataclass, field
-from importlib.metadata import PackageNotFoundError, version
 
 from generator import ReportError, __version__
 from generator.config import Config
 from generator.fingerprint import source_fingerprint
 from generator.schemas import SCHEMA_VERSION
 from generator.store import Store, digest, stale_reasons
+from generator.versions import current_versions
 
-KEY_PACKAGES = ("torch", "transformer_lens", "transformers")
 # torch CPU threads while computing what the store keeps: a fixed count, so results do not
 # depend on the machine's cores; two, because the target machines have two cores (a GPT-2-
 # small-shaped build: 4.4 min on 2 threads against 6.8 min on 1, on 2 idle cores)
@@ -52,11 +51,14 @@ class Plan:
         return "fresh" if self.fresh else "stale: " + "; ".join(self.reasons)
 
 
-def package_version(name: str) -> str:
-    try:
-        return version(name.replace("_", "-"))
-    except PackageNotFoundError:
-        return "not installed"  # rendering needs no torch; its results are then stale (versions)
+def input_key(parts: dict) -> str:
+    """What a downstream key holds for an upstream result it reads: the upstream's key parts
+    without their package versions, hashed. A real upstream change (its params, code, task,
+    model, its own inputs) changes it; other package versions do not, so that a downstream
+    result is "inputs changed" only when what it read was computed from something else, and
+    publishing under newer packages (which tolerates "versions changed") is not blocked by it.
+    `run` still re-runs a downstream result under new versions: its own `versions` part changed."""
+    return digest({k: v for k, v in parts.items() if k != "versions"})
 
 
 def model_part(ref) -> dict:
@@ -69,7 +71,7 @@ def model_part(ref) -> dict:
 
 
 def key_parts(config: Config, model: dict, experiment: str, upstream: dict[str, str], digests: dict) -> dict:
-    """Everything that determines a result. `model`: model_part(ref); `upstream`: cache keys of
+    """Everything that determines a result. `model`: model_part(ref); `upstream`: input_key of
     the experiments it reads; `digests`: task name -> digest, filled in as tasks are first read."""
     from generator import experiments, tasks
 
@@ -84,7 +86,7 @@ def key_parts(config: Config, model: dict, experiment: str, upstream: dict[str, 
         **({"extra_tasks": {t: digests[t] for t in spec.extra_tasks}} if spec.extra_tasks else {}),
         "params": config.experiments[experiment],
         "code": source_fingerprint(spec.module),
-        "versions": {p: package_version(p) for p in KEY_PACKAGES},
+        "versions": current_versions(),
         "seed": config.seed,
         "dtype": config.dtype,
         "schema": SCHEMA_VERSION,
@@ -145,7 +147,7 @@ def plan(config: Config, force: bool = False, only: tuple[str, ...] = ()) -> lis
         for experiment in order:
             record, corrupt = store.inspect(ref.slug, experiment)
             parts = comparable(key_parts(config, model, experiment, keys, digests), record)
-            keys[experiment] = digest(parts)
+            keys[experiment] = input_key(parts)
             reasons = [f"corrupt: {corrupt}"] if corrupt else stale_reasons(record, parts)
             if force and (not only or experiment in only):
                 reasons = reasons or ["--force"]

@@ -12,7 +12,6 @@ import math
 import re
 import traceback
 from dataclasses import dataclass
-from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 import jinja2
@@ -26,6 +25,7 @@ from generator.files import check_writable, shown, write_atomic
 from generator.models import slug
 from generator.site.fence import figure_html
 from generator.store import Store, dumps
+from generator.versions import package_version, rendering_versions
 from generator.words import FILTERS, GLOBALS
 
 OVERVIEW = Page("index.md", "Overview")
@@ -167,13 +167,6 @@ def seconds(s) -> str:
     return f"{s:.1f} s" if s < 120 else f"{s / 60:.1f} min"
 
 
-def package_version(name: str) -> str:
-    try:
-        return version(name)
-    except PackageNotFoundError:
-        return "not installed"
-
-
 def environment(config: Config) -> jinja2.Environment:
     templates = config.path("templates")
     if not templates.is_dir():
@@ -199,6 +192,7 @@ def environment(config: Config) -> jinja2.Environment:
     env.filters["yaml"] = lambda data: Markup(yaml.safe_dump(data, sort_keys=False, allow_unicode=True))
     env.globals.update(GLOBALS)
     env.globals["package_version"] = package_version
+    env.globals["rendering_versions"] = rendering_versions
     return env
 
 
