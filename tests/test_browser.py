@@ -66,7 +66,7 @@ def loader_checks(docs: Path) -> None:
     second drawn while hidden, so it must resize when shown) and a circuitsvis
     AttentionHeads figure, written through the same fence as every report figure."""
     from generator.figures import circuitsvis_spec
-    from generator.render import figure_html
+    from generator.site.fence import figure_html
 
     def bar(title):
         return {
