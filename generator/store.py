@@ -76,6 +76,8 @@ class Store:
         if problem:
             raise StoreError(path, problem, fix)
         self.timing(model, experiment)  # a record never lacks its timing (see save)
+        if "skipped" in record:  # the experiment cannot run on this model: no metrics, a reason
+            return {**record, "metrics": None}
         return {**record, "metrics": schemas.validate(experiment, record["metrics"])}
 
     def load(self, model: str, experiment: str) -> dict:
@@ -191,7 +193,7 @@ def record_problem(record: Any, experiment: str) -> str | None:
     missing = [f for f in RECORD_FIELDS if f not in record]
     if missing:
         return f"not a result record: no {', '.join(missing)}"
-    extra = sorted(set(record) - set(RECORD_FIELDS))
+    extra = sorted(set(record) - set(RECORD_FIELDS) - {"skipped"})
     if extra:
         return f"not a result record: unexpected field {', '.join(extra)}"
     for name, kind in RECORD_FIELDS.items():
@@ -209,6 +211,10 @@ def record_problem(record: Any, experiment: str) -> str | None:
         return "key_parts cannot be hashed"
     if record["key"] != key:
         return "its key does not match its key_parts (was it edited by hand?)"
+    if "skipped" in record:
+        if not isinstance(record["skipped"], str) or not record["skipped"].strip() or record["metrics"]:
+            return "a skipped record holds a reason (skipped: text) and no metrics"
+        return None
     try:
         schemas.validate(experiment, record["metrics"])
     except ValueError as e:

@@ -113,8 +113,7 @@ def test_every_figure_has_a_caption_unique_id_and_json(built):
 def test_figure_fence_rejects_broken_figures():
     from pymdownx.superfences import SuperFencesException
 
-    from generator.site.fence import figure_html
-    from generator.site.fence import figure_fence
+    from generator.site.fence import figure_fence, figure_html
 
     spec = {"kind": "plotly", "figure": {"data": [], "layout": {}}}
     good = figure_html(spec, "fig-x", "A caption with 'quotes' & <tags>.").split("\n")[1]

@@ -18,8 +18,7 @@ import torch
 
 from generator.experiments import Result
 from generator.experiments.params import Attribution as Params
-from generator.figures import stack_label
-from generator.heads import Head
+from generator.heads import Head, stack_label
 from generator.metrics import logit_diff, num, to_list
 
 

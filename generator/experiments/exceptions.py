@@ -24,7 +24,7 @@ import torch
 
 from generator.experiments import Result
 from generator.experiments.params import Exceptions as Params
-from generator.figures import stack_label
+from generator.heads import stack_label
 from generator.metrics import num, to_list
 
 

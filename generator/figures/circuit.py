@@ -25,11 +25,12 @@ def figures(m) -> dict:
     }
     if m.by_position is not None:
         position = m.by_position
+        methods = {name: getattr(position, name) for name in METHOD_NAMES if getattr(position, name) is not None}
         out["faithfulness_by_position"] = lambda: curves(
-            position.methods, list(m.fractions), m.n_edges_by_position, "position-aware graph"
+            methods, list(m.fractions), m.n_edges_by_position, "position-aware graph"
         )
         out["graph_by_position"] = lambda: graph(
-            position.drawn, sizes(position.methods), None, m.faithful, shape.n_layers, shape.n_heads, shape.n_pos, True
+            position.drawn, sizes(methods), None, m.faithful, shape.n_layers, shape.n_heads, shape.n_pos, True
         )
     return out
 

@@ -72,10 +72,19 @@ def render_pages(config: Config, results: dict) -> dict[str, str]:
         suffix = f"-{used_ids[fid]}" if used_ids[fid] > 1 else ""
         return Markup(figure_html(spec, f"fig-{fid}{suffix}", caption))
 
-    overview = [f"partials/overview/{e}.md.j2" for e in config.experiments if EXPERIMENTS[e].overview]
+    # an experiment skipped for a model (it cannot run on it) is left out of that model's
+    # results: templates see only what ran, and its pages say why for the primary model
+    skipped = {m: {e: rec["skipped"] for e, rec in recs.items() if "skipped" in rec} for m, recs in results.items()}
+    results = {m: {e: rec for e, rec in recs.items() if "skipped" not in rec} for m, recs in results.items()}
+    overview = [
+        f"partials/overview/{e}.md.j2"
+        for e in config.experiments
+        if EXPERIMENTS[e].overview and e not in skipped[primary]
+    ]
     context = {
         "config": config,
         "results": results,
+        "skipped": skipped,
         "primary": primary,
         "r": results[primary],
         "models": list(results),
@@ -86,8 +95,12 @@ def render_pages(config: Config, results: dict) -> dict[str, str]:
     out = {}
     for spec in pages(config):
         template = spec.page.template
+        if any(need in skipped[primary] for need in spec.needs):
+            template = "skipped.md.j2"  # the page's experiment cannot run on the primary model
         try:
-            out[spec.page.file] = env.get_template(template).render(context, page=spec.page.file)
+            out[spec.page.file] = env.get_template(template).render(
+                context, page=spec.page.file, page_title=spec.page.title, spec_needs=list(spec.needs)
+            )
         except ReportError:
             raise
         except jinja2.TemplateSyntaxError as e:

@@ -59,7 +59,6 @@ class ByPosition(Strict):
     exact_node: Method | None = None  # with params.node_ranking
     random: Method
     drawn: Circuit
-    sizes: list[int]  # edges at each fraction
 
 
 class HeldOut(Strict):
@@ -119,5 +118,4 @@ class Metrics(Strict):
     negligible: float
     negligible_edges: int
     graph_shape: GraphShape
-    sizes: list[int]  # edges at each fraction
     selected_edges: int  # edges of the drawn circuit highlighted as the circuit
