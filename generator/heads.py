@@ -62,13 +62,14 @@ def group_layers(n_layers: int) -> dict[str, list[int]]:
     return out
 
 
-def node_name(node: dict) -> str:
-    """A node of the circuit graph by its stored id: 'embed', 'L1H2', 'MLP3', 'L1H2.q', 'logits'."""
-    kind = node["kind"]
+def node_name(node) -> str:
+    """A node of the circuit graph by its stored id (a dict, or typed: generator.schemas.common.Node):
+    'embed', 'L1H2', 'MLP3', 'L1H2.q', 'logits'."""
+    kind = node["kind"] if isinstance(node, dict) else node.kind
     if kind in ("embed", "logits"):
         return kind
     if kind == "mlp":
-        return f"MLP{node['layer']}"
+        return f"MLP{node['layer'] if isinstance(node, dict) else node.layer}"
     name = head_name(node)
     return name if kind == "head" else f"{name}.{kind}"
 

@@ -215,8 +215,8 @@ def record_problem(record: Any, experiment: str) -> str | None:
         if not isinstance(record["skipped"], str) or not record["skipped"].strip() or record["metrics"]:
             return "a skipped record holds a reason (skipped: text) and no metrics"
         return None
-    try:
-        schemas.validate(experiment, record["metrics"])
+    try:  # as it will be read back: JSON (a tuple is then a list)
+        schemas.validate(experiment, json.loads(json.dumps(record["metrics"])))
     except ValueError as e:
         return str(e)
     return None

@@ -14,7 +14,9 @@ import pytest
 from conftest import ROOT
 
 from generator.experiments import EXPERIMENTS
+from generator.heads import head_name, node_name
 from generator.schemas import SCHEMAS, validate
+from generator.words import compare_models
 
 RESULTS = sorted(p for p in (ROOT / "results").glob("*/*.json") if not p.name.endswith(".timing.json"))
 
@@ -183,3 +185,24 @@ def test_the_schemas_import_no_torch():
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=ROOT)
     assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr
+
+
+def test_the_words_read_typed_metrics():
+    """The models comparison and the head / node filters on typed metrics give what they give
+    on the stored dicts."""
+    raw = {m: stored(m, "baseline") for m in ("organism", "organism-attn-only-1l")}
+    results = {m: {"baseline": {"metrics": validate("baseline", b)}} for m, b in raw.items()}
+    cmp = compare_models(results)
+    effects = {m: b["mean_logit_diff"] - b["mean_logit_diff_corrupted"] for m, b in raw.items()}
+    assert {r["model"]: r["effect"] for r in cmp["rows"]} == effects
+    assert cmp["strongest"]["model"] == max(effects, key=effects.get)
+
+    circuit = stored("organism", "circuit")
+    typed = validate("circuit", circuit)
+    for node, raw_node in zip(
+        typed.download.writers + typed.download.readers, circuit["download"]["writers"] + circuit["download"]["readers"]
+    ):
+        assert node_name(node) == node_name(raw_node)
+    assert [head_name(h) for h in typed.drawn.heads] == [
+        f"L{h['layer']}H{h['head']}" for h in circuit["drawn"]["heads"]
+    ]

@@ -31,7 +31,7 @@ __all__ = [
 def downloads(config: Config, results: dict) -> dict[str, str]:
     """The JSON files the pages link for download: each stored result's `download` metric."""
     return {
-        download_path(m, e): dumps(record["metrics"].download.model_dump(mode="json"))
+        download_path(m, e): dumps(record["metrics"].download.model_dump(mode="json", exclude_unset=True))
         for m, records in results.items()
         for e, record in records.items()
         if getattr(record["metrics"], "download", None) is not None
