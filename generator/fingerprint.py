@@ -20,7 +20,17 @@ DECLARATIONS = ("generator.experiments", "generator.experiments.params")
 
 def source_fingerprint(module_name: str) -> str:
     """Hash of a module's source and of every generator module it imports, transitively
-    (DECLARATIONS aside).
+    (DECLARATIONS aside)."""
+    return digest(sorted(_sources(module_name).items()))
+
+
+def source_modules(module_name: str) -> set[str]:
+    """The generator modules a result's code key covers."""
+    return set(_sources(module_name))
+
+
+def _sources(module_name: str) -> dict[str, str]:
+    """{module: hash of its source} over a module and its generator imports.
 
     Hand-written because no library answers "which of my own files does this result depend
     on" without importing them; we parse imports statically so the check loads no torch."""
@@ -39,7 +49,7 @@ def source_fingerprint(module_name: str) -> str:
                 todo.extend(f"{node.module}.{a.name}" for a in node.names)
             elif isinstance(node, ast.Import):
                 todo.extend(a.name for a in node.names if a.name.startswith("generator"))
-    return digest(sorted(seen.items()))
+    return seen
 
 
 def _module_path(name: str) -> Path | None:
