@@ -4,7 +4,6 @@ import no torch (the render side reads them)."""
 
 from __future__ import annotations
 
-import copy
 import json
 import os
 import subprocess
@@ -21,32 +20,9 @@ from generator.words import compare_models
 RESULTS = sorted(p for p in (ROOT / "results").glob("*/*.json") if not p.name.endswith(".timing.json"))
 
 
-# SHIM until results are re-run: the committed results predate the fields issue 17 adds
-# (attention: tokens, pattern_example / pattern_mean; circuit: graph_shape, sizes,
-# selected_edges, by_position.sizes). It fills only those, and only where absent.
-def with_new_fields(experiment: str, metrics: dict) -> dict:
-    metrics = copy.deepcopy(metrics)
-    if experiment == "attention":
-        metrics.setdefault("tokens", [p.rsplit("_", 1)[0] for p in metrics["positions"]])
-        for group in metrics["groups"]:
-            if group["heads"]:
-                n_pos = len(metrics["positions"])
-                square = [[[1.0 / n_pos] * n_pos for _ in range(n_pos)] for _ in group["heads"]]
-                group.setdefault("pattern_example", square)
-                group.setdefault("pattern_mean", square)
-    if experiment == "circuit":
-        shape = json.loads((ROOT / "results" / "organism" / "baseline.json").read_text())["metrics"]["model_shape"]
-        metrics.setdefault("graph_shape", {"n_layers": shape["n_layers"], "n_heads": shape["n_heads"], "n_pos": 8})
-        metrics.setdefault("sizes", metrics["methods"]["eap"]["cpr"]["sizes"])
-        metrics.setdefault("selected_edges", metrics["circuit"]["n_edges"])
-        if metrics["by_position"] is not None:
-            metrics["by_position"].setdefault("sizes", metrics["by_position"]["eap"]["cpr"]["sizes"])
-    return metrics
-
-
 def stored(model: str, experiment: str) -> dict:
     record = json.loads((ROOT / "results" / model / f"{experiment}.json").read_text())
-    return with_new_fields(experiment, record["metrics"])
+    return record["metrics"]
 
 
 def test_every_experiment_has_a_schema():
