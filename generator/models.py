@@ -127,21 +127,33 @@ def _looks_like_hub_id(name: str) -> bool:
     return bool(ok(owner) and ok(repo))
 
 
+_FINGERPRINTS: dict[tuple, str] = {}  # file stamps -> weights digest (see fingerprint)
+
+
 def fingerprint(ref: ModelRef) -> str:
     """Identify the weights without loading them: a hash of local weight, config and tokenizer
     files (not a bundled model's training.json, a record of how it was trained, which changes
     with its training time), or the hub revision in the local cache ("uncached" when it was
     never downloaded)."""
     if ref.source in ("organism", "local"):
-        digest = hashlib.sha256()
-        for f in sorted(Path(ref.location).iterdir()):
-            if f.suffix in (".safetensors", ".bin", ".json") and f.is_file() and f.name != "training.json":
+        files = [
+            f
+            for f in sorted(Path(ref.location).iterdir())
+            if f.suffix in (".safetensors", ".bin", ".json") and f.is_file() and f.name != "training.json"
+        ]
+        # hashing reads every weight file: done once per process for files that did not change
+        # (`mkdocs serve` re-plans on every rebuild), keyed by their size and modification time
+        stamp = tuple((str(f), f.stat().st_size, f.stat().st_mtime_ns) for f in files)
+        if stamp not in _FINGERPRINTS:
+            digest = hashlib.sha256()
+            for f in files:
                 digest.update(f.name.encode())
                 try:
                     digest.update(f.read_bytes())
                 except OSError as e:
                     raise ReportError(f"cannot read {f} of model {ref.name!r}: {e.strerror or e}") from None
-        return digest.hexdigest()[:16]
+            _FINGERPRINTS[stamp] = digest.hexdigest()[:16]
+        return _FINGERPRINTS[stamp]
     from huggingface_hub import try_to_load_from_cache
 
     cached = try_to_load_from_cache(ref.location, "config.json")

@@ -61,11 +61,28 @@ def compare(baseline: schemas.baseline.Metrics, attribution: schemas.attribution
     """Rows of the reproduction table; `judge` False (not GPT-2 small): values side by side,
     every mark None. `baseline` / `attribution`: the typed stored metrics of those experiments."""
     ref = reference()
-    rows = []
 
     def mark(ok: bool) -> bool | None:
         return ok if judge else None
 
+    rows = logit_diff_rows(baseline, ref, mark)
+    probe = next((p for p in baseline.probes if p.prompt == ref["test_prompt_period"]["prompt"]), None)
+    if probe is not None:
+        rows.append(top_tokens_row(ref["test_prompt_period"]["top_tokens"], probe.top, mark))
+    rows.append(dla_row(attribution, ref))
+    judged = [r["ok"] for r in rows if r["ok"] is not None]
+    return {
+        "judged": judge,
+        "rows": rows,
+        "reproduces": bool(judged) and all(judged),
+        "failed": [r["what"] for r in rows if r["ok"] is False],
+        "model": ref["model"],
+    }
+
+
+def logit_diff_rows(baseline: schemas.baseline.Metrics, ref: dict, mark) -> list[dict]:
+    """The mean, every prompt's, the corrupted mean and the single prompt's logit difference."""
+    rows = []
     mean = baseline.mean_logit_diff
     rows.append(
         row(
@@ -125,9 +142,11 @@ def compare(baseline: schemas.baseline.Metrics, attribution: schemas.attribution
                 mark(abs(single.logit_diff - check["logit_diff"]) <= TOL_LOGIT_DIFF),
             )
         )
-    probe = next((p for p in baseline.probes if p.prompt == ref["test_prompt_period"]["prompt"]), None)
-    if probe is not None:
-        rows.append(top_tokens_row(ref["test_prompt_period"]["top_tokens"], probe.top, mark))
+    return rows
+
+
+def dla_row(attribution: schemas.attribution.Metrics | None, ref: dict) -> dict:
+    """The DLA total beside the notebook's: information, never a mark."""
     # DLA leaves out the unembedding bias, into which fold_ln folds the final LayerNorm's bias
     # (no component writes it): the total is the logit difference minus that bias difference.
     # The notebook's 8.22 beside its 7.27 is that gap for GPT-2 small: information, never a mark.
@@ -144,15 +163,7 @@ def compare(baseline: schemas.baseline.Metrics, attribution: schemas.attribution
             f"; on this model {attribution.total:.2f} + ({attribution.unembed_bias:.2f}) = "
             f"{attribution.mean_logit_diff:.2f}"
         )
-    rows.append(row("direct logit attribution, total", ref["direct_logit_attribution_total"], total, None, None, note))
-    judged = [r["ok"] for r in rows if r["ok"] is not None]
-    return {
-        "judged": judge,
-        "rows": rows,
-        "reproduces": bool(judged) and all(judged),
-        "failed": [r["what"] for r in rows if r["ok"] is False],
-        "model": ref["model"],
-    }
+    return row("direct logit attribution, total", ref["direct_logit_attribution_total"], total, None, None, note)
 
 
 def top_tokens_row(ref_top: list[dict], top: list[schemas.baseline.TopToken], mark) -> dict:

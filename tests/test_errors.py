@@ -457,7 +457,7 @@ TEMPLATE_CASES = {
     "fmt-missing-metric": (
         add_line("baseline.md.j2", "{{ r.baseline.metrics.no_such_metric | fmt }}"),
         "template baseline.md.j2:",
-        "refers to a missing value: 'dict object' has no attribute 'no_such_metric'",
+        "has no attribute 'no_such_metric'",
     ),
     "pct-missing-metric": (
         add_line("baseline.md.j2", "{{ r.baseline.metrics.no_such_metric | pct(1) }}"),

@@ -417,22 +417,8 @@ def run(model, batch, params: Params, inputs: dict) -> Result:
     circuit = describe(graph, evaluator, order, n, ig_scores, effects, False)
     drawn = describe(graph, evaluator, order, shown, ig_scores, effects, False)
 
-    position = None
-    if params.position_aware:
-        pos_table, pos_state, pos_timings = run_graph(runner, params, position_aware=True)
-        position = {k: {kk: vv for kk, vv in v.items() if kk != "scores"} for k, v in pos_table.items()}
-        timings.update({f"{k}_by_position": v for k, v in pos_timings.items()})
-        pos_order = pos_state["orders"][("eap_ig", "cmd")]
-        pos_shown = min(params.graph_edges, pos_state["evaluator"].n_edges)
-        pos_effects = edge_effects(runner, pos_state["evaluator"], pos_order, pos_shown)
-        position["drawn"] = describe(
-            graph, pos_state["evaluator"], pos_order, pos_shown, pos_table["eap_ig"]["scores"], pos_effects, True
-        )
-
-    export = min(params.export_edges, evaluator.n_edges)
-    all_scores = {name: row["scores"] for name, row in table.items() if "scores" in row}
+    position = by_position(runner, params, timings) if params.position_aware else None
     methods_table = {k: {kk: vv for kk, vv in v.items() if kk != "scores"} for k, v in table.items()}
-    top = order[:export]
     metrics = {
         "clean_logit_diff": num(clean),
         "corrupted_logit_diff": num(corrupted),
@@ -459,23 +445,39 @@ def run(model, batch, params: Params, inputs: dict) -> Result:
             if "exceptions" in inputs.get("tasks", {})
             else None
         ),
-        # the downloadable circuit graph (render writes it beside the page as JSON)
-        "download": {
-            "model_clean_logit_diff": num(clean),
-            "model_corrupted_logit_diff": num(corrupted),
-            "methods": methods_table,
-            "writers": [graph.writer_id(i) for i in range(len(graph.writers))],
-            "readers": [graph.reader_id(i) for i in range(len(graph.readers))],
-            "edges": [
-                [int(evaluator.edges[i]) // len(graph.readers), int(evaluator.edges[i]) % len(graph.readers)]
-                + [num(all_scores[m][i]) for m in sorted(all_scores)]
-                for i in top.tolist()
-            ],
-            "columns": ["writer", "reader"] + sorted(all_scores),
-        },
+        # the downloadable circuit graph's edges (render writes it beside the page as JSON)
+        "download": download(graph, evaluator, table, order[: min(params.export_edges, evaluator.n_edges)]),
         "negligible": params.negligible,
         "negligible_edges": sum(
             abs(e.get("exact_effect", 0.0)) < params.negligible * float(clean - corrupted) for e in drawn["edges"]
         ),
     }
     return Result(metrics, timings=timings)
+
+
+def by_position(runner: CircuitRunner, params: Params, timings: dict) -> dict:
+    """The position-aware graph: every method's curves, and its EAP-IG circuit as drawn."""
+    table, state, seconds = run_graph(runner, params, position_aware=True)
+    timings.update({f"{k}_by_position": v for k, v in seconds.items()})
+    out = {k: {kk: vv for kk, vv in v.items() if kk != "scores"} for k, v in table.items()}
+    order = state["orders"][("eap_ig", "cmd")]
+    shown = min(params.graph_edges, state["evaluator"].n_edges)
+    effects = edge_effects(runner, state["evaluator"], order, shown)
+    out["drawn"] = describe(runner.graph, state["evaluator"], order, shown, table["eap_ig"]["scores"], effects, True)
+    return out
+
+
+def download(graph, evaluator: Evaluator, table: dict, top: torch.Tensor) -> dict:
+    """The top edges (by EAP-IG |score|) with every method's score: [writer, reader, scores…]."""
+    scores = {name: row["scores"] for name, row in table.items() if "scores" in row}
+    n_readers = len(graph.readers)
+    return {
+        "writers": [graph.writer_id(i) for i in range(len(graph.writers))],
+        "readers": [graph.reader_id(i) for i in range(n_readers)],
+        "edges": [
+            [int(evaluator.edges[i]) // n_readers, int(evaluator.edges[i]) % n_readers]
+            + [num(scores[m][i]) for m in sorted(scores)]
+            for i in top.tolist()
+        ],
+        "columns": ["writer", "reader"] + sorted(scores),
+    }

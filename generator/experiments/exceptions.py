@@ -49,8 +49,47 @@ def capital_log_odds(logits: torch.Tensor, upper: torch.Tensor, lower: torch.Ten
 @torch.no_grad()
 def run(model, batch, params: Params, inputs: dict) -> Result:
     spec = batch.spec
-    device = batch.answer_tokens.device
-    upper, lower = (m.to(device) for m in case_masks(model))
+    rows, lenses, labels = measure(model, batch)
+    control = spec.info["control"]
+    control_rows = [r for r in rows if r["family"] == control]
+    control_mean = mean([r["log_odds"] for r in control_rows])
+    control_pair = mean_or_none([r["logit_diff"] for r in control_rows])
+    families = [
+        family_row(spec, f, [r for r in rows if r["family"] == f], control_mean, control_pair) for f in spec.groups
+    ]
+    lens = {f: to_list(lenses[[r["family"] == f for r in rows]].mean(0)) for f in spec.groups}
+    others = [f for f in families if f["family"] != control]
+    lowest = min(others, key=lambda f: f["vs_control"])
+    metrics = {
+        "control": control,
+        "control_mean": num(control_mean),
+        "control_mean_logit_diff": num(control_pair) if control_pair is not None else None,
+        "n_prompts": len(rows),
+        "n_pairs": sum(r["single_token_pair"] for r in rows),
+        "unusable_pairs": [
+            {
+                "prompt": r["prompt"],
+                "family": r["family"],
+                "split": [model.to_str_tokens(a, prepend_bos=False) for a in (r["capital"], r["lowercase"])],
+            }
+            for r in rows
+            if not r["single_token_pair"]
+        ],
+        "families": families,
+        "per_prompt": rows,
+        "lens": {"labels": labels, "families": lens},
+        "agreement": num(mean([f["agrees"] for f in others])),
+        "lens_split": lens_split(labels, lens[control], lens[lowest["family"]], lowest["family"]),
+    }
+    return Result(metrics)
+
+
+def measure(model, batch) -> tuple[list[dict], torch.Tensor, list[str]]:
+    """Per prompt: the capital log-odds and probabilities of the next token, the answer pair's
+    logit difference where both answers are one token, and the logit lens of the log-odds
+    ([prompt, lens entry], with the lens labels)."""
+    spec = batch.spec
+    upper, lower = (m.to(batch.answer_tokens.device) for m in case_masks(model))
     # prompts of equal token length run as one batch: far fewer forward passes than one each
     by_length: dict[int, list[int]] = {}
     for i, tokens in enumerate(batch.clean_tokens):
@@ -82,68 +121,36 @@ def run(model, batch, params: Params, inputs: dict) -> Result:
             }
             lenses[i] = lens[:, j]
         del cache
-        labels = [stack_label(s) for s in resid_labels]
-    lenses = torch.stack(lenses)  # [prompt, lens entry]
-    control = spec.info["control"]
-    control_rows = [r for r in rows if r["family"] == control]
-    control_mean = mean([r["log_odds"] for r in control_rows])
-    control_pair = mean_or_none([r["logit_diff"] for r in control_rows])
-    families = []
-    for family in spec.groups:
-        mine = [r for r in rows if r["family"] == family]
-        expected = spec.info["families"][family]["expected"]
-        odds = [r["log_odds"] for r in mine]
-        pairs = [r["logit_diff"] for r in mine if r["logit_diff"] is not None]
-        capital_side = mean(odds) > 0
-        families.append(
-            {
-                "family": family,
-                "description": spec.info["families"][family]["description"],
-                "expected": expected,
-                "n": len(mine),
-                "example": mine[0]["prompt"],
-                "mean_log_odds": num(mean(odds)),
-                "min_log_odds": min(odds),
-                "max_log_odds": max(odds),
-                "vs_control": num(mean(odds) - control_mean),
-                # does the sign of each prompt's log-odds match written English?
-                "agrees": num(mean([(o > 0) == (expected == "capital") for o in odds])),
-                "sentence_end_like": capital_side,  # on average treated like a sentence end
-                "as_english": capital_side == (expected == "capital"),
-                "p_capital": num(mean([r["p_capital"] for r in mine])),
-                "p_lowercase": num(mean([r["p_lowercase"] for r in mine])),
-                "n_pairs": len(pairs),
-                "mean_logit_diff": num(mean(pairs)) if pairs else None,
-                "vs_control_logit_diff": (
-                    num(mean(pairs) - control_pair) if pairs and control_pair is not None else None
-                ),
-            }
-        )
-    lens = {f: to_list(lenses[[r["family"] == f for r in rows]].mean(0)) for f in spec.groups}
-    others = [f for f in families if f["family"] != control]
-    lowest = min(others, key=lambda f: f["vs_control"])
-    metrics = {
-        "control": control,
-        "control_mean": num(control_mean),
-        "control_mean_logit_diff": num(control_pair) if control_pair is not None else None,
-        "n_prompts": len(rows),
-        "n_pairs": sum(r["single_token_pair"] for r in rows),
-        "unusable_pairs": [
-            {
-                "prompt": r["prompt"],
-                "family": r["family"],
-                "split": [model.to_str_tokens(a, prepend_bos=False) for a in (r["capital"], r["lowercase"])],
-            }
-            for r in rows
-            if not r["single_token_pair"]
-        ],
-        "families": families,
-        "per_prompt": rows,
-        "lens": {"labels": labels, "families": lens},
-        "agreement": num(mean([f["agrees"] for f in others])),
-        "lens_split": lens_split(labels, lens[control], lens[lowest["family"]], lowest["family"]),
+    return rows, torch.stack(lenses), [stack_label(s) for s in resid_labels]
+
+
+def family_row(spec, family: str, mine: list[dict], control_mean: float, control_pair: float | None) -> dict:
+    """One family's summary: its mean capital log-odds, against the control's and against what
+    written English expects."""
+    expected = spec.info["families"][family]["expected"]
+    odds = [r["log_odds"] for r in mine]
+    pairs = [r["logit_diff"] for r in mine if r["logit_diff"] is not None]
+    capital_side = mean(odds) > 0
+    return {
+        "family": family,
+        "description": spec.info["families"][family]["description"],
+        "expected": expected,
+        "n": len(mine),
+        "example": mine[0]["prompt"],
+        "mean_log_odds": num(mean(odds)),
+        "min_log_odds": min(odds),
+        "max_log_odds": max(odds),
+        "vs_control": num(mean(odds) - control_mean),
+        # does the sign of each prompt's log-odds match written English?
+        "agrees": num(mean([(o > 0) == (expected == "capital") for o in odds])),
+        "sentence_end_like": capital_side,  # on average treated like a sentence end
+        "as_english": capital_side == (expected == "capital"),
+        "p_capital": num(mean([r["p_capital"] for r in mine])),
+        "p_lowercase": num(mean([r["p_lowercase"] for r in mine])),
+        "n_pairs": len(pairs),
+        "mean_logit_diff": num(mean(pairs)) if pairs else None,
+        "vs_control_logit_diff": num(mean(pairs) - control_pair) if pairs and control_pair is not None else None,
     }
-    return Result(metrics)
 
 
 def lens_split(labels: list[str], control: list[float], family: list[float], name: str) -> dict:

@@ -91,9 +91,10 @@ def curves(table: dict, fractions: list[float], n_edges: int, graph: str) -> dic
             )
         fig.add_hline(y=1, line_width=1, line_dash="dot", line_color="grey", row=1, col=col)
         fig.add_hline(y=0, line_width=1, line_color="grey", row=1, col=col)
-    fig.update_xaxes(type="log", tickformat=".1%", title_text=f"edges kept (fraction of {n_edges}, log scale)")
+    # one short x title per panel: two long ones side by side run into each other
+    fig.update_xaxes(type="log", tickformat=".1%", title_text="edges kept (log scale)")
     fig.update_yaxes(title_text="faithfulness f", row=1, col=1)
-    fig.update_layout(title=f"Faithfulness against circuit size, {graph}", height=440)
+    fig.update_layout(title=f"Faithfulness against circuit size, {graph} ({n_edges} edges)", height=440)
     return plotly_spec(fig)
 
 
@@ -129,50 +130,8 @@ def graph(
     largest = max([abs(e["score"]) for e in edges] + [1e-12])
     fig = go.Figure()
     for e in edges:
-        p = e.get("position")
-        (x0, y0), (x1, y1) = (node_xy(n, n_heads, n_layers, p, n_pos) for n in (e["writer"], e["reader"]))
-        dash = {"q": "solid", "k": "dot", "v": "dash"}.get(e["reader"]["kind"], "solid")
-        where = f" at position {p}" if p is not None else ""
-        exact = f"<br>exact effect {e['exact_effect']:.4f}" if "exact_effect" in e else ""
-        label = f"{node_name(e['writer'])} → {node_name(e['reader'])}{where}<br>EAP-IG score {e['score']:.4f}{exact}"
-        fig.add_trace(
-            go.Scatter(
-                x=[x0, (x0 + x1) / 2, x1],
-                y=[y0, (y0 + y1) / 2, y1],
-                mode="lines+markers",
-                line=dict(
-                    width=1 + 7 * abs(e["score"]) / largest, color=POSITIVE if e["score"] > 0 else NEGATIVE, dash=dash
-                ),
-                marker=dict(size=[0, 7, 0], color=POSITIVE if e["score"] > 0 else NEGATIVE),
-                hovertext=["", label, ""],
-                hoverinfo="text",
-                showlegend=False,
-                opacity=0.75,
-            )
-        )
-    nodes = [("embed", None), ("logits", None)] + [
-        (("head", l, h), None) for l in range(n_layers) for h in range(n_heads)
-    ]
-    nodes += [(("mlp", l), None) for l in range(n_layers)]
-    xs, ys, text = [], [], []
-    for p in positions:
-        for node, _ in nodes:
-            ident = {"kind": node} if isinstance(node, str) else dict(zip(("kind", "layer", "head"), node))
-            x, y = node_xy(ident, n_heads, n_layers, p, n_pos)
-            xs.append(x)
-            ys.append(y)
-            text.append(node_name(ident) + (f" at position {p}" if p is not None else ""))
-    fig.add_trace(
-        go.Scatter(
-            x=xs,
-            y=ys,
-            mode="markers",
-            marker=dict(size=9, color="#888888", symbol="circle"),
-            hovertext=text,
-            hoverinfo="text",
-            showlegend=False,
-        )
-    )
+        fig.add_trace(edge_trace(e, largest, n_heads, n_layers, n_pos))
+    fig.add_trace(node_trace(positions, n_heads, n_layers, n_pos))
     steps_at = sorted({n for n in sizes if n <= len(edges)} | ({selected} if selected else set()) | {len(edges)})
     steps = []
     for n in steps_at:
@@ -201,3 +160,50 @@ def graph(
         margin=dict(l=60, r=20, t=60, b=80),
     )
     return plotly_spec(fig)
+
+
+def edge_trace(e: dict, largest: float, n_heads: int, n_layers: int, n_pos: int) -> go.Scatter:
+    """One edge: a line from writer to reader (dash by reader kind, width by |score|, colour by
+    sign) with a hover marker at its midpoint."""
+    p = e.get("position")
+    (x0, y0), (x1, y1) = (node_xy(n, n_heads, n_layers, p, n_pos) for n in (e["writer"], e["reader"]))
+    dash = {"q": "solid", "k": "dot", "v": "dash"}.get(e["reader"]["kind"], "solid")
+    where = f" at position {p}" if p is not None else ""
+    exact = f"<br>exact effect {e['exact_effect']:.4f}" if "exact_effect" in e else ""
+    label = f"{node_name(e['writer'])} → {node_name(e['reader'])}{where}<br>EAP-IG score {e['score']:.4f}{exact}"
+    return go.Scatter(
+        x=[x0, (x0 + x1) / 2, x1],
+        y=[y0, (y0 + y1) / 2, y1],
+        mode="lines+markers",
+        line=dict(width=1 + 7 * abs(e["score"]) / largest, color=POSITIVE if e["score"] > 0 else NEGATIVE, dash=dash),
+        marker=dict(size=[0, 7, 0], color=POSITIVE if e["score"] > 0 else NEGATIVE),
+        hovertext=["", label, ""],
+        hoverinfo="text",
+        showlegend=False,
+        opacity=0.75,
+    )
+
+
+def node_trace(positions: list, n_heads: int, n_layers: int, n_pos: int) -> go.Scatter:
+    """Every node (embed, heads, MLPs, logits; per position when position-aware) as a grey dot."""
+    nodes = [("embed", None), ("logits", None)] + [
+        (("head", l, h), None) for l in range(n_layers) for h in range(n_heads)
+    ]
+    nodes += [(("mlp", l), None) for l in range(n_layers)]
+    xs, ys, text = [], [], []
+    for p in positions:
+        for node, _ in nodes:
+            ident = {"kind": node} if isinstance(node, str) else dict(zip(("kind", "layer", "head"), node))
+            x, y = node_xy(ident, n_heads, n_layers, p, n_pos)
+            xs.append(x)
+            ys.append(y)
+            text.append(node_name(ident) + (f" at position {p}" if p is not None else ""))
+    return go.Scatter(
+        x=xs,
+        y=ys,
+        mode="markers",
+        marker=dict(size=9, color="#888888", symbol="circle"),
+        hovertext=text,
+        hoverinfo="text",
+        showlegend=False,
+    )

@@ -31,7 +31,7 @@ __all__ = [
 def downloads(config: Config, results: dict) -> dict[str, str]:
     """The JSON files the pages link for download: each stored result's `download` metric."""
     return {
-        download_path(m, e): dumps(record["metrics"].download.model_dump(mode="json", exclude_unset=True))
+        download_path(m, e): dumps(download(record["metrics"]))
         for m, records in results.items()
         for e, record in records.items()
         if getattr(record["metrics"], "download", None) is not None
@@ -60,3 +60,14 @@ def render(config: Config, log=print, allow_stale: bool = False) -> list[Path]:
             old.unlink()
     log(f"rendered {len(pages_only)} pages into {docs} ({len(written)} files changed)")
     return written
+
+
+def download(metrics) -> dict:
+    """A circuit result's downloadable graph: its logit differences, every method's curves and
+    the top edges with every method's score."""
+    return {
+        "model_clean_logit_diff": metrics.clean_logit_diff,
+        "model_corrupted_logit_diff": metrics.corrupted_logit_diff,
+        "methods": {name: row.model_dump(mode="json", exclude_unset=True) for name, row in metrics.methods.items()},
+        **metrics.download.model_dump(mode="json", exclude_unset=True),
+    }

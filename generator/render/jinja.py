@@ -51,10 +51,9 @@ def environment(config: Config) -> jinja2.Environment:
     return env
 
 
-def render_pages(config: Config, results: dict) -> dict[str, str]:
-    """Every page's markdown, rendered in memory: a failing template leaves no page written."""
-    primary = config.models[0]
-    env = environment(config)
+def figure_function():
+    """The templates' `figure(record, name, caption)`: the figure drawn from the record's
+    metrics (generator.figures), as a fence with an id unique on the site."""
     used_ids: dict[str, int] = {}
 
     @jinja2.pass_context
@@ -71,6 +70,15 @@ def render_pages(config: Config, results: dict) -> dict[str, str]:
         used_ids[fid] = used_ids.get(fid, 0) + 1
         suffix = f"-{used_ids[fid]}" if used_ids[fid] > 1 else ""
         return Markup(figure_html(spec, f"fig-{fid}{suffix}", caption))
+
+    return figure
+
+
+def render_pages(config: Config, results: dict) -> dict[str, str]:
+    """Every page's markdown, rendered in memory: a failing template leaves no page written."""
+    primary = config.models[0]
+    env = environment(config)
+    figure = figure_function()
 
     # an experiment skipped for a model (it cannot run on it) is left out of that model's
     # results: templates see only what ran, and its pages say why for the primary model

@@ -79,9 +79,8 @@ class Transfer(Strict):
 
 
 class Download(Strict):
-    model_clean_logit_diff: float
-    model_corrupted_logit_diff: float
-    methods: dict[str, Method]
+    """The downloadable graph's edges; render adds the logit differences and the methods."""
+
     writers: list[Node]
     readers: list[Node]
     edges: list[list[int | float]]  # [writer index, reader index, then a score per method in `columns`]
