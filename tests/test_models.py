@@ -48,8 +48,8 @@ def test_float64_gives_the_float32_numbers(organism, few_prompts, experiment):
         keys = ("clean_logit_diff", "corrupted_logit_diff")
     m32, m64 = run(organism, few_prompts), run(model64, batch64)
     assert next(model64.parameters()).dtype == torch.float64
-    for key in keys:
-        assert abs(m32[key] - m64[key]) < 1e-5, key
+    for key in keys:  # both stored to 6 significant digits: one unit of the last may differ
+        assert abs(m32[key] - m64[key]) < 2e-5, key
     if experiment == "patching":
         for t in targets:
             got, want = torch.tensor(m64["sweeps"][t]), torch.tensor(m32["sweeps"][t])
