@@ -56,4 +56,4 @@ def test_float64_gives_the_float32_numbers(organism, few_prompts, experiment):
             assert torch.allclose(got, want, atol=1e-5, rtol=0), t
     else:
         for a, b in zip(m32["per_prompt"], m64["per_prompt"]):
-            assert abs(a["clean"] - b["clean"]) < 1e-5 and abs(a["corrupted"] - b["corrupted"]) < 1e-5
+            assert abs(a["clean"] - b["clean"]) < 2e-5 and abs(a["corrupted"] - b["corrupted"]) < 2e-5

@@ -134,7 +134,8 @@ def test_pages_state_the_stored_numbers(built, results):
     docs = built.path("docs")
     page = {p.stem: p.read_text() for p in docs.glob("*.md")}
     primary = built.models[0]
-    r = {e: rec["metrics"] for e, rec in results[primary].items()}
+    # the stored data as plain JSON, independent of how the templates reach it
+    r = {e: rec["metrics"].model_dump(mode="json", exclude_unset=True) for e, rec in results[primary].items()}
     b, a, e = r["baseline"], r["attribution"], r["exceptions"]
     assert f"**{b['mean_logit_diff']:.4f}**" in page["baseline"]
     assert f"{b['mean_logit_diff']:.2f}" in page["index"] and f"{b['mean_logit_diff_corrupted']:.2f}" in page["index"]
@@ -164,7 +165,7 @@ def test_pages_state_the_stored_numbers(built, results):
     assert f"{r['patching']['clean_logit_diff']:.2f}" in page["patching"]
     one_layer = [m for m in built.models if results[m]["baseline"]["metrics"].model_shape.n_layers == 1]
     for m in one_layer:
-        mb = results[m]["baseline"]["metrics"]
+        mb = results[m]["baseline"]["metrics"].model_dump(mode="json")
         verb = "can" if mb["performs_task"] else "cannot"
         assert f"**a one-layer attention-only model\n{verb} perform this task: {m}" in page["models"]
         assert f"difference of {mb['mean_logit_diff']:.2f}**" in page["models"]
