@@ -24,7 +24,7 @@ from generator.experiments import EXPERIMENTS, Page
 from generator.files import check_writable, shown
 from generator.models import slug
 from generator.store import Store, dumps, write_atomic
-from generator.versions import package_version, rendering_versions
+from generator.versions import rendering_versions, site_versions
 from generator.words import FILTERS, GLOBALS
 
 OVERVIEW = Page("index.md", "Overview")
@@ -204,7 +204,7 @@ def environment(config: Config) -> jinja2.Environment:
     # the config as YAML inside a fenced code block, where markdown shows everything as text
     env.filters["yaml"] = lambda data: Markup(yaml.safe_dump(data, sort_keys=False, allow_unicode=True))
     env.globals.update(GLOBALS)
-    env.globals["package_version"] = package_version
+    env.globals["site_versions"] = site_versions
     env.globals["rendering_versions"] = rendering_versions
     return env
 

@@ -1,8 +1,10 @@
 """The static site: copy the JS bundles from installed packages, turn figure fences into
 elements, run mkdocs build.
 
-plotly.js and circuitsvis are copied once into docs/assets/vendor/ (no CDN, nothing inlined
-per figure), so the site works with no network. Each figure is a ```report-figure fence
+plotly.js (from the installed plotly package) and circuitsvis (its bundle, shipped in
+generator/assets/circuitsvis/: the circuitsvis Python package needs torch, the site must not)
+are copied once into docs/assets/vendor/ (no CDN, nothing inlined per figure), so the site
+works with no network. Each figure is a ```report-figure fence
 (written by generator.render.figure_html) that `figure_fence`, a pymdownx.superfences custom
 fence declared in mkdocs.yml, turns into an element plus its JSON; assets/report.js draws it.
 The report uses no math typesetting (no engine to bundle): formulas are plain text."""
@@ -28,6 +30,7 @@ from generator.config import Config
 from generator.files import check_writable, shown
 
 SITE_ASSETS = Path(__file__).parent / "site_assets"
+CIRCUITSVIS_JS = Path(__file__).parent / "assets" / "circuitsvis" / "circuitsvis.js"
 FIGURE_KINDS = ("plotly", "circuitsvis")
 
 
@@ -63,8 +66,7 @@ def figure_fence(source, language, css_class, options, md, **kwargs) -> str:
 
 
 def package_dir(name: str) -> Path:
-    """An installed package's folder, found without importing it (importing circuitsvis
-    imports torch, which building the site must not need)."""
+    """An installed package's folder, found without importing it."""
     spec = find_spec(name)
     if spec is None or not spec.origin:
         raise ReportError(f"package {name} is not installed: pip install {name}")
@@ -74,7 +76,7 @@ def package_dir(name: str) -> Path:
 def vendor_files() -> dict[str, Path]:
     return {
         "plotly.min.js": package_dir("plotly") / "package_data" / "plotly.min.js",
-        "circuitsvis.js": package_dir("circuitsvis") / "dist" / "cdn" / "iife.js",
+        "circuitsvis.js": CIRCUITSVIS_JS,
     }
 
 
