@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import errno
 import os
+import re
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -120,3 +121,47 @@ def umask() -> int:
     mask = os.umask(0o022)
     os.umask(mask)
     return mask
+
+
+TEMP_SUFFIX = ".tmp"
+
+
+def write_atomic(path: Path, text: str) -> None:
+    """Write to a temp file in the same folder, then rename: readers never see half a file.
+
+    The temp file is `.<name>.<pid>.<random>.tmp`: unique per process, removed by its owner
+    when the write fails, and by a later write of the same file once its owner is dead (a
+    build killed mid-write); never while another process may still be writing it. The file
+    gets the modes the umask allows (mkstemp alone would make it 0600)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    remove_leftovers(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.{os.getpid()}.", suffix=TEMP_SUFFIX)
+    try:
+        os.fchmod(fd, 0o666 & ~umask())
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def remove_leftovers(path: Path) -> None:
+    """Remove temp files of `path` left by processes that died mid-write (see write_atomic)."""
+    pattern = re.compile(re.escape(f".{path.name}.") + r"(\d+)\.[^.]+" + re.escape(TEMP_SUFFIX))
+    for leftover in path.parent.glob(f".{path.name}.*{TEMP_SUFFIX}"):
+        match = pattern.fullmatch(leftover.name)
+        if match and not _alive(int(match.group(1))):
+            leftover.unlink(missing_ok=True)
+
+
+def _alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return False  # this process writes one temp file at a time: an old one is garbage
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # another user's process
+    return True

@@ -26,9 +26,12 @@ class Head(NamedTuple):
 
     @classmethod
     def of(cls, data) -> Head:
-        """A head from its stored form ({"layer", "head"}) or a (layer, head) pair."""
+        """A head from its stored form ({"layer", "head"}), a typed record with those
+        attributes (generator.schemas) or a (layer, head) pair."""
         if isinstance(data, dict):
             return cls(int(data["layer"]), int(data["head"]))
+        if hasattr(data, "layer") and hasattr(data, "head") and not isinstance(data, tuple):
+            return cls(int(data.layer), int(data.head))
         layer, head = data
         return cls(int(layer), int(head))
 
@@ -59,12 +62,22 @@ def group_layers(n_layers: int) -> dict[str, list[int]]:
     return out
 
 
-def node_name(node: dict) -> str:
-    """A node of the circuit graph by its stored id: 'embed', 'L1H2', 'MLP3', 'L1H2.q', 'logits'."""
-    kind = node["kind"]
+def node_name(node) -> str:
+    """A node of the circuit graph by its stored id (a dict, or typed: generator.schemas.common.Node):
+    'embed', 'L1H2', 'MLP3', 'L1H2.q', 'logits'."""
+    kind = node["kind"] if isinstance(node, dict) else node.kind
     if kind in ("embed", "logits"):
         return kind
     if kind == "mlp":
-        return f"MLP{node['layer']}"
+        return f"MLP{node['layer'] if isinstance(node, dict) else node.layer}"
     name = head_name(node)
     return name if kind == "head" else f"{name}.{kind}"
+
+
+def stack_label(label: str) -> str:
+    """TransformerLens's residual-stack labels ("3_attn_out", "3_mid", "final_post") as axis labels."""
+    names = {"attn_out": "attn", "mlp_out": "MLP", "pre": "pre", "mid": "mid"}
+    layer, _, kind = label.partition("_")
+    if layer.isdigit():
+        return f"L{layer} {names[kind]}"
+    return {"final_post": "final"}.get(label, label)

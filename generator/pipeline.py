@@ -17,7 +17,9 @@ from dataclasses import dataclass, field
 
 from generator import ReportError, __version__
 from generator.config import Config
-from generator.store import Store, digest, source_fingerprint, stale_reasons
+from generator.fingerprint import source_fingerprint
+from generator.schemas import SCHEMA_VERSION
+from generator.store import Store, digest, stale_reasons
 from generator.versions import current_versions, require_run_packages
 
 # torch CPU threads while computing what the store keeps: a fixed count, so results do not
@@ -87,6 +89,7 @@ def key_parts(config: Config, model: dict, experiment: str, upstream: dict[str, 
         "versions": current_versions(),
         "seed": config.seed,
         "dtype": config.dtype,
+        "schema": SCHEMA_VERSION,
     }
 
 
@@ -184,6 +187,9 @@ def execute(config: Config, p: Plan, model, batches: dict, store: Store):
     from generator import experiments
 
     spec = experiments.get(p.experiment)
+    reason = skip_reason(p, model, store)
+    if reason:
+        return Skipped(reason), 0.0
     inputs = {}
     for dep in spec.after:
         record = store.read(p.slug, dep)
@@ -192,7 +198,7 @@ def execute(config: Config, p: Plan, model, batches: dict, store: Store):
                 f"{p.experiment} reads the results of {dep}, which has not run for {p.model}: "
                 f"run without --only, or with --only {dep} first"
             )
-        inputs[dep] = record["metrics"]
+        inputs[dep] = store.load(p.slug, dep)["metrics"]  # typed (generator.schemas)
     if spec.extra_tasks:
         inputs["tasks"] = {t: batches[t] for t in spec.extra_tasks}
     torch.manual_seed(config.seed)
@@ -205,12 +211,36 @@ def execute(config: Config, p: Plan, model, batches: dict, store: Store):
     return result, seconds
 
 
+@dataclass
+class Skipped:
+    """An experiment that cannot run on a model: stored with its reason, so that its page says
+    why for that model and the other models' pages are unaffected."""
+
+    reason: str
+    timings: dict = field(default_factory=dict)
+
+
+def skip_reason(p: Plan, model, store: Store) -> str | None:
+    """Why this experiment cannot run on this model (its module's `unsupported(model)`, or an
+    experiment it reads was skipped), decided before it runs; None when it can."""
+    from generator import experiments
+
+    for dep in experiments.get(p.experiment).after:
+        record = store.read(p.slug, dep)
+        if record is not None and "skipped" in record:
+            return f"it reads {dep}, which was skipped: {record['skipped']}"
+    check = getattr(experiments.module(p.experiment), "unsupported", None)
+    return check(model) if check else None
+
+
 def record(config: Config, p: Plan, result, seconds: float, device: str, store: Store) -> None:
     """Store the result with its key and provenance (the timing apart: it varies run to run)."""
+    outcome = {"metrics": {}, "skipped": result.reason} if isinstance(result, Skipped) else {"metrics": result.metrics}
     store.save(
         p.slug,
         p.experiment,
         {
+            **outcome,
             "key": digest(p.key_parts),
             "key_parts": p.key_parts,
             "provenance": {
@@ -222,8 +252,6 @@ def record(config: Config, p: Plan, result, seconds: float, device: str, store: 
                 "model": p.model,
                 "versions": p.key_parts["versions"],
             },
-            "metrics": result.metrics,
-            "figures": result.figures,
         },
         {"wall_s": round(seconds, 3), **({"parts_s": result.timings} if result.timings else {})},
     )
@@ -294,8 +322,11 @@ def _run(config: Config, plans: list[Plan], store: Store, log) -> list[dict]:
             log(f"running {p.experiment} on {model_name} ({'; '.join(p.reasons)})")
             result, seconds = execute(config, p, model, batches, store)
             record(config, p, result, seconds, str(model.cfg.device), store)
+            if isinstance(result, Skipped):
+                log(f"skipped {p.experiment} on {model_name}: {result.reason}")
+            status = "skipped" if isinstance(result, Skipped) else "ran"
             summary.append(
-                {"model": p.model, "experiment": p.experiment, "status": "ran", "seconds": round(seconds, 3)}
+                {"model": p.model, "experiment": p.experiment, "status": status, "seconds": round(seconds, 3)}
             )
         del model
     return summary

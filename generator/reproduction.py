@@ -18,6 +18,8 @@ import json
 from functools import lru_cache
 from pathlib import Path
 
+from generator import schemas
+
 REFERENCE = Path(__file__).parent / "assets" / "notebook" / "gpt2-small-reference.json"
 TOL_LOGIT_DIFF = 0.01
 TOL_CORRUPTED = 0.01 + 0.005
@@ -38,8 +40,8 @@ def is_gpt2_small(record: dict) -> bool:
     model = record["key_parts"]["model"]
     if model["name"] in GPT2_NAMES or model.get("location") in GPT2_NAMES:
         return True
-    shape = record["metrics"].get("model_shape", {})
-    return model["source"] == "local" and all(shape.get(k) == v for k, v in GPT2_SMALL_SHAPE.items())
+    shape = record["metrics"].model_shape
+    return model["source"] == "local" and all(getattr(shape, k) == v for k, v in GPT2_SMALL_SHAPE.items())
 
 
 def row(what: str, notebook, this, tolerance, ok: bool | None, note: str = "") -> dict:
@@ -55,16 +57,16 @@ def row(what: str, notebook, this, tolerance, ok: bool | None, note: str = "") -
     }
 
 
-def compare(baseline: dict, attribution: dict | None, judge: bool) -> dict:
+def compare(baseline: schemas.baseline.Metrics, attribution: schemas.attribution.Metrics | None, judge: bool) -> dict:
     """Rows of the reproduction table; `judge` False (not GPT-2 small): values side by side,
-    every mark None. `baseline` / `attribution`: the stored metrics of those experiments."""
+    every mark None. `baseline` / `attribution`: the typed stored metrics of those experiments."""
     ref = reference()
     rows = []
 
     def mark(ok: bool) -> bool | None:
         return ok if judge else None
 
-    mean = baseline["mean_logit_diff"]
+    mean = baseline.mean_logit_diff
     rows.append(
         row(
             "mean logit difference",
@@ -74,17 +76,17 @@ def compare(baseline: dict, attribution: dict | None, judge: bool) -> dict:
             mark(abs(mean - ref["mean_logit_diff"]) <= TOL_LOGIT_DIFF),
         )
     )
-    per_prompt = baseline["per_prompt"]
-    same_prompts = [r["prompt"] for r in per_prompt] == ref["prompts"]
+    per_prompt = baseline.per_prompt
+    same_prompts = [r.prompt for r in per_prompt] == ref["prompts"]
     if same_prompts:
-        diffs = [abs(r["clean"] - v) for r, v in zip(per_prompt, ref["per_prompt_logit_diff"])]
+        diffs = [abs(r.clean - v) for r, v in zip(per_prompt, ref["per_prompt_logit_diff"])]
         worst = max(range(len(diffs)), key=diffs.__getitem__)
         rows.append(
             row(
                 f"every per-prompt logit difference (largest difference: prompt {worst + 1}, "
                 f"“{ref['prompts'][worst]}”)",
                 ref["per_prompt_logit_diff"][worst],
-                per_prompt[worst]["clean"],
+                per_prompt[worst].clean,
                 TOL_LOGIT_DIFF,
                 mark(diffs[worst] <= TOL_LOGIT_DIFF),
             )
@@ -100,7 +102,7 @@ def compare(baseline: dict, attribution: dict | None, judge: bool) -> dict:
                 "this build's prompts are not the notebook's 100, in its order",
             )
         )
-    corrupted = baseline["mean_logit_diff_corrupted"]
+    corrupted = baseline.mean_logit_diff_corrupted
     ref_corrupted = ref["mean_logit_diff_corrupted_rounded"]
     rows.append(
         row(
@@ -111,25 +113,25 @@ def compare(baseline: dict, attribution: dict | None, judge: bool) -> dict:
             mark(abs(corrupted - ref_corrupted) <= TOL_CORRUPTED),
         )
     )
-    single = baseline.get("single_prompt") or {}
+    single = baseline.single_prompt
     check = ref["single_prompt_checks"][0]
-    if single.get("prompt") == check["prompt"] and single.get("logit_diff") is not None:
+    if single.prompt == check["prompt"] and single.logit_diff is not None:
         rows.append(
             row(
                 f"logit difference of “{check['prompt']}”",
                 check["logit_diff"],
-                single["logit_diff"],
+                single.logit_diff,
                 TOL_LOGIT_DIFF,
-                mark(abs(single["logit_diff"] - check["logit_diff"]) <= TOL_LOGIT_DIFF),
+                mark(abs(single.logit_diff - check["logit_diff"]) <= TOL_LOGIT_DIFF),
             )
         )
-    probe = next((p for p in baseline.get("probes", []) if p["prompt"] == ref["test_prompt_period"]["prompt"]), None)
+    probe = next((p for p in baseline.probes if p.prompt == ref["test_prompt_period"]["prompt"]), None)
     if probe is not None:
-        rows.append(top_tokens_row(ref["test_prompt_period"]["top_tokens"], probe["top"], mark))
+        rows.append(top_tokens_row(ref["test_prompt_period"]["top_tokens"], probe.top, mark))
     # DLA leaves out the unembedding bias, into which fold_ln folds the final LayerNorm's bias
     # (no component writes it): the total is the logit difference minus that bias difference.
     # The notebook's 8.22 beside its 7.27 is that gap for GPT-2 small: information, never a mark.
-    total = attribution["total"] if attribution else None
+    total = attribution.total if attribution else None
     gap = ref["mean_logit_diff"] - ref["direct_logit_attribution_total"]
     note = (
         f"information: DLA leaves out the unembedding bias (after fold_ln it holds the final LayerNorm's "
@@ -139,8 +141,8 @@ def compare(baseline: dict, attribution: dict | None, judge: bool) -> dict:
     )
     if attribution:
         note += (
-            f"; on this model {attribution['total']:.2f} + ({attribution['unembed_bias']:.2f}) = "
-            f"{attribution['mean_logit_diff']:.2f}"
+            f"; on this model {attribution.total:.2f} + ({attribution.unembed_bias:.2f}) = "
+            f"{attribution.mean_logit_diff:.2f}"
         )
     rows.append(row("direct logit attribution, total", ref["direct_logit_attribution_total"], total, None, None, note))
     judged = [r["ok"] for r in rows if r["ok"] is not None]
@@ -153,23 +155,24 @@ def compare(baseline: dict, attribution: dict | None, judge: bool) -> dict:
     }
 
 
-def top_tokens_row(ref_top: list[dict], top: list[dict], mark) -> dict:
+def top_tokens_row(ref_top: list[dict], top: list[schemas.baseline.TopToken], mark) -> dict:
     """The top-10 next tokens after "." alone: the same tokens in the same order (tokens whose
-    logits the notebook printed as equal may swap), with logits and probabilities in tolerance."""
+    logits the notebook printed as equal may swap), with logits and probabilities in tolerance.
+    `ref_top`: the reference's rows (dicts); `top`: this build's (typed)."""
     problems = []
     for i, want in enumerate(ref_top):
         got = top[i] if i < len(top) else None
         tied = [t for t in ref_top if abs(t["logit"] - want["logit"]) < 0.005]
-        if got is None or got["token"] not in {t["token"] for t in tied}:
-            problems.append(f"rank {i}: {got['token'] if got else 'missing'!r} instead of {want['token']!r}")
-        elif abs(got["logit"] - want["logit"]) > TOL_TOP_LOGIT or abs(got["prob"] - want["prob"]) > TOL_TOP_PROB:
-            problems.append(f"rank {i} {want['token']!r}: logit {got['logit']:.2f}, probability {got['prob']:.4f}")
-    largest = max((abs(g["logit"] - w["logit"]) for g, w in zip(top, ref_top)), default=None)
+        if got is None or got.token not in {t["token"] for t in tied}:
+            problems.append(f"rank {i}: {got.token if got else 'missing'!r} instead of {want['token']!r}")
+        elif abs(got.logit - want["logit"]) > TOL_TOP_LOGIT or abs(got.prob - want["prob"]) > TOL_TOP_PROB:
+            problems.append(f"rank {i} {want['token']!r}: logit {got.logit:.2f}, probability {got.prob:.4f}")
+    largest = max((abs(g.logit - w["logit"]) for g, w in zip(top, ref_top)), default=None)
     first = top[0] if top else None
     return {
         "what": "top-10 next tokens after “.” alone (test_prompt)",
         "notebook": ref_top[0]["logit"],
-        "this": first["logit"] if first else None,
+        "this": first.logit if first else None,
         "difference": largest,
         "tolerance": TOL_TOP_LOGIT,
         "ok": mark(not problems),
@@ -180,8 +183,8 @@ def top_tokens_row(ref_top: list[dict], top: list[dict], mark) -> dict:
 
 
 def for_model(records: dict) -> dict | None:
-    """The reproduction check for one model's results ({experiment: record}); None without a
-    baseline. Judged only for GPT-2 small."""
+    """The reproduction check for one model's results ({experiment: record}, metrics typed);
+    None without a baseline. Judged only for GPT-2 small."""
     if "baseline" not in records:
         return None
     attribution = records["attribution"]["metrics"] if "attribution" in records else None

@@ -6,68 +6,21 @@ never imports torch, so rendering from a committed store works on a machine with
 
 from __future__ import annotations
 
-import ast
 import contextlib
 import hashlib
 import json
 import math
-import os
 import re
-import tempfile
 from pathlib import Path
 from typing import Any
 
-from generator import ReportError
-from generator.files import check_writable, shown, umask
+from generator import ReportError, schemas
+from generator.files import check_writable, shown, write_atomic
 
 try:
     import fcntl
 except ImportError:  # Windows: no flock; saves are then only atomic, not serialised
     fcntl = None
-
-PACKAGE_DIR = Path(__file__).parent
-TEMP_SUFFIX = ".tmp"
-
-
-def write_atomic(path: Path, text: str) -> None:
-    """Write to a temp file in the same folder, then rename: readers never see half a file.
-
-    The temp file is `.<name>.<pid>.<random>.tmp`: unique per process, removed by its owner
-    when the write fails, and by a later write of the same file once its owner is dead (a
-    build killed mid-write); never while another process may still be writing it. The file
-    gets the modes the umask allows (mkstemp alone would make it 0600)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    remove_leftovers(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.{os.getpid()}.", suffix=TEMP_SUFFIX)
-    try:
-        os.fchmod(fd, 0o666 & ~umask())
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def remove_leftovers(path: Path) -> None:
-    """Remove temp files of `path` left by processes that died mid-write (see write_atomic)."""
-    pattern = re.compile(re.escape(f".{path.name}.") + r"(\d+)\.[^.]+" + re.escape(TEMP_SUFFIX))
-    for leftover in path.parent.glob(f".{path.name}.*{TEMP_SUFFIX}"):
-        match = pattern.fullmatch(leftover.name)
-        if match and not _alive(int(match.group(1))):
-            leftover.unlink(missing_ok=True)
-
-
-def _alive(pid: int) -> bool:
-    if pid == os.getpid():
-        return False  # this process writes one temp file at a time: an old one is garbage
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True  # another user's process
-    return True
 
 
 def dumps(data: Any) -> str:
@@ -79,47 +32,6 @@ def digest(data: Any) -> str:
     return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
 
 
-# Declarations, not computation: the registry (a row's task, params and `after` are in the key
-# themselves) and the params classes (the validated values are in the key). Left out of the
-# code fingerprint so that adding an experiment's row or parameters re-runs no other experiment.
-DECLARATIONS = ("generator.experiments", "generator.experiments.params")
-
-
-def source_fingerprint(module_name: str) -> str:
-    """Hash of a module's source and of every generator module it imports, transitively
-    (DECLARATIONS aside).
-
-    Hand-written because no library answers "which of my own files does this result depend
-    on" without importing them; we parse imports statically so the check loads no torch."""
-    seen: dict[str, str] = {}
-    todo = [module_name]
-    while todo:
-        name = todo.pop()
-        path = _module_path(name)
-        if name in seen or path is None or name in DECLARATIONS:
-            continue
-        source = path.read_text()
-        seen[name] = hashlib.sha256(source.encode()).hexdigest()
-        for node in ast.walk(ast.parse(source)):
-            if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("generator"):
-                todo.append(node.module)
-                todo.extend(f"{node.module}.{a.name}" for a in node.names)
-            elif isinstance(node, ast.Import):
-                todo.extend(a.name for a in node.names if a.name.startswith("generator"))
-    return digest(sorted(seen.items()))
-
-
-def _module_path(name: str) -> Path | None:
-    parts = name.split(".")
-    if parts[0] != "generator":
-        return None
-    base = PACKAGE_DIR.joinpath(*parts[1:])
-    for candidate in (base.with_suffix(".py"), base / "__init__.py"):
-        if candidate.is_file():
-            return candidate
-    return None
-
-
 class StoreError(ReportError):
     """A stored file that cannot be used. `problem` alone is what `status` shows."""
 
@@ -128,7 +40,7 @@ class StoreError(ReportError):
         super().__init__(f"{shown(path)}: {problem}; {fix}")
 
 
-RECORD_FIELDS = {"key": str, "key_parts": dict, "provenance": dict, "metrics": dict, "figures": dict}
+RECORD_FIELDS = {"key": str, "key_parts": dict, "provenance": dict, "metrics": dict}
 PROVENANCE_FIELDS = ("generator", "config", "device", "seed", "dtype", "model", "versions")
 TIMING_FIELDS = {"wall_s", "parts_s"}
 NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")
@@ -158,11 +70,15 @@ class Store:
             return None
         fix = f"re-run with `capcircuit run --only {experiment} --force`"
         record = read_json(path, fix)
-        problem = record_problem(record)
+        if outdated(record):  # an older capcircuit's record: stale (its key_parts differ), not corrupt
+            return {"key_parts": record["key_parts"], "outdated": record["key_parts"].get("schema", 1)}
+        problem = record_problem(record, experiment)
         if problem:
             raise StoreError(path, problem, fix)
         self.timing(model, experiment)  # a record never lacks its timing (see save)
-        return record
+        if "skipped" in record:  # the experiment cannot run on this model: no metrics, a reason
+            return {**record, "metrics": None}
+        return {**record, "metrics": schemas.validate(experiment, record["metrics"])}
 
     def load(self, model: str, experiment: str) -> dict:
         """The stored record, validated; a ReportError naming the file when it is missing or
@@ -171,6 +87,12 @@ class Store:
         if record is None:
             raise StoreError(
                 self.path(model, experiment), "no stored result", f"run `capcircuit run --only {experiment}`"
+            )
+        if "outdated" in record:
+            raise StoreError(
+                self.path(model, experiment),
+                f"written under result schema {record['outdated']} (this capcircuit reads {schemas.SCHEMA_VERSION})",
+                f"re-run it with `capcircuit run --only {experiment}`",
             )
         return record
 
@@ -199,7 +121,7 @@ class Store:
     def save(self, model: str, experiment: str, record: dict, timing: dict) -> None:
         """Write a record and its timing under the store's lock, so that two processes saving
         the same result do not interleave their pairs of files."""
-        for what, problem in (("result", record_problem(record)), ("timing", timing_problem(timing))):
+        for what, problem in (("result", record_problem(record, experiment)), ("timing", timing_problem(timing))):
             if problem:  # never write what reading would reject
                 raise ReportError(f"experiment {experiment}: its {what} cannot be stored: {problem}")
         with self.lock():
@@ -254,15 +176,24 @@ def read_json(path: Path, fix: str) -> Any:
         raise StoreError(path, "JSON nested too deeply", fix) from None
 
 
-def record_problem(record: Any) -> str | None:
-    """What is wrong with a result record, or None: the schema (key, key_parts, provenance,
-    metrics, figures), a key that matches its key_parts, figures as specs, finite numbers."""
+def outdated(record: Any) -> bool:
+    """A record of an older result schema (an older capcircuit wrote it): read as stale, so
+    that `run` replaces it and publishing refuses it, rather than called corrupt."""
+    if not isinstance(record, dict) or not isinstance(record.get("key_parts"), dict):
+        return False
+    return record["key_parts"].get("schema", 1) != schemas.SCHEMA_VERSION
+
+
+def record_problem(record: Any, experiment: str) -> str | None:
+    """What is wrong with a result record, or None: the fields (key, key_parts, provenance,
+    metrics), a key that matches its key_parts, finite numbers, and metrics that match the
+    experiment's declared schema (generator.schemas)."""
     if not isinstance(record, dict):
         return f"holds a JSON {_json_type(record)}, not a result record (an object with {', '.join(RECORD_FIELDS)})"
     missing = [f for f in RECORD_FIELDS if f not in record]
     if missing:
         return f"not a result record: no {', '.join(missing)}"
-    extra = sorted(set(record) - set(RECORD_FIELDS))
+    extra = sorted(set(record) - set(RECORD_FIELDS) - {"skipped"})
     if extra:
         return f"not a result record: unexpected field {', '.join(extra)}"
     for name, kind in RECORD_FIELDS.items():
@@ -271,9 +202,6 @@ def record_problem(record: Any) -> str | None:
     missing = [f for f in PROVENANCE_FIELDS if f not in record["provenance"]]
     if missing:
         return f"provenance has no {', '.join(missing)}"
-    bad = [n for n, f in record["figures"].items() if not (isinstance(f, dict) and isinstance(f.get("kind"), str))]
-    if bad:
-        return f"figures.{bad[0]} is not a figure spec (an object with a kind)"
     where = non_finite(record)
     if where:
         return f"non-finite number {where[1]} at {where[0]}"
@@ -283,6 +211,14 @@ def record_problem(record: Any) -> str | None:
         return "key_parts cannot be hashed"
     if record["key"] != key:
         return "its key does not match its key_parts (was it edited by hand?)"
+    if "skipped" in record:
+        if not isinstance(record["skipped"], str) or not record["skipped"].strip() or record["metrics"]:
+            return "a skipped record holds a reason (skipped: text) and no metrics"
+        return None
+    try:  # as it will be read back: JSON (a tuple is then a list)
+        schemas.validate(experiment, json.loads(json.dumps(record["metrics"])))
+    except ValueError as e:
+        return str(e)
     return None
 
 

@@ -28,7 +28,8 @@ def join_words(items, last: str = "and") -> str:
 def compare_models(results: dict[str, dict]) -> dict:
     """The models page's comparison: per model its period effect (clean minus corrupted mean
     logit difference), and which model has the strongest effect and the largest clean logit
-    difference. `results`: {model: {experiment: record}}."""
+    difference. `results`: {model: {experiment: record}}, each record's metrics typed
+    (generator.schemas)."""
     rows = []
     for model, records in results.items():
         if "baseline" not in records:
@@ -37,9 +38,9 @@ def compare_models(results: dict[str, dict]) -> dict:
         rows.append(
             {
                 "model": model,
-                "clean": b["mean_logit_diff"],
-                "corrupted": b["mean_logit_diff_corrupted"],
-                "effect": b["mean_logit_diff"] - b["mean_logit_diff_corrupted"],
+                "clean": b.mean_logit_diff,
+                "corrupted": b.mean_logit_diff_corrupted,
+                "effect": b.mean_logit_diff - b.mean_logit_diff_corrupted,
             }
         )
     if not rows:

@@ -5,6 +5,7 @@ GPT-2-shaped models built from the real GPT-2 tokenizer files in tests/fixtures/
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import shutil
 from pathlib import Path
@@ -149,6 +150,21 @@ def build_report(
         config, log=lambda message: None, site_url=site_url, allow_stale=allow_stale, render_pages=after_render is None
     )
     return config
+
+
+def typed(experiment: str, result):
+    """An experiment's metrics as the store hands them on (to templates, figures and downstream
+    experiments): through JSON and validated against the experiment's schema."""
+    from generator import schemas
+
+    return schemas.validate(experiment, json.loads(json.dumps(result.metrics)))
+
+
+def drawn(experiment: str, result) -> dict:
+    """Every figure the pages draw from one result's metrics: {name: spec}."""
+    from generator import figures
+
+    return {name: build() for name, build in figures.available(experiment, typed(experiment, result)).items()}
 
 
 @pytest.fixture(scope="session")

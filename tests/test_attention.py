@@ -7,10 +7,12 @@ from __future__ import annotations
 import json
 import math
 import re
+from types import SimpleNamespace
 
 import pytest
 import torch
 from conftest import TOL_REFERENCE as TOL
+from conftest import drawn
 
 from generator.experiments import attention
 from generator.experiments.params import Attention
@@ -34,12 +36,20 @@ def fake_inputs(model):
     positive = [{"layer": last, "head": 0}, {"layer": 0, "head": 1}, {"layer": 1, "head": 2}]
     negative = [{"layer": last, "head": 1}, {"layer": 0, "head": 0}]
     patching = [{"layer": last, "head": 1}, {"layer": 0, "head": 0}, {"layer": last - 1, "head": 2}]
-    return {"attribution": {"top_positive": positive, "top_negative": negative}, "patching": {"top_heads": patching}}
+    return {
+        "attribution": SimpleNamespace(top_positive=positive, top_negative=negative),
+        "patching": SimpleNamespace(top_heads=patching),
+    }
 
 
 @pytest.fixture(scope="module")
 def result(model, batch):
     return attention.run(model, batch, Attention(top_k=2), fake_inputs(model))
+
+
+@pytest.fixture(scope="module")
+def figures(result):
+    return drawn("attention", result)
 
 
 @torch.no_grad()
@@ -66,7 +76,7 @@ def group(result, name):
     return next(g for g in result.metrics["groups"] if g["group"] == name)
 
 
-def test_patterns_match_softmax_of_queries_and_keys(model, batch, result):
+def test_patterns_match_softmax_of_queries_and_keys(model, batch, result, figures):
     example = [p.text for p in batch.spec.prompts].index(batch.spec.example)
     for name in ("positive", "negative"):
         g = group(result, name)
@@ -74,21 +84,21 @@ def test_patterns_match_softmax_of_queries_and_keys(model, batch, result):
             reference = naive_pattern(model, batch.clean_tokens, head["layer"], head["head"])
             assert torch.allclose(torch.as_tensor(g["final_mean"][i]), reference[:, -1].mean(0), atol=TOL)
             assert torch.allclose(torch.as_tensor(g["final_example"][i]), reference[example, -1], atol=TOL)
-            views = result.figures[f"{name}_mean"]["props"]["attention"][i]
+            views = figures[f"{name}_mean"]["props"]["attention"][i]
             assert torch.allclose(torch.as_tensor(views), reference.mean(0), atol=1e-3)  # stored to 4 digits
             focus = g["focus"][i]
             assert focus["position"] == int(reference[:, -1].mean(0).argmax())
 
 
-def test_groups_follow_attribution_patching_and_top_k(model, result):
+def test_groups_follow_attribution_patching_and_top_k(model, result, figures):
     inputs = fake_inputs(model)
-    assert group(result, "positive")["heads"] == inputs["attribution"]["top_positive"][:2]  # 3 given, 2 kept
-    assert group(result, "negative")["heads"] == inputs["attribution"]["top_negative"][:2]
+    assert group(result, "positive")["heads"] == inputs["attribution"].top_positive[:2]  # 3 given, 2 kept
+    assert group(result, "negative")["heads"] == inputs["attribution"].top_negative[:2]
     n_layers = model.cfg.n_layers
     for g in ("early", "middle", "late"):
-        expected = [h for h in inputs["patching"]["top_heads"] if layer_group(h["layer"], n_layers) == g]
+        expected = [h for h in inputs["patching"].top_heads if layer_group(h["layer"], n_layers) == g]
         assert group(result, f"patching_{g}")["heads"] == expected
-        assert (f"patching_{g}_mean" in result.figures) == bool(expected)
+        assert (f"patching_{g}_mean" in figures) == bool(expected)
     assert [g["group"] for g in result.metrics["groups"]][:2] == ["positive", "negative"]
 
 
@@ -99,13 +109,13 @@ def test_notebook_layer_groups():
     assert group_layers(1) == {"early": [0], "middle": [], "late": []}
 
 
-def test_circuitsvis_builds_the_same_props(batch, result):
+def test_circuitsvis_builds_the_same_props(batch, result, figures):
     """Calling circuitsvis's attention_heads with the stored props gives back exactly those
     props (its rendered HTML embeds them), so the site draws what circuitsvis would."""
     from circuitsvis.attention import attention_heads
 
     for name in ("positive_example", "negative_mean"):
-        spec = result.figures[name]
+        spec = figures[name]
         assert spec["kind"] == "circuitsvis" and spec["function"] == "AttentionHeads"
         props = spec["props"]
         html = attention_heads(
@@ -118,7 +128,7 @@ def test_circuitsvis_builds_the_same_props(batch, result):
         assert built == props
         assert len(props["tokens"]) == batch.clean_tokens.shape[1]
         assert props["attentionHeadNames"] == [Head.of(h).name for h in group(result, name.split("_")[0])["heads"]]
-    final = result.figures["positive_mean_final"]["figure"]
+    final = figures["positive_mean_final"]["figure"]
     assert final["data"][0]["x"] == batch.position_labels
     assert torch.allclose(
         torch.tensor(final["data"][0]["z"]), torch.tensor(group(result, "positive")["final_mean"]), atol=1e-4

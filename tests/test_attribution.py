@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 from conftest import TOL_REFERENCE as TOL
+from conftest import drawn
 
 from generator.experiments import attribution
 from generator.experiments.params import Attribution
@@ -169,7 +170,7 @@ def test_breakdowns_match_the_reference(batch, result, reference):
 
 def test_figures_draw_the_stored_metrics(result):
     """Each figure plots exactly the numbers stored beside it, with labelled axes."""
-    m, figures = result.metrics, result.figures
+    m, figures = result.metrics, drawn("attribution", result)
     assert {"logit_lens", "components", "heads", "breakdown_template", "breakdown_name", "breakdown_gender"} <= set(
         figures
     )

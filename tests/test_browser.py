@@ -65,8 +65,8 @@ def loader_checks(docs: Path) -> None:
     """Figures the real pages may not have yet: two plotly figures in content tabs (the
     second drawn while hidden, so it must resize when shown) and a circuitsvis
     AttentionHeads figure, written through the same fence as every report figure."""
-    from generator.figures import circuitsvis_spec
-    from generator.render import figure_html
+    from generator.figures.plot import circuitsvis_spec
+    from generator.site.fence import figure_html
 
     def bar(title):
         return {

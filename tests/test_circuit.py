@@ -9,7 +9,7 @@ import dataclasses
 
 import pytest
 import torch
-from conftest import PROMPTS, TOL, TOL_REFERENCE, gpt2_tokenizer, load, subset
+from conftest import PROMPTS, TOL, TOL_REFERENCE, drawn, gpt2_tokenizer, load, subset
 from transformer_lens.tools.analysis import EdgeAttributionConfig, attribution_patch, faithfulness
 
 from generator.engine import PatchingEngine
@@ -264,7 +264,7 @@ def test_drawn_edges_carry_their_exact_effects(organism, few_prompts, result):
 
 
 def test_figures_draw_the_stored_numbers(result):
-    m, figures = result.metrics, result.figures
+    m, figures = result.metrics, drawn("circuit", result)
     curves = figures["faithfulness"]["figure"]["data"]
     eap_ig = next(t for t in curves if t.get("name") == "EAP-IG" and t["xaxis"] == "x")
     assert eap_ig["y"] == m["methods"]["eap_ig"]["cpr"]["faithfulness"] and eap_ig["x"] == m["fractions"]

@@ -98,8 +98,8 @@ def first_number_path(value, where=""):
     return None
 
 
-def _plant_inf_in_figure(record):
-    container, key = first_number_path(record["figures"])
+def _plant_inf_in_prompt_row(record):
+    container, key = first_number_path(record["metrics"]["per_prompt"])
     container[key] = float("inf")
 
 
@@ -129,8 +129,17 @@ STORE_CASES = {
         edit_json(p, lambda r: r["metrics"].update(mean_logit_diff=float("nan")))
         or "non-finite number nan at metrics.mean_logit_diff"
     ),
-    "inf-in-figure": lambda p: edit_json(p, _plant_inf_in_figure) or "non-finite number inf at figures.per_prompt",
-    "no-figures": lambda p: edit_json(p, lambda r: r.pop("figures")) or "not a result record: no figures",
+    "inf-in-prompt-row": lambda p: (
+        edit_json(p, _plant_inf_in_prompt_row) or "non-finite number inf at metrics.per_prompt"
+    ),
+    "no-metrics": lambda p: edit_json(p, lambda r: r.pop("metrics")) or "not a result record: no metrics",
+    "renamed-metric": lambda p: (
+        edit_json(p, lambda r: r["metrics"].update(mean_logit_diffs=r["metrics"].pop("mean_logit_diff")))
+        or "metrics.mean_logit_diff: Field required"
+    ),
+    "mistyped-metric": lambda p: (
+        edit_json(p, lambda r: r["metrics"].update(n_prompts="100")) or "metrics.n_prompts: Input should be"
+    ),
     "edited-key-parts": lambda p: (
         edit_json(p, lambda r: r["key_parts"].update(seed=7)) or "its key does not match its key_parts"
     ),
@@ -391,16 +400,15 @@ def test_cuda_without_cuda_fails_before_loading(project, monkeypatch):
     assert snapshot(project) == before
 
 
-def test_non_finite_figure_is_never_stored(project, monkeypatch):
+def test_metrics_off_their_schema_are_never_stored(project, monkeypatch):
     import generator.experiments.baseline as baseline
     from generator.experiments import Result
 
-    spec = {"kind": "plotly", "data": [{"z": [[1.0, float("nan")]]}]}
-    monkeypatch.setattr(baseline, "run", lambda *a: Result({"mean_logit_diff": 1.0}, {"per_prompt": spec}))
+    monkeypatch.setattr(baseline, "run", lambda *a: Result({"mean_logit_diff": 1.0}))
     before = snapshot(project)
     fails(
         cli("run", "--force", "--only", "baseline"),
-        "experiment baseline: its result cannot be stored: non-finite number nan at figures.per_prompt.data[0].z[0][1]",
+        "experiment baseline: its result cannot be stored: metrics.n_prompts: Field required",
     )
     assert snapshot(project) == before
 
@@ -550,21 +558,24 @@ def test_ctrl_c_exits_130_and_leaves_complete_files(project, record_path):
 
 
 def valid_record(n: int) -> dict:
+    """A baseline record that passes the store's checks (the committed metrics, n_prompts = n)."""
+    from generator.schemas import SCHEMA_VERSION
     from generator.store import digest
 
-    parts = {"writer": n}
+    parts = {"writer": n, "schema": SCHEMA_VERSION}
     provenance = dict.fromkeys(("generator", "config", "device", "seed", "dtype", "model", "versions"), "x")
-    return {"key": digest(parts), "key_parts": parts, "provenance": provenance, "metrics": {"n": n}, "figures": {}}
+    metrics = {**json.loads((ROOT / "results" / "organism" / "baseline.json").read_text())["metrics"], "n_prompts": n}
+    return {"key": digest(parts), "key_parts": parts, "provenance": provenance, "metrics": metrics}
 
 
 SAVER = """
 import sys
 sys.path.insert(0, {root!r})
-from generator.store import Store, digest
+sys.path.insert(0, {tests!r})
+from generator.store import Store
+from test_errors import valid_record
 store, n = Store({results!r}), int(sys.argv[1])
-provenance = dict.fromkeys(("generator", "config", "device", "seed", "dtype", "model", "versions"), "x")
-record = {{"key": digest({{"writer": n}}), "key_parts": {{"writer": n}}, "provenance": provenance,
-          "metrics": {{"n": n}}, "figures": {{}}}}
+record = valid_record(n)
 for i in range(60):
     store.save("m", "baseline", record, {{"wall_s": n}})
 """
@@ -574,12 +585,12 @@ def test_concurrent_saves_keep_record_and_timing_together(tmp_path):
     from generator.store import Store
 
     script = tmp_path / "saver.py"
-    script.write_text(SAVER.format(root=str(ROOT), results=str(tmp_path / "results")))
+    script.write_text(SAVER.format(root=str(ROOT), tests=str(ROOT / "tests"), results=str(tmp_path / "results")))
     procs = [subprocess.Popen([sys.executable, str(script), str(n)], cwd=ROOT) for n in (1, 2, 3)]
     assert [p.wait(timeout=120) for p in procs] == [0, 0, 0]
     store = Store(tmp_path / "results")
     record = store.load("m", "baseline")
-    assert store.timing("m", "baseline")["wall_s"] == record["metrics"]["n"]
+    assert store.timing("m", "baseline")["wall_s"] == record["metrics"].n_prompts
     assert not list((tmp_path / "results").rglob("*.tmp"))
 
 
@@ -606,7 +617,8 @@ def test_save_removes_only_temp_files_of_dead_processes(tmp_path):
 
 @pytest.mark.parametrize("mask, mode", [(0o022, 0o644), (0o027, 0o640), (0o002, 0o664)])
 def test_written_files_follow_the_umask(tmp_path, mask, mode):
-    from generator.store import Store, write_atomic
+    from generator.files import write_atomic
+    from generator.store import Store
 
     old = os.umask(mask)
     try:

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 import torch
 from conftest import TOL_REFERENCE as TOL
-from conftest import load
+from conftest import load, typed
 
 from generator.experiments import check_finite, params, patching, path_patching
 from generator.heads import Head, layer_group
@@ -197,7 +197,7 @@ def test_top_heads_and_groups(model, result):
 
 @pytest.fixture(scope="module")
 def paths(model, batch, result):
-    out = path_patching.run(model, batch, params.PathPatching(sources=2), {"patching": result.metrics})
+    out = path_patching.run(model, batch, params.PathPatching(sources=2), {"patching": typed("patching", result)})
     check_finite("path_patching", out.metrics)
     return out
 
@@ -318,6 +318,6 @@ def test_fallback_runs_transformer_lens_for_a_model_the_engine_refuses(refused):
             cell = result.metrics["sweeps"][target][layer]
             cell = cell[p] if p is not None else cell[h]
             assert abs(cell - expected) < TOL, (target, layer, p, h)
-    paths = path_patching.run(model, batch, params.PathPatching(sources=1), {"patching": result.metrics})
+    paths = path_patching.run(model, batch, params.PathPatching(sources=1), {"patching": typed("patching", result)})
     assert paths.metrics["backend"] == "transformer_lens"
     check_finite("path_patching", paths.metrics)

@@ -11,6 +11,7 @@ import pytest
 from conftest import ROOT, build_report, gpt2_tokenizer
 
 from generator import reproduction
+from generator.schemas import validate
 from generator.store import digest
 from generator.tasks import load_task
 
@@ -42,28 +43,37 @@ def test_gpt2_tokenizer_gives_8_tokens_and_the_notebooks_answer_ids():
 
 
 def metrics_from_reference() -> tuple[dict, dict]:
-    """Baseline and attribution metrics holding exactly the notebook's numbers."""
-    period = REFERENCE["test_prompt_period"]
-    baseline = {
-        "mean_logit_diff": REFERENCE["mean_logit_diff"],
-        "mean_logit_diff_corrupted": REFERENCE["mean_logit_diff_corrupted_rounded"],
-        "per_prompt": [
-            {"prompt": p, "clean": v} for p, v in zip(REFERENCE["prompts"], REFERENCE["per_prompt_logit_diff"])
-        ],
-        "single_prompt": {
+    """Baseline and attribution metrics (the organism's, as stored) holding exactly the
+    notebook's numbers where the reproduction check reads them."""
+    baseline = json.loads((ROOT / "results" / "organism" / "baseline.json").read_text())["metrics"]
+    attribution = json.loads((ROOT / "results" / "organism" / "attribution.json").read_text())["metrics"]
+    baseline.update(
+        mean_logit_diff=REFERENCE["mean_logit_diff"],
+        mean_logit_diff_corrupted=REFERENCE["mean_logit_diff_corrupted_rounded"],
+        single_prompt={
             "prompt": REFERENCE["single_prompt_checks"][0]["prompt"],
             "answers": [" He", " he"],
             "logit_diff": REFERENCE["single_prompt_checks"][0]["logit_diff"],
         },
-        "probes": [{"prompt": ".", "answer": " He", "top": copy.deepcopy(period["top_tokens"])}],
-    }
+    )
+    assert [r["prompt"] for r in baseline["per_prompt"]] == REFERENCE["prompts"]
+    for row, value in zip(baseline["per_prompt"], REFERENCE["per_prompt_logit_diff"]):
+        row["clean"] = value
+    assert baseline["probes"][0]["prompt"] == REFERENCE["test_prompt_period"]["prompt"]
+    baseline["probes"][0]["top"] = copy.deepcopy(REFERENCE["test_prompt_period"]["top_tokens"])
     total, logit_diff = REFERENCE["direct_logit_attribution_total"], REFERENCE["mean_logit_diff"]
-    return baseline, {"total": total, "mean_logit_diff": logit_diff, "unembed_bias": logit_diff - total}
+    attribution.update(total=total, mean_logit_diff=logit_diff, unembed_bias=logit_diff - total)
+    return baseline, attribution
+
+
+def compare(baseline: dict, attribution: dict, judge: bool) -> dict:
+    """The check as render runs it: on the typed metrics."""
+    return reproduction.compare(validate("baseline", baseline), validate("attribution", attribution), judge)
 
 
 def test_reference_values_reproduce():
     baseline, attribution = metrics_from_reference()
-    check = reproduction.compare(baseline, attribution, judge=True)
+    check = compare(baseline, attribution, judge=True)
     assert check["reproduces"] and not check["failed"]
     dla = next(r for r in check["rows"] if r["what"].startswith("direct logit attribution"))
     assert dla["ok"] is None and dla["note"].startswith("information")  # never a failure
@@ -73,10 +83,19 @@ def test_reference_values_reproduce():
     }
 
 
+def test_the_organisms_own_values_do_not_reproduce_the_notebook():
+    baseline, attribution = (
+        json.loads((ROOT / "results" / "organism" / f"{e}.json").read_text())["metrics"]
+        for e in ("baseline", "attribution")
+    )
+    check = compare(baseline, attribution, judge=True)
+    assert not check["reproduces"] and "mean logit difference" in check["failed"]
+
+
 def test_one_prompt_moved_by_a_tenth_differs_and_is_named():
     baseline, attribution = metrics_from_reference()
     baseline["per_prompt"][42]["clean"] += 0.1
-    check = reproduction.compare(baseline, attribution, judge=True)
+    check = compare(baseline, attribution, judge=True)
     assert not check["reproduces"]
     assert check["failed"] == [
         f"every per-prompt logit difference (largest difference: prompt 43, “{REFERENCE['prompts'][42]}”)"
@@ -87,14 +106,14 @@ def test_a_swapped_top_token_differs():
     baseline, attribution = metrics_from_reference()
     top = baseline["probes"][0]["top"]
     top[0], top[1] = top[1], top[0]
-    check = reproduction.compare(baseline, attribution, judge=True)
+    check = compare(baseline, attribution, judge=True)
     assert check["failed"] == ["top-10 next tokens after “.” alone (test_prompt)"]
 
 
 def test_other_models_are_compared_not_judged():
     baseline, attribution = metrics_from_reference()
     baseline["mean_logit_diff"] = 3.0
-    check = reproduction.compare(baseline, attribution, judge=False)
+    check = compare(baseline, attribution, judge=False)
     assert not check["judged"] and all(r["ok"] is None for r in check["rows"])
 
 
@@ -110,11 +129,7 @@ def test_baseline_page_renders_the_table_from_a_gpt2_style_result(tmp_path):
         record["provenance"]["model"] = "gpt2"
         baseline, attribution = metrics_from_reference()
         if experiment == "baseline":
-            rows = record["metrics"]["per_prompt"]
-            for row, value in zip(rows, REFERENCE["per_prompt_logit_diff"]):
-                row["clean"] = value
-            record["metrics"].update({k: v for k, v in baseline.items() if k not in ("per_prompt", "probes")})
-            record["metrics"]["probes"][0]["top"] = baseline["probes"][0]["top"]
+            record["metrics"] = baseline
         else:
             record["metrics"]["total"] = attribution["total"]
         record["key"] = digest(record["key_parts"])

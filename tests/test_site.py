@@ -76,7 +76,7 @@ def test_two_renders_of_the_same_results_give_the_same_site(built, tmp_path):
 
 
 def test_vendor_bundles_are_copied_once_and_nothing_is_fetched(built):
-    from generator.site import vendor_files
+    from generator.site.assets import vendor_files
 
     site = built.path("site")
     for name, source in vendor_files().items():
@@ -113,8 +113,7 @@ def test_every_figure_has_a_caption_unique_id_and_json(built):
 def test_figure_fence_rejects_broken_figures():
     from pymdownx.superfences import SuperFencesException
 
-    from generator.render import figure_html
-    from generator.site import figure_fence
+    from generator.site.fence import figure_fence, figure_html
 
     spec = {"kind": "plotly", "figure": {"data": [], "layout": {}}}
     good = figure_html(spec, "fig-x", "A caption with 'quotes' & <tags>.").split("\n")[1]

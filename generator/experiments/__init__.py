@@ -10,9 +10,11 @@ never loads it), the experiments whose stored metrics it reads (`after`; they ar
 `inputs` as {name: metrics}, and their cache keys join its own) and the pages it fills. The
 site's pages and navigation are derived from these rows (generator.render.pages). An
 experiment never writes files, renders or prints: it returns numbers (with axis labels and
-typed ids) and figure specs; the templates word them.
+typed ids), declared as a pydantic Metrics model in generator/schemas/<name>.py; the templates
+word them and generator/figures/<name>.py draws them.
 
-To add one: the module, its Params in params.py, a row here, a template in templates/.
+To add one: the module, its Params in params.py, its Metrics schema, a row here, a template in
+templates/ (and, for figures, a module in generator/figures/).
 """
 
 from __future__ import annotations
@@ -98,8 +100,7 @@ EXPERIMENTS: dict[str, Experiment] = {
 
 @dataclass
 class Result:
-    metrics: dict[str, Any]
-    figures: dict[str, dict] = field(default_factory=dict)  # name -> plotly / circuitsvis spec
+    metrics: dict[str, Any]  # validated against generator.schemas.<experiment>.Metrics when stored
     timings: dict[str, float] = field(default_factory=dict)  # seconds of parts (stored apart: they vary)
 
 

@@ -14,13 +14,11 @@ and gender.
 
 from __future__ import annotations
 
-import plotly.graph_objects as go
 import torch
 
 from generator.experiments import Result
 from generator.experiments.params import Attribution as Params
-from generator.figures import heatmap, lens_lines, plotly_spec, stack_label
-from generator.heads import Head, head_name
+from generator.heads import Head, stack_label
 from generator.metrics import logit_diff, num, to_list
 
 
@@ -114,21 +112,7 @@ def run(model, batch, params: Params, inputs: dict) -> Result:
         "breakdowns": breakdowns(batch.spec, clean, positive + negative),
     }
     metrics.update(summary(metrics))
-    figures = {
-        "logit_lens": lens_figure(metrics["lens"]),
-        "components": components_figure(metrics["components"]),
-        "heads": heatmap(
-            to_list(heads),
-            head_labels,
-            layer_labels,
-            "Direct logit attribution per head (mean over prompts)",
-            "head",
-            "layer",
-        ),
-    }
-    for kind, table in metrics["breakdowns"].items():
-        figures[f"breakdown_{kind}"] = breakdown_figure(kind, table)
-    return Result(metrics, figures)
+    return Result(metrics)
 
 
 def summary(metrics: dict) -> dict:
@@ -169,46 +153,3 @@ def breakdowns(spec, clean: dict, top: list[dict]) -> dict:
         for row, text in zip(out["template"]["rows"], spec.templates):
             row["text"] = text
     return out
-
-
-def lens_figure(lens: dict) -> dict:
-    return lens_lines(
-        lens["labels"],
-        {"clean: “.”": lens["clean"], "corrupted: “;”": lens["corrupted"]},
-        "Logit lens: logit difference read from the residual stream",
-        "logit diff (capital − lowercase)",
-    )
-
-
-def components_figure(components: dict) -> dict:
-    values = components["values"]
-    fig = go.Figure(
-        go.Bar(
-            x=components["labels"],
-            y=values,
-            marker_color=["#b2182b" if v > 0 else "#2166ac" for v in values],
-            hovertemplate="%{x}: %{y:.3f}<extra></extra>",
-        )
-    )
-    fig.update_layout(
-        title="Direct logit attribution per component (mean over prompts)",
-        xaxis_title="component",
-        yaxis_title="logit diff attribution",
-    )
-    fig.update_xaxes(type="category")
-    return plotly_spec(fig)
-
-
-def breakdown_figure(kind: str, table: dict) -> dict:
-    columns = ["logit diff"] + [head_name(h) for h in table["heads"]]
-    z = [[r["logit_diff"]] + r["heads"] for r in table["rows"]]
-    rows = [r["group"] for r in table["rows"]]
-    return heatmap(
-        z,
-        columns,
-        rows,
-        f"Logit difference and top heads' attribution per {kind}",
-        "logit difference, then each top head's attribution",
-        kind,
-        colorbar="logits",
-    )

@@ -33,7 +33,6 @@ import torch
 from generator import ReportError
 from generator.engine.graph import CircuitRunner
 from generator.experiments import Result
-from generator.experiments.circuit_graph import curves_figure, graph_figure
 from generator.experiments.params import Circuit as Params
 from generator.metrics import normalisation_scale, num, to_list
 from generator.tasks import UNUSABLE
@@ -441,6 +440,7 @@ def run(model, batch, params: Params, inputs: dict) -> Result:
         "n_edges": evaluator.n_edges,
         "n_edges_by_position": evaluator.n_edges * runner.n_pos,
         "shared_prefix": runner.start,
+        "graph_shape": {"n_layers": graph.n_layers, "n_heads": graph.n_heads, "n_pos": runner.n_pos},
         "fractions": list(params.sizes),
         "ig_steps": params.ig_steps,
         "top_edges": params.top_edges,
@@ -452,6 +452,7 @@ def run(model, batch, params: Params, inputs: dict) -> Result:
         "by_position": position,
         "circuit": {**circuit, "smallest_faithful": faithful},
         "drawn": drawn,
+        "selected_edges": n,  # the drawn edges the page's graph selects: the circuit's
         "held_out": held_out(model, batch, params) if params.held_out else None,
         "transfer": (
             transfer(model, inputs["tasks"]["exceptions"], orders[("eap_ig", "cpr")], params)
@@ -477,15 +478,4 @@ def run(model, batch, params: Params, inputs: dict) -> Result:
             abs(e.get("exact_effect", 0.0)) < params.negligible * float(clean - corrupted) for e in drawn["edges"]
         ),
     }
-    figures = {
-        "faithfulness": curves_figure(methods_table, list(params.sizes), evaluator.n_edges, "position-agnostic graph"),
-        "graph": graph_figure(drawn, state["sizes"], n, params.faithful, graph, runner.n_pos, False),
-    }
-    if position:
-        figures["faithfulness_by_position"] = curves_figure(
-            position, list(params.sizes), evaluator.n_edges * runner.n_pos, "position-aware graph"
-        )
-        figures["graph_by_position"] = graph_figure(
-            position["drawn"], pos_state["sizes"], None, params.faithful, graph, runner.n_pos, True
-        )
-    return Result(metrics, figures, timings)
+    return Result(metrics, timings=timings)

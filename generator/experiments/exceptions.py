@@ -20,12 +20,11 @@ length run as one batch.
 
 from __future__ import annotations
 
-import plotly.graph_objects as go
 import torch
 
 from generator.experiments import Result
 from generator.experiments.params import Exceptions as Params
-from generator.figures import lens_lines, plotly_spec, stack_label
+from generator.heads import stack_label
 from generator.metrics import num, to_list
 
 
@@ -144,7 +143,7 @@ def run(model, batch, params: Params, inputs: dict) -> Result:
         "agreement": num(mean([f["agrees"] for f in others])),
         "lens_split": lens_split(labels, lens[control], lens[lowest["family"]], lowest["family"]),
     }
-    return Result(metrics, {"families": families_figure(rows, families), "logit_lens": lens_figure(labels, lens)})
+    return Result(metrics)
 
 
 def lens_split(labels: list[str], control: list[float], family: list[float], name: str) -> dict:
@@ -163,44 +162,3 @@ def mean(values) -> float:
 def mean_or_none(values) -> float | None:
     values = [v for v in values if v is not None]
     return mean(values) if values else None
-
-
-def families_figure(rows: list[dict], families: list[dict]) -> dict:
-    """A bar per family (its mean capital log-odds) with every prompt as a dot on top."""
-    names = [f["family"] for f in families]
-    fig = go.Figure(
-        go.Bar(
-            x=names,
-            y=[f["mean_log_odds"] for f in families],
-            name="family mean",
-            marker_color=["#b2182b" if f["expected"] == "capital" else "#2166ac" for f in families],
-            opacity=0.6,
-            hovertemplate="%{x}: mean %{y:.2f}<extra></extra>",
-        )
-    )
-    fig.add_trace(
-        go.Scatter(
-            x=[r["family"] for r in rows],
-            y=[r["log_odds"] for r in rows],
-            mode="markers",
-            name="prompt",
-            text=[r["prompt"] for r in rows],
-            marker=dict(color="black", size=6),
-            hovertemplate="%{text}<br>capital log-odds %{y:.2f}<extra></extra>",
-        )
-    )
-    fig.add_hline(y=0, line_width=1, line_color="grey")
-    fig.update_layout(
-        title="Capital log-odds after the period, per family",
-        xaxis_title="family (red: English expects a capital, blue: lowercase)",
-        yaxis_title="log P(capital) − log P(lowercase)",
-        showlegend=False,
-    )
-    fig.update_xaxes(type="category", categoryarray=names)
-    return plotly_spec(fig)
-
-
-def lens_figure(labels: list[str], lens: dict[str, list[float]]) -> dict:
-    return lens_lines(
-        labels, lens, "Logit lens on the exceptions: capital log-odds per family", "log P(capital) − log P(lowercase)"
-    )

@@ -20,7 +20,6 @@ its nodes are only head and MLP outputs, while the estimate sits beside every sw
 from __future__ import annotations
 
 import einops
-import plotly.graph_objects as go
 import torch
 from transformer_lens import patching as tl_patching
 from transformer_lens.tools.analysis.attribution_patching import cache_activation_and_gradient
@@ -28,8 +27,7 @@ from transformer_lens.tools.analysis.attribution_patching import cache_activatio
 from generator.engine import PatchingEngine
 from generator.experiments import Result
 from generator.experiments.params import Patching as Params
-from generator.figures import plotly_spec, recovered_heatmap
-from generator.heads import Head, head_name, layer_group
+from generator.heads import Head, layer_group
 from generator.metrics import logit_diff, mean_logit_diff_metric, normalisation_scale, num, to_list
 from generator.patch_targets import TARGETS
 
@@ -190,7 +188,7 @@ def run(model, batch, params: Params, inputs: dict) -> Result:
         "value_dominated": sum(abs(r["value"]) > abs(r["pattern"]) for r in heads_table),
         "attribution_fit": fit_summary(agreement, params),
     }
-    return Result(metrics, figures(exact, approx, targets, positions, n_layers, n_heads))
+    return Result(metrics)
 
 
 def strongest(values: torch.Tensor, target: str) -> dict:
@@ -211,81 +209,3 @@ def fit_summary(agreement: dict, params: Params) -> dict:
     error = agreement[worst]["max_abs_error"]
     fit["largest_error"] = {"target": worst, "error": error, "too_large": error > params.large_error}
     return fit
-
-
-def cell_labels(target: str, n_layers: int, n_heads: int, positions: list[str]) -> list[str]:
-    """One hover label per flattened cell, in the sweep's axis order."""
-    spec = TARGETS[target]
-    sizes = {"layer": n_layers, "pos": len(positions), "head": n_heads}
-    shape = [sizes[a] for a in spec.axes]
-    return [
-        spec.cell_label(tuple(int(i) for i in torch.unravel_index(torch.tensor(f), shape)), positions)
-        for f in range(int(torch.tensor(shape).prod()))
-    ]
-
-
-def figures(exact, approx, targets, positions, n_layers, n_heads) -> dict:
-    layers = [f"L{layer}" for layer in range(n_layers)]
-    heads = [f"H{h}" for h in range(n_heads)]
-    head_labels = [head_name((layer, h)) for layer in range(n_layers) for h in range(n_heads)]
-    out = {}
-    for t in targets:
-        axes, title = TARGETS[t].axes, TARGETS[t].title
-        values = exact[t]
-        if axes == ("layer", "pos"):
-            out[t] = recovered_heatmap(to_list(values), positions, layers, title, "position", "layer")
-        elif axes == ("layer", "head"):
-            out[t] = recovered_heatmap(to_list(values), heads, layers, title, "head", "layer")
-        else:  # three axes: one row per head, one column per position
-            by_pos = values if axes == ("layer", "head", "pos") else values.transpose(1, 2)
-            out[t] = recovered_heatmap(
-                to_list(einops.rearrange(by_pos, "l h p -> (l h) p")), positions, head_labels, title, "position", "head"
-            )
-            out[t]["figure"]["layout"]["height"] = max(400, 16 * len(head_labels) + 120)
-    out["value_vs_pattern"] = scatter_figure(
-        {"heads": (exact["head_v"].flatten(), exact["head_pattern"].flatten(), head_labels)},
-        "Value patching vs pattern patching, per head",
-        "value patching (recovered)",
-        "pattern patching (recovered)",
-    )
-    out["attribution"] = scatter_figure(
-        {
-            TARGETS[t].title: (exact[t].flatten(), approx[t][0].flatten(), cell_labels(t, n_layers, n_heads, positions))
-            for t in targets
-        },
-        "Attribution patching vs exact activation patching",
-        "exact (recovered)",
-        "attribution estimate (recovered)",
-    )
-    return out
-
-
-def scatter_figure(series: dict, title: str, x_title: str, y_title: str) -> dict:
-    """One point per cell, a trace per series, with the y = x diagonal for reference."""
-    fig = go.Figure()
-    values = []
-    for name, (x, y, labels) in series.items():
-        fig.add_trace(
-            go.Scatter(
-                x=to_list(x),
-                y=to_list(y),
-                text=labels,
-                mode="markers",
-                name=name,
-                hovertemplate="%{text}<br>x %{x:.3f}<br>y %{y:.3f}<extra>" + name + "</extra>",
-            )
-        )
-        values += to_list(x) + to_list(y)
-    low, high = min(values + [0.0]), max(values + [1.0])
-    fig.add_trace(
-        go.Scatter(
-            x=[low, high],
-            y=[low, high],
-            mode="lines",
-            name="y = x",
-            line=dict(dash="dot", color="gray"),
-            hoverinfo="skip",
-        )
-    )
-    fig.update_layout(title=title, xaxis_title=x_title, yaxis_title=y_title, height=480)
-    return plotly_spec(fig)

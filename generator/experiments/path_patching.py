@@ -14,9 +14,7 @@ behaviour carried by that single path.
 
 from __future__ import annotations
 
-import plotly.graph_objects as go
 import torch
-from plotly.subplots import make_subplots
 from transformer_lens.tools.analysis import get_act_patch_direct_path
 from transformer_lens.utilities import get_act_name
 
@@ -24,7 +22,6 @@ from generator.engine import PatchingEngine
 from generator.engine.ops import split_heads
 from generator.experiments import Result
 from generator.experiments.params import PathPatching as Params
-from generator.figures import plotly_spec
 from generator.heads import Head, head_name
 from generator.metrics import logit_diff, mean_logit_diff_metric, normalisation_scale, num, to_list
 
@@ -101,10 +98,10 @@ def run(model, batch, params: Params, inputs: dict) -> Result:
     backend, sweep, clean, corrupted = make_sweeper(model, batch)
     scale = normalisation_scale("path_patching", clean, corrupted)
     # a head in the last layer has no later heads to read it
-    top = inputs["patching"]["top_heads"]
-    senders = [(Head.of(h), h["effect"]) for h in top if h["layer"] < n_layers - 1][: params.sources]
+    top = inputs["patching"].top_heads
+    senders = [(Head.of(h), h.effect) for h in top if h.layer < n_layers - 1][: params.sources]
 
-    results, paths, figures = [], [], {}
+    results, paths = [], []
     for sender, effect in senders:
         grids = {}
         for c in params.components:
@@ -121,8 +118,7 @@ def run(model, batch, params: Params, inputs: dict) -> Result:
                 for layer in range(sender.layer + 1, n_layers)
                 for h in range(n_heads)
             ]
-        name = f"paths_from_{head_name(sender)}"
-        figures[name] = path_figure(head_name(sender), grids, n_layers, n_heads)
+        name = f"paths_from_{head_name(sender)}"  # the page's figure of this sender's paths
         mine = [p for p in paths if p["sender"] == sender.as_dict()]
         best = max(mine, key=lambda p: abs(p["effect"]))
         results.append(
@@ -147,42 +143,4 @@ def run(model, batch, params: Params, inputs: dict) -> Result:
         "negligible": params.negligible,
         "all_negligible": largest < params.negligible,
     }
-    return Result(metrics, figures)
-
-
-def path_figure(sender: str, grids: dict, n_layers: int, n_heads: int) -> dict:
-    """One heatmap per receiver input (receiver layer × head), on the normalised scale: colour
-    saturates at ±1 (all of the clean behaviour), so a path carrying a few millionths is white."""
-    values = [abs(v) for g in grids.values() for row in g for v in row if v is not None]
-    bound = max([1.0] + values)
-    names = {"q": "query", "k": "key", "v": "value"}
-    fig = make_subplots(
-        rows=1,
-        cols=len(grids),
-        shared_yaxes=True,
-        horizontal_spacing=0.04,
-        subplot_titles=[f"into {names[c]} ({c})" for c in grids],
-    )
-    layers, heads = [f"L{layer}" for layer in range(n_layers)], [f"H{h}" for h in range(n_heads)]
-    for col, (c, grid) in enumerate(grids.items(), start=1):
-        fig.add_trace(
-            go.Heatmap(
-                z=grid,
-                x=heads,
-                y=layers,
-                zmin=-bound,
-                zmax=bound,
-                colorscale="RdBu",
-                reversescale=True,
-                showscale=col == len(grids),
-                colorbar=dict(title="recovered"),
-                hovertemplate=f"{sender} → %{{y}}%{{x}}.{c}<br>%{{z:.4f}}<extra></extra>",
-            ),
-            row=1,
-            col=col,
-        )
-    fig.update_xaxes(type="category", title_text="receiver head")
-    fig.update_yaxes(type="category", autorange="reversed")
-    fig.update_yaxes(title_text="receiver layer", row=1, col=1)
-    fig.update_layout(title=f"Direct paths from {sender} into later heads", height=420)
-    return plotly_spec(fig)
+    return Result(metrics)

@@ -1,5 +1,6 @@
-"""Figure specs as plain JSON: plotly figures (built with plotly, stored as their JSON) and
-circuitsvis calls. The site's loader draws them; colours follow the light/dark palette there."""
+"""The figure kinds every page uses, as plain JSON specs: plotly figures (built with plotly,
+embedded as their JSON) and circuitsvis calls. The site's loader draws them; colours follow the
+light/dark palette there. Render side only: no result's cache key depends on this module."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import plotly.graph_objects as go
 
 LAYOUT = dict(margin=dict(l=60, r=20, t=50, b=60), font=dict(size=13), template="none")
 DEFAULT_HEIGHT = 420  # px; the page reserves no room for a figure without one
+POSITIVE, NEGATIVE = "#b2182b", "#2166ac"  # towards the capital / the lowercase answer
 
 
 def plotly_spec(fig: go.Figure) -> dict:
@@ -58,15 +60,6 @@ def circuitsvis_spec(function: str, props: dict) -> dict:
     return {"kind": "circuitsvis", "function": function, "props": props}
 
 
-def stack_label(label: str) -> str:
-    """TransformerLens's residual-stack labels ("3_attn_out", "3_mid", "final_post") as axis labels."""
-    names = {"attn_out": "attn", "mlp_out": "MLP", "pre": "pre", "mid": "mid"}
-    layer, _, kind = label.partition("_")
-    if layer.isdigit():
-        return f"L{layer} {names[kind]}"
-    return {"final_post": "final"}.get(label, label)
-
-
 def lens_lines(labels: list[str], series: dict[str, list[float]], title: str, y_title: str) -> dict:
     """One line per series over the residual stream's stages (a logit lens), with a zero line."""
     fig = go.Figure()
@@ -86,5 +79,52 @@ def lens_lines(labels: list[str], series: dict[str, list[float]], title: str, y_
         yaxis_title=y_title,
         xaxis_title="residual stream (before each attention layer, before each MLP, final)",
     )
+    fig.update_xaxes(type="category")
+    return plotly_spec(fig)
+
+
+def scatter(series: dict, title: str, x_title: str, y_title: str) -> dict:
+    """One point per item, a trace per series ({name: (x, y, hover labels)}), with the y = x
+    diagonal for reference."""
+    fig = go.Figure()
+    values: list[float] = []
+    for name, (x, y, labels) in series.items():
+        fig.add_trace(
+            go.Scatter(
+                x=x,
+                y=y,
+                text=labels,
+                mode="markers",
+                name=name,
+                hovertemplate="%{text}<br>x %{x:.3f}<br>y %{y:.3f}<extra>" + name + "</extra>",
+            )
+        )
+        values += list(x) + list(y)
+    low, high = min(values + [0.0]), max(values + [1.0])
+    fig.add_trace(
+        go.Scatter(
+            x=[low, high],
+            y=[low, high],
+            mode="lines",
+            name="y = x",
+            line=dict(dash="dot", color="gray"),
+            hoverinfo="skip",
+        )
+    )
+    fig.update_layout(title=title, xaxis_title=x_title, yaxis_title=y_title, height=480)
+    return plotly_spec(fig)
+
+
+def signed_bars(labels: list[str], values: list[float], title: str, x_title: str, y_title: str) -> dict:
+    """A bar per label, red where positive (towards the capital), blue where not."""
+    fig = go.Figure(
+        go.Bar(
+            x=labels,
+            y=values,
+            marker_color=[POSITIVE if v > 0 else NEGATIVE for v in values],
+            hovertemplate="%{x}: %{y:.3f}<extra></extra>",
+        )
+    )
+    fig.update_layout(title=title, xaxis_title=x_title, yaxis_title=y_title)
     fig.update_xaxes(type="category")
     return plotly_spec(fig)

@@ -8,15 +8,39 @@ from __future__ import annotations
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from generator.figures import plotly_spec
+from generator.figures.plot import NEGATIVE, POSITIVE, plotly_spec
 from generator.heads import node_name
 
 METHOD_NAMES = {"eap": "EAP", "eap_ig": "EAP-IG", "exact_node": "exact node ranking", "random": "random"}
 COLOURS = {"eap": "#1f77b4", "eap_ig": "#d62728", "exact_node": "#2ca02c", "random": "#7f7f7f"}
-POSITIVE, NEGATIVE = "#b2182b", "#2166ac"
 
 
-def curves_figure(table: dict, fractions: list[float], n_edges: int, graph: str) -> dict:
+def figures(m) -> dict:
+    shape = m.graph_shape
+    out = {
+        "faithfulness": lambda: curves(m.methods, list(m.fractions), m.n_edges, "position-agnostic graph"),
+        "graph": lambda: graph(
+            m.drawn, sizes(m.methods), m.selected_edges, m.faithful, shape.n_layers, shape.n_heads, shape.n_pos, False
+        ),
+    }
+    if m.by_position is not None:
+        position = m.by_position
+        methods = {name: getattr(position, name) for name in METHOD_NAMES if getattr(position, name) is not None}
+        out["faithfulness_by_position"] = lambda: curves(
+            methods, list(m.fractions), m.n_edges_by_position, "position-aware graph"
+        )
+        out["graph_by_position"] = lambda: graph(
+            position.drawn, sizes(methods), None, m.faithful, shape.n_layers, shape.n_heads, shape.n_pos, True
+        )
+    return out
+
+
+def sizes(methods: dict) -> list[int]:
+    """The edge counts of MIB's circuit sizes (every method's curve is evaluated at them)."""
+    return list(methods["eap_ig"].cmd.sizes)
+
+
+def curves(table: dict, fractions: list[float], n_edges: int, graph: str) -> dict:
     """f against circuit size for each method, signed ranking (CPR) left and |score| (CMD)
     right, each with its bootstrap interval (random: the range over seeds)."""
     fig = make_subplots(
@@ -28,15 +52,15 @@ def curves_figure(table: dict, fractions: list[float], n_edges: int, graph: str)
     )
     for col, kind in enumerate(("cpr", "cmd"), start=1):
         for name, row in table.items():
-            if name not in METHOD_NAMES or kind not in row:
+            c = getattr(row, kind, None)
+            if name not in METHOD_NAMES or c is None:
                 continue
-            c = row[kind]
             x = list(fractions)  # MIB's nominal sizes (the areas integrate over these)
             colour = COLOURS[name]
             fig.add_trace(
                 go.Scatter(
                     x=x + x[::-1],
-                    y=c["high"] + c["low"][::-1],
+                    y=list(c.high) + list(c.low)[::-1],
                     fill="toself",
                     line=dict(width=0),
                     fillcolor=colour,
@@ -51,13 +75,13 @@ def curves_figure(table: dict, fractions: list[float], n_edges: int, graph: str)
             fig.add_trace(
                 go.Scatter(
                     x=x,
-                    y=c["faithfulness"],
+                    y=c.faithfulness,
                     mode="lines+markers",
                     name=METHOD_NAMES[name],
                     line=dict(color=colour),
                     legendgroup=name,
                     showlegend=col == 1,
-                    customdata=c["sizes"],
+                    customdata=c.sizes,
                     hovertemplate="%{customdata} edges (%{x:.1%})<br>f = %{y:.3f}<extra>"
                     + METHOD_NAMES[name]
                     + "</extra>",
@@ -88,12 +112,19 @@ def node_xy(node: dict, n_heads: int, n_layers: int, position: int | None, n_pos
     return 2.0 * node["layer"] + 1, band + node["head"]  # a head (or one of its q/k/v inputs)
 
 
-def graph_figure(
-    drawn: dict, sizes: list[int], selected: int | None, faithful: float, graph, n_pos: int, position_aware: bool
+def graph(
+    drawn,
+    sizes: list[int],
+    selected: int | None,
+    faithful: float,
+    n_layers: int,
+    n_heads: int,
+    n_pos: int,
+    position_aware: bool,
 ) -> dict:
     """The drawn edges (EAP-IG, by |score|) with a slider over the circuit sizes up to them."""
-    edges = drawn["edges"]
-    n_layers, n_heads = graph.n_layers, graph.n_heads
+    # edges as plain data: their nodes' fields depend on the kind (the embedding has no layer)
+    edges = [e.model_dump(exclude_none=True) for e in drawn.edges]
     positions = sorted({e.get("position", 0) for e in edges}) if position_aware else [None]
     largest = max([abs(e["score"]) for e in edges] + [1e-12])
     fig = go.Figure()

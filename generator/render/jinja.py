@@ -1,0 +1,133 @@
+"""The Jinja environment (filters, globals, strict undefined, autoescape) and rendering every
+page in memory, with template errors said in one line."""
+
+from __future__ import annotations
+
+import json
+import re
+import traceback
+
+import jinja2
+import yaml
+from markupsafe import Markup
+
+from generator import ReportError, figures
+from generator.config import Config
+from generator.experiments import EXPERIMENTS
+from generator.files import shown
+from generator.render.pages import download_path, pages
+from generator.render.text import as_text, code, fmt, pct, seconds, sig, verbatim
+from generator.site.fence import figure_html
+from generator.versions import rendering_versions, site_versions
+from generator.words import FILTERS, GLOBALS
+
+
+def environment(config: Config) -> jinja2.Environment:
+    templates = config.path("templates")
+    if not templates.is_dir():
+        raise ReportError(f"templates folder {shown(templates)} does not exist (paths.templates in the report config)")
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(templates),
+        undefined=jinja2.StrictUndefined,  # a missing value is an error, never an empty string
+        keep_trailing_newline=True,
+        autoescape=True,  # task data and titles are text: escaped, never markup
+        finalize=as_text,
+        extensions=["jinja2.ext.do"],
+    )
+    env.filters.update(FILTERS)
+    env.filters["pct"] = pct
+    env.filters["fmt"] = fmt
+    env.filters["sig"] = sig
+    env.filters["seconds"] = seconds
+    env.filters["token"] = code
+    env.filters["code"] = code
+    env.filters["verbatim"] = verbatim
+    env.filters["json"] = lambda data: json.dumps(data, sort_keys=True, ensure_ascii=False)
+    # the config as YAML inside a fenced code block, where markdown shows everything as text
+    env.filters["yaml"] = lambda data: Markup(yaml.safe_dump(data, sort_keys=False, allow_unicode=True))
+    env.globals.update(GLOBALS)
+    env.globals["site_versions"] = site_versions
+    env.globals["rendering_versions"] = rendering_versions
+    return env
+
+
+def render_pages(config: Config, results: dict) -> dict[str, str]:
+    """Every page's markdown, rendered in memory: a failing template leaves no page written."""
+    primary = config.models[0]
+    env = environment(config)
+    used_ids: dict[str, int] = {}
+
+    @jinja2.pass_context
+    def figure(ctx, record: dict, name: str, caption: str) -> Markup:
+        # ids from page, model and figure name: stable when other pages gain figures
+        model, page = record["provenance"]["model"], ctx["page"]
+        if not caption.strip():
+            raise ReportError(f"figure {name!r} of {model} on {page} has no caption: every figure needs one")
+        try:
+            spec = figures.build(record["experiment"], name, record["metrics"])
+        except ReportError as e:
+            raise ReportError(f"{page}: {model}'s {e}") from None
+        fid = re.sub(r"[^A-Za-z0-9]+", "-", f"{page[:-3]}-{model}-{name}").strip("-")
+        used_ids[fid] = used_ids.get(fid, 0) + 1
+        suffix = f"-{used_ids[fid]}" if used_ids[fid] > 1 else ""
+        return Markup(figure_html(spec, f"fig-{fid}{suffix}", caption))
+
+    # an experiment skipped for a model (it cannot run on it) is left out of that model's
+    # results: templates see only what ran, and its pages say why for the primary model
+    skipped = {m: {e: rec["skipped"] for e, rec in recs.items() if "skipped" in rec} for m, recs in results.items()}
+    results = {m: {e: rec for e, rec in recs.items() if "skipped" not in rec} for m, recs in results.items()}
+    overview = [
+        f"partials/overview/{e}.md.j2"
+        for e in config.experiments
+        if EXPERIMENTS[e].overview and e not in skipped[primary]
+    ]
+    context = {
+        "config": config,
+        "results": results,
+        "skipped": skipped,
+        "primary": primary,
+        "r": results[primary],
+        "models": list(results),
+        "figure": figure,
+        "overview_partials": overview,
+        "download_path": download_path,
+    }
+    out = {}
+    for spec in pages(config):
+        template = spec.page.template
+        if any(need in skipped[primary] for need in spec.needs):
+            template = "skipped.md.j2"  # the page's experiment cannot run on the primary model
+        try:
+            out[spec.page.file] = env.get_template(template).render(
+                context, page=spec.page.file, page_title=spec.page.title, spec_needs=list(spec.needs)
+            )
+        except ReportError:
+            raise
+        except jinja2.TemplateSyntaxError as e:
+            where = f"{e.name or e.filename or template}:{e.lineno}"
+            raise ReportError(f"template {where}: syntax error: {e.message}; fix the template") from e
+        except jinja2.TemplateNotFound as e:
+            raise ReportError(
+                f"template {e.name} is not in {shown(config.path('templates'))} (needed for {spec.page.file}); "
+                "restore it or point paths.templates at the report's templates"
+            ) from e
+        except jinja2.UndefinedError as e:
+            raise ReportError(
+                f"template {template_line(e, template)} refers to a missing value: {e.message}; "
+                "run the experiment that produces it, or fix the template"
+            ) from e
+        except Exception as e:  # noqa: BLE001 - a template bug, said in one line (--debug: traceback)
+            raise ReportError(
+                f"template {template_line(e, template)} failed: {type(e).__name__}: {e}; fix the template"
+            ) from e
+    return out
+
+
+def template_line(error: BaseException, template: str) -> str:
+    """'name.md.j2:LINE' of the innermost template frame of an error raised while rendering
+    (Jinja maps its frames back to template lines), else the page's template name."""
+    where = template
+    for frame in traceback.extract_tb(error.__traceback__):
+        if frame.filename.endswith(".j2"):
+            where = f"{frame.filename.rsplit('/', 1)[-1]}:{frame.lineno}"
+    return where

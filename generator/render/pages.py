@@ -1,0 +1,51 @@
+"""The report's pages and navigation, derived from the experiment registry
+(generator.experiments.EXPERIMENTS): the overview, each configured experiment's pages in
+registry order, the models comparison, reproducibility, then the sections (appendices)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from generator.config import Config
+from generator.experiments import EXPERIMENTS, Page
+from generator.models import slug
+
+OVERVIEW = Page("index.md", "Overview")
+REPORT_PAGES = (Page("models.md", "Models compared"), Page("reproducibility.md", "Reproducibility"))
+
+
+@dataclass(frozen=True)
+class PageSpec:
+    page: Page
+    needs: tuple[str, ...]  # experiments whose results the page reads for the primary model
+
+
+def pages(config: Config) -> list[PageSpec]:
+    """Every page of the report for this config, in navigation order."""
+    out = [PageSpec(OVERVIEW, ())]
+    for name, experiment in EXPERIMENTS.items():
+        if name in config.experiments:
+            out += [PageSpec(page, (name,)) for page in experiment.pages]
+    out += [PageSpec(page, ()) for page in REPORT_PAGES]
+    return [s for s in out if not s.page.section] + [s for s in out if s.page.section]
+
+
+def nav(config: Config) -> list:
+    """The mkdocs `nav` for these pages: top-level pages, then one entry per section."""
+    entries: list = []
+    sections: dict[str, list] = {}
+    for spec in pages(config):
+        item = {spec.page.title: spec.page.file}
+        if spec.page.section:
+            if spec.page.section not in sections:
+                sections[spec.page.section] = []
+                entries.append({spec.page.section: sections[spec.page.section]})
+            sections[spec.page.section].append(item)
+        else:
+            entries.append(item)
+    return entries
+
+
+def download_path(model: str, experiment: str) -> str:
+    """Where a result's downloadable data lies in docs/ (a page links it relatively)."""
+    return f"downloads/{slug(model)}-{experiment}.json"

@@ -1,0 +1,70 @@
+"""How values print on a page: every value is text (markdown and HTML escaped), task data is
+shown as code, numbers through filters that refuse a non-finite or missing value."""
+
+from __future__ import annotations
+
+import html
+import math
+import re
+
+import jinja2
+from markupsafe import Markup
+
+
+def code(text) -> Markup:
+    """Text as inline code that survives markdown and tables: spaces shown as ␣, newlines as
+    ↵, HTML escaped, pipes as entities. Task data (prompts, tokens) is always shown this way
+    or escaped as plain text, never as markup."""
+    shown = str(text).replace(" ", "␣").replace("\n", "↵").replace("\t", "⇥")
+    return Markup("<code>" + html.escape(shown).replace("|", "&#124;") + "</code>")
+
+
+def verbatim(text) -> Markup:
+    """Text as inline code, spaces kept (prompts, templates)."""
+    return Markup("<code>" + html.escape(str(text)).replace("|", "&#124;") + "</code>")
+
+
+# Not < > &: autoescape turns them into entities, which markdown shows as text (a backslash
+# before them would survive as a visible "\&lt;").
+MARKDOWN_SPECIAL = re.compile(r"([\\`*_\[\]|#])")
+
+
+def as_text(value):
+    """Every value a template prints is text: markdown's special characters are escaped here,
+    HTML by autoescape; values that are already markup (figures, code) pass unchanged. A
+    non-finite number is never printed."""
+    if isinstance(value, str) and not isinstance(value, Markup):
+        return MARKDOWN_SPECIAL.sub(r"\\\1", value)
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ValueError(f"the template would print {value}: a page never shows a non-finite number")
+    return value
+
+
+def number(value, filter_name: str) -> float:
+    """A filter's argument as a finite number; a missing value raises Jinja's UndefinedError,
+    which names it (not "StrictUndefined.__format__")."""
+    if isinstance(value, jinja2.Undefined):
+        value._fail_with_undefined_error()
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValueError(f"`{filter_name}` got {value!r}, not a number")
+    if not math.isfinite(value):
+        raise ValueError(f"`{filter_name}` got {value}: a page never shows a non-finite number")
+    return value
+
+
+def pct(x, digits: int = 0) -> str:
+    return f"{100 * number(x, 'pct'):.{digits}f}%"
+
+
+def fmt(x, digits: int = 2) -> str:
+    return f"{number(x, 'fmt'):.{digits}f}"
+
+
+def sig(x, digits: int = 3) -> str:
+    """A number to `digits` significant digits (small effects stay readable: 2.4e-05)."""
+    return f"{number(x, 'sig'):.{digits}g}"
+
+
+def seconds(s) -> str:
+    s = number(s, "seconds")
+    return f"{s:.1f} s" if s < 120 else f"{s / 60:.1f} min"

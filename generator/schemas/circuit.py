@@ -1,0 +1,121 @@
+"""Metrics of generator/experiments/circuit.py."""
+
+from __future__ import annotations
+
+from generator.schemas.common import Head, Mlp, Node, Strict
+
+
+class Curve(Strict):
+    """Faithfulness at each size, with its interval, and the area under it (CPR or CMD)."""
+
+    sizes: list[int]  # edges, one per fraction
+    faithfulness: list[float]  # over sizes
+    low: list[float]
+    high: list[float]
+    area: float
+    area_ci: list[float]  # [low, high]
+
+
+class Smallest(Strict):
+    edges: int
+    fraction: float
+    faithfulness: float
+
+
+class Method(Strict):
+    cpr: Curve
+    cmd: Curve
+    smallest_faithful: Smallest | None
+    seeds: list[dict[str, Curve]] | None = None  # random only: per seed {"cpr", "cmd"}
+
+
+class Edge(Strict):
+    writer: Node
+    reader: Node
+    score: float
+    position: int | None = None  # position-aware graph only
+    exact_effect: float | None = None  # the first graph_edges edges only
+
+
+class Circuit(Strict):
+    n_edges: int
+    edges: list[Edge]
+    readers_by_kind: dict[str, int]  # reader kind -> edges into it
+    writers: list[Node]
+    heads: list[Head]
+    mlps: list[Mlp]
+    n_nodes: int
+
+
+class Chosen(Circuit):
+    smallest_faithful: Smallest | None
+
+
+class ByPosition(Strict):
+    """The position-aware graph: method -> curves, and the drawn circuit."""
+
+    eap: Method
+    eap_ig: Method
+    exact_node: Method | None = None  # with params.node_ranking
+    random: Method
+    drawn: Circuit
+
+
+class HeldOut(Strict):
+    n_scoring: int
+    n_testing: int
+    held_out: Curve
+    in_sample: Curve
+
+
+class Transfer(Strict):
+    family: str
+    prompts: list[str]
+    defined: bool  # False: clean and corrupted agree, faithfulness undefined
+    clean: float | None = None
+    corrupted: float | None = None
+    faithfulness: list[float] | None = None
+    area: float | None = None
+
+
+class Download(Strict):
+    model_clean_logit_diff: float
+    model_corrupted_logit_diff: float
+    methods: dict[str, Method]
+    writers: list[Node]
+    readers: list[Node]
+    edges: list[list[int | float]]  # [writer index, reader index, then a score per method in `columns`]
+    columns: list[str]
+
+
+class GraphShape(Strict):
+    n_layers: int
+    n_heads: int
+    n_pos: int
+
+
+class Metrics(Strict):
+    clean_logit_diff: float
+    corrupted_logit_diff: float
+    n_prompts: int
+    n_edges: int
+    n_edges_by_position: int
+    shared_prefix: int  # positions before the first that differs
+    fractions: list[float]
+    ig_steps: int
+    top_edges: int
+    faithful: float
+    confidence: float
+    bootstrap: int
+    random_seeds: int
+    methods: dict[str, Method]  # "eap" | "eap_ig" | "exact_node" | "random"
+    by_position: ByPosition | None
+    circuit: Chosen
+    drawn: Circuit
+    held_out: HeldOut | None
+    transfer: Transfer | None
+    download: Download
+    negligible: float
+    negligible_edges: int
+    graph_shape: GraphShape
+    selected_edges: int  # edges of the drawn circuit highlighted as the circuit

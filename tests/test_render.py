@@ -1,0 +1,77 @@
+"""Render: pages from the store alone. A figure's look is in no result's key (changing a title
+re-renders, never re-runs); an experiment skipped for a model says why on its page."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+
+from conftest import ROOT, build_report
+
+from generator.experiments import EXPERIMENTS
+from generator.fingerprint import source_modules
+
+
+def test_no_experiment_key_depends_on_a_figure_module():
+    for name, spec in EXPERIMENTS.items():
+        modules = source_modules(spec.module)
+        assert spec.module in modules
+        assert not [m for m in modules if m.startswith("generator.figures")], name
+        assert "generator.render" not in modules and "generator.site" not in modules, name
+
+
+def copy_project(dest):
+    """The repository's tracked files (code, templates, committed results), as a fresh clone has them."""
+    files = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True, check=True).stdout.split()
+    for f in files:
+        (dest / f).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(ROOT / f, dest / f)
+    return dest
+
+
+def capcircuit(folder, *args):
+    env = {**os.environ, "PYTHONPATH": str(folder)}
+    return subprocess.run(
+        [sys.executable, "-m", "generator", *args], cwd=folder, env=env, capture_output=True, text=True, timeout=300
+    )
+
+
+def test_changing_a_figure_title_rerenders_without_rerunning(tmp_path):
+    project = copy_project(tmp_path / "p")
+    module = project / "generator" / "figures" / "baseline.py"
+    old = "Logit difference (capital − lowercase) per prompt"
+    new = "Per-prompt logit difference, retitled by a test"
+    assert old in module.read_text()
+    module.write_text(module.read_text().replace(old, new))
+    status = capcircuit(project, "status")
+    assert status.returncode == 0, status.stderr
+    rows = [line for line in status.stdout.splitlines() if line.strip()]
+    assert rows and all("fresh" in line for line in rows), status.stdout
+    site = capcircuit(project, "site")
+    assert site.returncode == 0, site.stderr
+    page = (project / "site" / "baseline" / "index.html").read_text()
+    assert new in page and old not in page
+
+
+def test_a_skipped_experiment_says_why_on_its_page(tmp_path):
+    """A record the pipeline stored as skipped (the experiment cannot run on that model) is
+    published as its reason, and the pages of the other experiments are unaffected."""
+    import json
+
+    from generator.store import Store
+
+    results = tmp_path / "results"
+    shutil.copytree(ROOT / "results", results)
+    store = Store(results)
+    path = store.path("organism", "path_patching")
+    record = json.loads(path.read_text())
+    record.update(metrics={}, skipped="the engine has no block for this family (a test's reason)")
+    path.write_text(json.dumps(record))
+    config = build_report(tmp_path / "site", results=results, allow_stale=False)
+    page = (config.path("site") / "path-patching" / "index.html").read_text()
+    assert "was not run on" in page and "a test&#39;s reason" in page or "a test's reason" in page
+    assert "organism-attn-only-1l" in page  # it ran there
+    circuit = (config.path("site") / "circuit" / "index.html").read_text()
+    assert "was not run on" not in circuit
