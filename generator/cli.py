@@ -207,6 +207,9 @@ def train(which, out, seed):
     """Retrain the organisms from their synthetic corpus (a few minutes each on 2 CPU cores)."""
     import time
 
+    from generator.versions import require_run_packages
+
+    require_run_packages("training an organism")
     from generator.models import BUNDLED
     from generator.organism.train import MODELS
     from generator.organism.train import train as train_organism

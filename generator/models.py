@@ -58,8 +58,11 @@ def slug(name: str) -> str:
     return safe
 
 
-def resolve(name: str) -> ModelRef:
-    """Turn a user-supplied model name into a ModelRef, or say which forms are accepted."""
+def resolve(name: str, stored=None) -> ModelRef:
+    """Turn a user-supplied model name into a ModelRef, or say which forms are accepted.
+    `stored()`, if given, returns the model part of a stored result's key (or None): where
+    TransformerLens is not installed (publishing stored results needs no torch), a hub or
+    legacy model is what its stored results say it was."""
     if name in BUNDLED:
         if not BUNDLED[name].is_dir():
             raise ReportError(
@@ -77,9 +80,14 @@ def resolve(name: str) -> ModelRef:
         from transformer_lens.supported_models import OFFICIAL_MODEL_NAMES
         from transformer_lens.tools.model_registry.registry_io import resolve_model_alias
     except ImportError as e:
+        from generator.versions import RUN_EXTRA
+
+        part = stored() if stored else None
+        if isinstance(part, dict) and part.get("source") in ("hub", "tl-legacy") and part.get("location"):
+            return ModelRef(name, part["source"], part["location"])
         raise ReportError(
-            f"model {name!r} is not a local folder, and naming a TransformerLens or Hugging Face model needs "
-            f"transformer_lens, which cannot be imported here ({e}): install the project with its dependencies"
+            f"model {name!r} is not a local folder and has no stored results, and naming a TransformerLens or "
+            f"Hugging Face model needs transformer_lens, which cannot be imported here ({e}): {RUN_EXTRA}"
         ) from None
 
     official = resolve_model_alias(name) or name
@@ -154,8 +162,10 @@ def fingerprint(ref: ModelRef) -> str:
                     raise ReportError(f"cannot read {f} of model {ref.name!r}: {e.strerror or e}") from None
             _FINGERPRINTS[stamp] = digest.hexdigest()[:16]
         return _FINGERPRINTS[stamp]
-    from huggingface_hub import try_to_load_from_cache
-
+    try:
+        from huggingface_hub import try_to_load_from_cache
+    except ImportError:  # a publishing install (no `run` extra) has no hub cache to look in
+        return "uncached"
     cached = try_to_load_from_cache(ref.location, "config.json")
     if isinstance(cached, str):
         return Path(cached).parent.name[:16]  # the snapshot folder is the commit hash
@@ -167,8 +177,10 @@ def pick_device(device: str) -> str:
     try:
         import torch
     except ImportError as e:
+        from generator.versions import RUN_EXTRA
+
         raise ReportError(
-            f"running experiments needs torch, which cannot be imported here ({e}): install it (make install); "
+            f"running experiments needs torch, which cannot be imported here ({e}): {RUN_EXTRA}; "
             "`capcircuit site` publishes stored results without it"
         ) from None
 

@@ -20,7 +20,7 @@ from generator.config import Config
 from generator.fingerprint import source_fingerprint
 from generator.schemas import SCHEMA_VERSION
 from generator.store import Store, digest, stale_reasons
-from generator.versions import current_versions
+from generator.versions import current_versions, require_run_packages
 
 # torch CPU threads while computing what the store keeps: a fixed count, so results do not
 # depend on the machine's cores; two, because the target machines have two cores (a GPT-2-
@@ -142,7 +142,7 @@ def plan(config: Config, force: bool = False, only: tuple[str, ...] = ()) -> lis
             )
     plans, digests, order = [], {}, ordered(config)
     for model_name in config.models:
-        ref = models.resolve(model_name)
+        ref = models.resolve(model_name, stored=lambda name=model_name: stored_model(store, name, order))
         model, keys = model_part(ref), {}
         for experiment in order:
             record, corrupt = store.inspect(ref.slug, experiment)
@@ -155,6 +155,18 @@ def plan(config: Config, force: bool = False, only: tuple[str, ...] = ()) -> lis
                 reasons = []  # --only: leave the others as they are
             plans.append(Plan(model_name, ref.slug, experiment, parts, reasons, corrupt or ""))
     return plans
+
+
+def stored_model(store: Store, name: str, experiments: list[str]) -> dict | None:
+    """The model part of the key of a stored result of `name` (the first that can be read):
+    what a publishing install, which cannot resolve hub names, knows of a hub model."""
+    from generator.models import slug
+
+    for experiment in experiments:
+        record, _ = store.inspect(slug(name), experiment)
+        if record is not None and isinstance(record["key_parts"].get("model"), dict):
+            return record["key_parts"]["model"]
+    return None
 
 
 def load(config: Config, model_name: str, stale: list[Plan]):
@@ -267,6 +279,7 @@ def preflight(config: Config, store: Store, stale: list[Plan]) -> None:
     while planning.)"""
     from generator.models import pick_device
 
+    require_run_packages("running experiments")
     pick_device(config.device)
     store.check_writable(sorted({p.slug for p in stale}))
 

@@ -165,3 +165,19 @@ def drawn(experiment: str, result) -> dict:
     from generator import figures
 
     return {name: build() for name, build in figures.available(experiment, typed(experiment, result)).items()}
+
+
+@pytest.fixture(scope="session")
+def fresh_results(tmp_path_factory) -> Path:
+    """A copy of the committed results/ brought up to date with `run` on the repository's
+    report.yaml (it re-runs only what is stale: nothing once the committed store is fresh for
+    this code), for tests of publishing that must not depend on when results were last run."""
+    from generator.config import load_config
+    from generator.pipeline import run
+
+    folder = tmp_path_factory.mktemp("fresh")
+    shutil.copytree(ROOT / "results", folder / "results")
+    repo = repo_config()
+    config = load_config(write_config(folder, models=repo["models"], experiments=repo["experiments"], device="cpu"))
+    run(config, log=lambda message: None)
+    return folder / "results"

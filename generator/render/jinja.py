@@ -18,7 +18,7 @@ from generator.files import shown
 from generator.render.pages import download_path, pages
 from generator.render.text import as_text, code, fmt, pct, seconds, sig, verbatim
 from generator.site.fence import figure_html
-from generator.versions import package_version, rendering_versions
+from generator.versions import rendering_versions, site_versions
 from generator.words import FILTERS, GLOBALS
 
 
@@ -46,7 +46,7 @@ def environment(config: Config) -> jinja2.Environment:
     # the config as YAML inside a fenced code block, where markdown shows everything as text
     env.filters["yaml"] = lambda data: Markup(yaml.safe_dump(data, sort_keys=False, allow_unicode=True))
     env.globals.update(GLOBALS)
-    env.globals["package_version"] = package_version
+    env.globals["site_versions"] = site_versions
     env.globals["rendering_versions"] = rendering_versions
     return env
 

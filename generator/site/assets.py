@@ -1,6 +1,7 @@
-"""The site's scripts and styles: plotly.js and circuitsvis copied once into
-docs/assets/vendor/ from the installed Python packages (no CDN, nothing inlined per figure), so
-the site works with no network, and the report's own report.js / report.css."""
+"""The site's scripts and styles: plotly.js (from the installed plotly package) and circuitsvis
+(its bundle, shipped in generator/assets/circuitsvis/: the circuitsvis Python package needs
+torch, the site must not) copied once into docs/assets/vendor/ (no CDN, nothing inlined per
+figure), so the site works with no network, and the report's own report.js / report.css."""
 
 from __future__ import annotations
 
@@ -11,11 +12,11 @@ from pathlib import Path
 from generator import ReportError
 
 SITE_ASSETS = Path(__file__).parents[1] / "site_assets"
+CIRCUITSVIS_JS = Path(__file__).parents[1] / "assets" / "circuitsvis" / "circuitsvis.js"
 
 
 def package_dir(name: str) -> Path:
-    """An installed package's folder, found without importing it (importing circuitsvis
-    imports torch, which building the site must not need)."""
+    """An installed package's folder, found without importing it."""
     spec = find_spec(name)
     if spec is None or not spec.origin:
         raise ReportError(f"package {name} is not installed: pip install {name}")
@@ -25,7 +26,7 @@ def package_dir(name: str) -> Path:
 def vendor_files() -> dict[str, Path]:
     return {
         "plotly.min.js": package_dir("plotly") / "package_data" / "plotly.min.js",
-        "circuitsvis.js": package_dir("circuitsvis") / "dist" / "cdn" / "iife.js",
+        "circuitsvis.js": CIRCUITSVIS_JS,
     }
 
 
