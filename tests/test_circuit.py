@@ -14,8 +14,8 @@ from transformer_lens.tools.analysis import EdgeAttributionConfig, attribution_p
 
 from generator.engine import PatchingEngine
 from generator.engine.graph import CircuitRunner
-from generator.experiments import check_finite, circuit, params
-from generator.metrics import logit_diff
+from generator.experiments import circuit, params
+from generator.metrics import check_finite, logit_diff
 from generator.tasks import build, load_task
 
 
