@@ -34,6 +34,7 @@ class Page:
     file: str  # docs/<file>
     title: str  # in the navigation
     section: str = ""  # a navigation section such as "Appendices"; "" = top level
+    per_model: bool = True  # rendered once per model, in content tabs (False: the page compares them itself)
 
     @property
     def template(self) -> str:  # templates/<file>.j2
@@ -57,7 +58,10 @@ EXPERIMENTS: dict[str, Experiment] = {
         "generator.experiments.baseline",
         "pronoun",
         p.Baseline,
-        (Page("baseline.md", "Task and baseline"), Page("appendix-prompts.md", "Per-prompt results", "Appendices")),
+        (
+            Page("baseline.md", "Task and baseline"),
+            Page("appendix-prompts.md", "Per-prompt results", "Appendices", per_model=False),
+        ),
         overview=True,
     ),
     "attribution": Experiment(
