@@ -29,6 +29,13 @@ def layer_norm(x: torch.Tensor, affine: Affine, eps: float) -> torch.Tensor:
     return F.layer_norm(x, x.shape[-1:], w, b, eps)
 
 
+def layer_norm_scale(x: torch.Tensor, eps: float) -> torch.Tensor:
+    """The divisor LayerNorm applies to x [..., D] (sqrt(var + eps) [..., 1]): path patching
+    holds it fixed to carry a change into a reader linearly."""
+    centred = x - x.mean(-1, keepdim=True)  # as TransformerLens computes it
+    return (centred.pow(2).mean(-1, keepdim=True) + eps).sqrt()
+
+
 def split_heads(x: torch.Tensor, n_heads: int) -> torch.Tensor:  # [..., H*d] -> [..., H, d]
     return x.unflatten(-1, (n_heads, -1))
 

@@ -77,6 +77,10 @@ def norm(x: torch.Tensor, affine, eps: float) -> torch.Tensor:
     return ops.layer_norm(x, affine, eps)
 
 
+def norm_scale(x: torch.Tensor, eps: float) -> torch.Tensor:
+    return ops.layer_norm_scale(x, eps)
+
+
 def mlp(x: torch.Tensor, layer: LayerWeights, act_fn) -> torch.Tensor:
     return ops.mlp(x, layer, act_fn)
 
