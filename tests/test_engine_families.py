@@ -165,6 +165,11 @@ def test_unsupported_names_what_differs(request, which, expected):
 def test_circuit_runner_refuses_a_family_it_does_not_lay_out(tiny, monkeypatch):
     """A family with a parallel residual (GPT-NeoX) gets a reason, not a wrong edge graph."""
     model, batch = tiny
+    assert unsupported(model, circuit=True) is None
     monkeypatch.setattr(gpt2, "RESIDUAL", "parallel")
-    with pytest.raises(NotImplementedError, match="sequential-residual.*parallel residual"):
+    reason = unsupported(model, circuit=True)
+    assert reason and "sequential-residual" in reason and "a parallel residual." in reason
+    assert unsupported(model) is None  # the patching engine runs its block table as it is
+    with pytest.raises(NotImplementedError) as e:
         CircuitRunner(model, batch.clean_tokens, batch.corrupted_tokens, batch.answer_tokens)
+    assert str(e.value) == reason

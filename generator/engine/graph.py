@@ -35,7 +35,7 @@ from dataclasses import dataclass
 import torch
 
 from generator.engine import ops
-from generator.engine.families import model_weights
+from generator.engine.families import model_weights, unsupported
 
 
 @dataclass(frozen=True)
@@ -134,12 +134,9 @@ class CircuitRunner:
     ):
         self.w = model_weights(model)
         self.family = self.w.family
-        if self.family.RESIDUAL != "sequential" or self.family.ROTARY:
-            raise NotImplementedError(
-                f"the circuit runner's edge graph takes sequential-residual blocks with learned positions; "
-                f"{self.family.NAME} blocks have a {self.family.RESIDUAL} residual"
-                f"{' and rotary positions' if self.family.ROTARY else ''}."
-            )
+        reason = unsupported(model, circuit=True)  # a family whose layout the edge graph lacks
+        if reason:
+            raise NotImplementedError(reason)
         self.graph = EdgeGraph(self.w.n_layers, self.w.n_heads)
         self.device = self.w.W_E.device
         self.clean_tokens, self.corrupted_tokens = clean_tokens.to(self.device), corrupted_tokens.to(self.device)

@@ -1,27 +1,29 @@
 """Model families: what is specific to one kind of transformer block, one module each.
 
-The engine's two runners know no architecture. The patching engine runs a family's block table
+The engine's runners know no architecture. The patching engine runs a family's block table
 (`OPS`); the circuit runner calls the family's `norm`, `mlp` and `positions` and the shared
-attention of generator.engine.ops. A family module (gpt2.py is the one there is) defines:
+attention of generator.engine.ops; path patching (engine.paths) its `norm_scale`. A family
+module (gpt2.py is the one there is) defines:
 
 - `NAME`, `SHAPE`: words for messages ("GPT-2-style"; "pre-LayerNorm, learned positions, ...").
 - `mismatches(cfg) -> list[str]`: the TransformerLens config fields, as `field=value`, whose
   values the family does not implement; empty means it claims the model.
 - `read_weights(model) -> ModelWeights`: the bridge's weights into the engine's tables, heads
   fused per layer, with `family` set to the module itself.
-- `norm(x, affine, eps)`, `mlp(x, layer, act_fn)`, `positions(w, start, stop)`: picked from
-  ops' primitives (written once there: a new norm or MLP kind is added to ops, not here).
+- `norm(x, affine, eps)`, `norm_scale(x, eps)`, `mlp(x, layer, act_fn)`, `positions(w, start,
+  stop)`: picked from ops' primitives (written once there: a new norm or MLP kind goes to ops).
 - `OPS` (the block as a table of hook names, inputs and ops, in compute order), `CACHED`
   (the hooks TransformerLens caches), `ALL_POSITIONS_IN_LAST_LAYER`, `RESIDUAL`, `ROTARY`.
 
-GPT-NeoX/Pythia (neox.py): `positions` gives zeros; `OPS` applies a rotary op (ops.rotary,
-positions s.start.. of the step) to q and k; `RESIDUAL = "parallel"`: no resid_mid, ln2 reads
-resid_pre, resid_post = resid_pre + attn_out + mlp_out. Llama-style (llama.py): `norm` =
-ops.rms_norm, `mlp` = ops.gated_mlp (LayerWeights gains W_gate), rotary q/k as NeoX, and
-grouped-query attention: k and v project n_key_value_heads heads, repeated to n_heads before
-ops.attention_pattern / mix_values. Each is added to FAMILIES below. The circuit runner
-refuses a family with a parallel residual or rotary positions until its edge graph (an MLP
-then reads only the writers before its layer) and its per-head q/k projection take them.
+GPT-NeoX/Pythia (neox.py): `positions` gives zeros; `OPS` applies a rotary op (ops.rotary, at
+the last P of positions s.start..s.n_pos-1, as attention_pattern counts them) to q and k;
+`RESIDUAL = "parallel"`: no resid_mid, ln2 reads resid_pre, resid_post = resid_pre + attn_out
++ mlp_out. Llama-style (llama.py): `norm` = ops.rms_norm, `mlp` = ops.gated_mlp (LayerWeights
+gains W_gate), rotary q/k as NeoX, and grouped-query attention: k and v project
+n_key_value_heads heads, repeated to n_heads before ops.attention_pattern / mix_values. Each is
+added to FAMILIES below. The circuit runner refuses (unsupported(model, circuit=True)) a
+parallel residual or rotary positions until its edge graph (an MLP then reads only the writers
+before its layer) and its per-head q/k projection take them.
 """
 
 from __future__ import annotations
@@ -41,11 +43,20 @@ def family_of(model) -> ModuleType | None:
     return next((f for f in FAMILIES if not f.mismatches(cfg)), None)
 
 
-def unsupported(model) -> str | None:
+def unsupported(model, *, circuit: bool = False) -> str | None:
     """None if the engine runs `model` (a TransformerBridge, or its `cfg`); otherwise one line
-    saying why not: the fields its family differs in from every family the engine implements."""
+    saying why not: the fields its family differs in from every family the engine implements.
+    `circuit`: whether the circuit runner (generator.engine.graph) runs it, which also needs a
+    sequential residual and learned positions (its edge graph assumes them)."""
     cfg = getattr(model, "cfg", model)
-    if family_of(cfg) is not None:
+    family = family_of(cfg)
+    if family is not None:
+        if circuit and (family.RESIDUAL != "sequential" or family.ROTARY):
+            has = f"a {family.RESIDUAL} residual" + (" and rotary positions" if family.ROTARY else "")
+            return (
+                "generator.engine's circuit runner takes sequential-residual blocks with learned "
+                f"positions; {family.NAME} blocks have {has}."
+            )
         return None
     arch = getattr(cfg, "architecture", None) or getattr(cfg, "original_architecture", None)
     this = f"this model ({arch})" if arch else "this model"
