@@ -192,7 +192,7 @@ class CircuitRunner:
             them): the run then starts at the first layer with an ablated edge, since everything
             before it is the base run's.
         """
-        w, g, H = self.w, self.graph, self.w.n_heads
+        w, g = self.w, self.graph
         first = 0
         if base is not None and ablate is not None:
             readers = ablate.flatten(2).any(-1).any(0) if ablate.dim() == 3 else ablate.any(0)
@@ -210,7 +210,7 @@ class CircuitRunner:
             pk, pv = self.prefix_kv[layer]
             k, v = ops.join_positions(pk, k, dim=-3), ops.join_positions(pv, v, dim=-3)
             z = ops.attention(q, k, v, w.attn_scale)  # [B, P, H, d]
-            result = torch.einsum("bphe,hed->bphd", z, L.W_O.unflatten(0, (H, -1)))  # each head's write
+            result = ops.head_writes(z, L.W_O)  # [B, P, H, D]
             live += list(result.unbind(2))
             total = total + result.sum(2)
             const = const + L.b_O

@@ -83,6 +83,17 @@ def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: float) -
     return mix_values(attention_pattern(q, k, scale), v)
 
 
+def attention_out(z: torch.Tensor, W_O: torch.Tensor, b_O: torch.Tensor) -> torch.Tensor:
+    """What attention writes: every head's z through W_O [H*d, D], summed, plus the bias."""
+    return z.flatten(-2) @ W_O + b_O
+
+
+def head_writes(z: torch.Tensor, W_O: torch.Tensor) -> torch.Tensor:
+    """Each head's write apart, z [..., P, H, d] -> [..., P, H, D] (attention_out without the
+    sum over heads and the bias): the circuit runner's writers."""
+    return torch.einsum("...phe,hed->...phd", z, W_O.unflatten(0, (z.shape[-2], -1)))
+
+
 def mlp(x: torch.Tensor, layer: LayerWeights, act_fn: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
     """The plain MLP: [..., D] -> [..., M] -> [..., D]."""
     return act_fn(x @ layer.W_in + layer.b_in) @ layer.W_out + layer.b_out

@@ -105,7 +105,7 @@ OPS: dict[str, Op] = {
     "v": Op(("ln1",), lambda s, x: ops.project(x, s.layer.W_V, s.layer.b_V, s.model.n_heads)),
     "pattern": Op(("q", "k"), lambda s, q, k: ops.attention_pattern(q, _keys_values(s, k, "k"), s.model.attn_scale)),
     "z": Op(("pattern", "v"), lambda s, p, v: ops.mix_values(p, _keys_values(s, v, "v"))),
-    "attn_out": Op(("z",), lambda s, z: z.flatten(-2) @ s.layer.W_O + s.layer.b_O),
+    "attn_out": Op(("z",), lambda s, z: ops.attention_out(z, s.layer.W_O, s.layer.b_O)),
     "resid_mid": Op(("resid_pre", "attn_out"), lambda s, r, a: r + a),
     "ln2": Op(("resid_mid",), lambda s, x: norm(x, s.layer.ln2, s.model.eps)),
     "mlp_out": Op(("ln2",), lambda s, x: mlp(x, s.layer, s.model.act_fn)),
