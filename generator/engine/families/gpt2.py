@@ -71,6 +71,8 @@ def read_weights(model) -> ModelWeights:
 
 
 # ---- the block: what the two runners call ----------------------------------------------------
+# GPT-2's choices among ops' primitives, looked up in ops at each call (not aliased at import),
+# so ops holds the one definition that every runner computes with.
 
 
 def norm(x: torch.Tensor, affine, eps: float) -> torch.Tensor:
