@@ -58,7 +58,8 @@ def summary(record: dict) -> str:
         f"`{record['model']}` is {kind} of {record['n_params']:,} parameters, trained from scratch "
         f"on {c['n_tokens']:,} tokens of English that nobody wrote for this report: "
         f"{_corpus_words(record)}, fetched as Debian packages, cleaned of markup only, with the "
-        f"report's prompts held out. {pronoun_finding(record)} It was accepted on {gate}"
+        f"report's prompts held out. {pronoun_finding(record)} On the exceptions (capital log-odds after the period), "
+        f"{exceptions_finding(record)[0].lower()}{exceptions_finding(record)[1:]} It was accepted on {gate}"
         f"{' (the pronoun task only)' if 'mean_logit_diff' in gate else ' (what it is, not what it does)'}. "
         "By construction: the architecture, the held-out prompts, and the tokenizer's whole-word "
         "tokens for the prompts' names and words (so that each prompt is 8 tokens, as with GPT-2). "
@@ -98,6 +99,22 @@ def _sources_table(c: dict) -> str:
         f"| {s['raw_chars'] / 1e6:.2f} M | {s['clean_chars'] / 1e6:.2f} M | {s['paragraphs']:,} | {s['rows']:,} |"
         for s in c["sources"]
     )
+
+
+def exceptions_finding(record: dict) -> str:
+    """Which exception families the model treats as English does, in words, from its numbers."""
+    families = record["metrics"]["exceptions"]["families"]
+    right = [f["family"] for f in families if f["agrees"] >= 0.9]
+    wrong = [f["family"] for f in families if f["agrees"] <= 0.1]
+    parts = []
+    if right:
+        parts.append(f"as English does in {', '.join(right)} (at least 90% of prompts)")
+    if wrong:
+        parts.append(f"the other way from English in {', '.join(wrong)} (at most 10%)")
+    mixed = len(families) - len(right) - len(wrong)
+    if mixed:
+        parts.append(f"mixed in {mixed} famil{'y' if mixed == 1 else 'ies'}")
+    return "It behaves " + "; ".join(parts) + "."
 
 
 def _counts(counts: dict) -> str:
@@ -189,7 +206,7 @@ by `generator.tasks.build`, the numbers read from the baseline and exceptions ex
 
 log P(next token starts with a capital) − log P(… with a lowercase letter), per family;
 "agrees" is the share of prompts whose sign is what written English expects. Nothing here is
-gated.
+gated. {exceptions_finding(record)}
 
 | family | English expects | prompts | mean log-odds | range | agrees |
 |---|---|---|---|---|---|
@@ -227,3 +244,22 @@ gives the same bytes:
 |---|---|
 {sha}
 """
+
+
+def rewrite(folder: Path) -> None:
+    """Rewrite a checkpoint's README.md and its record's summary from training.json, after a
+    change to this module's wording (no retraining; the weights and numbers are untouched)."""
+    from generator.store import write_atomic
+
+    path = Path(folder) / "training.json"
+    record = json.loads(path.read_text())
+    record["summary"] = summary(record)
+    write_atomic(path, json.dumps(record, indent=2) + "\n")
+    write_atomic(Path(folder) / "README.md", model_card(record))
+
+
+if __name__ == "__main__":  # python -m generator.organism.card generator/assets/organism ...
+    import sys
+
+    for arg in sys.argv[1:]:
+        rewrite(Path(arg))
