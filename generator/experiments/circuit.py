@@ -394,6 +394,14 @@ def describe(
     }
 
 
+def unsupported(model) -> str | None:
+    """Why the circuit runner cannot run this model (generator.engine.unsupported): the pipeline
+    then skips this experiment for it, before it runs, and its page says why."""
+    from generator.engine import unsupported as engine_unsupported
+
+    return engine_unsupported(model, circuit=True)
+
+
 def run(model, batch, params: Params, inputs: dict) -> Result:
     try:
         runner = CircuitRunner(model, batch.clean_tokens, batch.corrupted_tokens, batch.answer_tokens)
