@@ -86,6 +86,21 @@ EXPERIMENTS: dict[str, Experiment] = {
         (Page("path-patching.md", "Path patching"),),
         after=("patching",),
     ),
+    "hypotheses": Experiment(
+        "generator.experiments.hypotheses",
+        "pronoun",
+        p.Hypotheses,
+        (Page("hypotheses.md", "Hypotheses"),),
+        after=("attribution", "patching"),
+        extra_tasks=(
+            "copy_lowercase_names",
+            "copy_no_capital",
+            "copy_capital_word",
+            "positions_name_gender",
+            "positions_verb",
+            "positions_subject",
+        ),
+    ),
     "circuit": Experiment(
         "generator.experiments.circuit",
         "pronoun",
