@@ -37,9 +37,7 @@ def save_planted(path: Path, kind: str) -> Path:
     torch.manual_seed(1)
     tok = gpt2_tokenizer()
     vocab = len(tok)
-    config = GPT2Config(
-        vocab_size=vocab, n_layer=1, n_embd=D, n_head=1, n_positions=64, tie_word_embeddings=False
-    )
+    config = GPT2Config(vocab_size=vocab, n_layer=1, n_embd=D, n_head=1, n_positions=64, tie_word_embeddings=False)
     model = GPT2LMHeadModel(config)
     # orthonormal planted directions, all orthogonal to the all-ones vector (centring keeps them)
     basis, _ = torch.linalg.qr(torch.cat([torch.ones(D, 1), torch.randn(D, 3)], 1))

@@ -68,8 +68,22 @@ def test_roles_of_the_notebook_prompts(organism, pronoun_batch):
 
 def test_roles_follow_words_not_positions():
     pieces = ["<|endoftext|>", "my", " bro", "ther", " is", " a", " very", " good", " ath", "lete", "."]
-    roles = prompt_roles(pieces, "my brother is a very good athlete.", "{name} is a very good athlete.", "my brother", True)
-    assert roles == ["BOS", "name", "name", "name", "verb", "modifiers", "modifiers", "modifiers", "noun", "noun", "period"]
+    roles = prompt_roles(
+        pieces, "my brother is a very good athlete.", "{name} is a very good athlete.", "my brother", True
+    )
+    assert roles == [
+        "BOS",
+        "name",
+        "name",
+        "name",
+        "verb",
+        "modifiers",
+        "modifiers",
+        "modifiers",
+        "noun",
+        "noun",
+        "period",
+    ]
     assert position_roles([["BOS", "name"], ["BOS", "verb"]]) == ["BOS", "mixed"]
     with pytest.raises(ValueError, match="do not spell"):
         prompt_roles(["<|endoftext|>", "John", "."], "Mary.", "{name}.", "Mary", True)
@@ -192,7 +206,12 @@ def test_a_corruption_that_moves_nothing_is_not_localised(organism):
 
 
 def sets(base, lower, none, capital):
-    rows = [("pronoun", base), ("copy_lowercase_names", lower), ("copy_no_capital", none), ("copy_capital_word", capital)]
+    rows = [
+        ("pronoun", base),
+        ("copy_lowercase_names", lower),
+        ("copy_no_capital", none),
+        ("copy_capital_word", capital),
+    ]
     return {"rows": [{"task": t, "logit_diff": v, "kept": v / base if base else None} for t, v in rows]}
 
 
@@ -261,12 +280,16 @@ def test_figures_and_page_word_the_verdicts(planted, one_layer_result, tmp_path)
     figures = drawn("hypotheses", result)
     assert {"sets", "components", "head_attention", "head_writes", "head_per_unit"} <= set(figures)
     records = {
-        name: {"hypotheses": {"metrics": typed("hypotheses", r), "provenance": {"model": name}, "experiment": "hypotheses"}}
+        name: {
+            "hypotheses": {"metrics": typed("hypotheses", r), "provenance": {"model": name}, "experiment": "hypotheses"}
+        }
         for name, r in (("planted", result), ("organism-attn-only-1l", one_layer_result))
     }
     config = load_config(write_config(tmp_path, models=list(records), device="cpu"))
-    page = environment(config).get_template("hypotheses.md.j2").render(
-        results=records, models=list(records), figure=figure_function(), page="hypotheses.md", config=config
+    page = (
+        environment(config)
+        .get_template("hypotheses.md.j2")
+        .render(results=records, models=list(records), figure=figure_function(), page="hypotheses.md", config=config)
     )
     planted_part = page.split("### planted")[1].split("###")[0]
     expected = "**Copying.**" if kind == "copying" else 'a general "capitalise next" feature'

@@ -112,10 +112,7 @@ def test_task_file_errors_name_the_field(tmp_path, monkeypatch):
     import generator.tasks
 
     monkeypatch.setattr(generator.tasks, "DATA_DIR", tmp_path)
-    base = (
-        'templates: ["{name} is here."]\n'
-        'groups: {male: {names: [John, Mark], answers: [" He", " he"]}}\n'
-    )
+    base = 'templates: ["{name} is here."]\ngroups: {male: {names: [John, Mark], answers: [" He", " he"]}}\n'
     cases = {
         "corruption: {names: {John: Mary}}": "no replacement for the name 'Mark'",
         "corruption: {names: {John: John, Mark: Paul}}": "must change every prompt",
