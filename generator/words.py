@@ -82,8 +82,8 @@ def layer_range(layers: list[int]) -> str:
 ROLE_TITLES = {
     "BOS": "BOS",
     "name": "the name",
-    "verb": "the verb (“is”)",
-    "modifiers": "the words between verb and noun",
+    "verb": "the verb “is”",
+    "modifiers": "the modifiers (“a really great”)",
     "noun": "the noun",
     "period": "the “.”",
     "mixed": "a position whose role differs between prompts",

@@ -86,6 +86,14 @@ EXPERIMENTS: dict[str, Experiment] = {
         (Page("path-patching.md", "Path patching"),),
         after=("patching",),
     ),
+    "circuit": Experiment(
+        "generator.experiments.circuit",
+        "pronoun",
+        p.Circuit,
+        (Page("circuit.md", "Circuit"),),
+        extra_tasks=("exceptions",),
+        overview=True,
+    ),
     "hypotheses": Experiment(
         "generator.experiments.hypotheses",
         "pronoun",
@@ -100,14 +108,6 @@ EXPERIMENTS: dict[str, Experiment] = {
             "positions_verb",
             "positions_subject",
         ),
-    ),
-    "circuit": Experiment(
-        "generator.experiments.circuit",
-        "pronoun",
-        p.Circuit,
-        (Page("circuit.md", "Circuit"),),
-        extra_tasks=("exceptions",),
-        overview=True,
     ),
 }
 

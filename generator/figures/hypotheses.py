@@ -9,6 +9,7 @@ import plotly.graph_objects as go
 
 from generator.figures.plot import NEGATIVE, POSITIVE, heatmap, plotly_spec, recovered_heatmap, signed_bars
 from generator.heads import head_name, stack_label
+from generator.words import role_title
 
 SET_TITLES = {
     "pronoun": "the task (names)",
@@ -28,9 +29,21 @@ def figures(m) -> dict:
         out["head_per_unit"] = lambda: head_roles(
             m, "per_unit_pronoun", "OV: written onto the answer direction per unit of attention", "logit diff"
         )
+        if m.attention.heads[0].per_unit_capital is not None:
+            out["head_per_unit_capital"] = lambda: head_roles(
+                m, "per_unit_capital", "OV: written onto the capitalisation direction per unit of attention", "logit"
+            )
     for p in m.positions:
         if p.recovered is not None:
             out[f"positions_{p.task}"] = lambda p=p: positions(p)
+            out[f"positions_heads_{p.task}"] = lambda p=p: recovered_heatmap(
+                p.head_out,
+                [f"H{h}" for h in range(len(p.head_out[0]))],
+                [f"L{layer}" for layer in range(len(p.head_out))],
+                f"Head outputs patched ({p.task})",
+                "head",
+                "layer",
+            )
     return out
 
 
@@ -63,17 +76,23 @@ def components(m) -> dict:
 
 def head_roles(m, field: str, title: str, colorbar: str) -> dict:
     heads = m.attention.heads
-    roles = list(heads[0].attention)
+    roles = list(m.attention.roles)
     z = [[getattr(h, field)[r] for r in roles] for h in heads]
     spec = heatmap(
-        z, roles, [head_name(h) for h in heads], title.capitalize(), "source role", "head", colorbar=colorbar
+        z,
+        [role_title(r) for r in roles],
+        [head_name(h) for h in heads],
+        title.capitalize(),
+        "source role",
+        "head",
+        colorbar=colorbar,
     )
     spec["figure"]["layout"]["height"] = 160 + 36 * len(heads)
     return spec
 
 
 def positions(p) -> dict:
-    x = [f"{role}: {label}" for role, label in zip(p.roles, p.positions)]
+    x = [f"{role_title(role)}: {label}" for role, label in zip(p.roles, p.positions)]
     layers = [f"L{layer}" for layer in range(len(p.recovered))]
     return recovered_heatmap(
         p.recovered, x, layers, f"Residual stream patched by position ({p.task})", "position (role: token)", "layer"

@@ -87,7 +87,9 @@ class Mechanism(Strict):
 
 
 class Attention(Strict):
+    roles: list[str]  # the roles present, in sentence order (RoleValues' keys are sorted)
     heads: list[HeadRow]
+    role_totals: RoleValues  # the examined heads' writes onto the answer direction, summed per role
     all_heads_share: float | None
     mechanism: Mechanism
     verdict: HeadVerdict
@@ -101,6 +103,12 @@ class Matters(Strict):
     layers: list[int]  # layers whose resid_pre patch there recovers at least `matters`
 
 
+class TopHead(Strict):
+    layer: int
+    head: int
+    value: float
+
+
 class Positions(Strict):
     task: str
     clean_logit_diff: float
@@ -110,6 +118,8 @@ class Positions(Strict):
     changed: list[int]
     recovered: list[list[float]] | None  # [layer][pos]; None: the corruption moves too little
     matters: list[Matters]
+    head_out: list[list[float]] | None  # [layer][head] recovered by patching each head's output
+    top_head: TopHead | None  # the head with the largest |head_out|
 
 
 class Metrics(Strict):

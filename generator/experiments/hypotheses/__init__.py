@@ -10,7 +10,7 @@ import torch
 from generator.experiments import Result
 from generator.experiments.baseline import attention_only
 from generator.experiments.hypotheses import copying, heads, positions
-from generator.experiments.hypotheses.roles import batch_roles
+from generator.experiments.hypotheses.roles import ROLES, batch_roles
 from generator.experiments.params import Hypotheses as Params
 from generator.metrics import num
 
@@ -26,7 +26,9 @@ def run(model, batch, params: Params, inputs: dict) -> Result:
     cap_dir = copying.capital_direction(model, pairs)
     chosen = heads.chosen_heads(model, inputs["attribution"], inputs.get("patching"), params.heads)
     pron_dirs = copying.answer_directions(model, batch.answer_tokens)
-    rows = heads.analyse(model, batch, batch_roles(model, batch), chosen, pron_dirs, cap_dir, inputs.get("patching"))
+    roles = batch_roles(model, batch)
+    rows = heads.analyse(model, batch, roles, chosen, pron_dirs, cap_dir, inputs.get("patching"))
+    present = [r for r in ROLES if any(r in row for row in roles)]  # a list: the store sorts dict keys
     ld = direction["logit_diff"]
     parts = dict(zip(direction["components"], direction["pronoun_dla"]))
     metrics = {
@@ -39,7 +41,9 @@ def run(model, batch, params: Params, inputs: dict) -> Result:
             "verdict": copying.verdict(sets, direction, params.keeps, params.same_components),
         },
         "attention": {
+            "roles": present,
             "heads": rows,
+            "role_totals": {r: num(sum(row["writes_pronoun"][r] for row in rows)) for r in present},
             "all_heads_share": num(sum(v for k, v in parts.items() if k.startswith("L")) / ld) if ld else None,
             "mechanism": mechanism(parts, ld),
             "verdict": heads.summary(rows, ld, params.mostly),

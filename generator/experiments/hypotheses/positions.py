@@ -3,7 +3,8 @@ find nothing but the last position. These corruptions change other positions (th
 across gender, the verb, the subject lowercased); the residual stream before each layer is
 patched clean -> corrupted at each position (the patching experiment's engine, or
 TransformerLens's get_act_patch_resid_pre where the engine does not run), with positions
-labelled by role (roles.py)."""
+labelled by role (roles.py); and each head's output, to find the heads that carry the changed
+position's information onwards."""
 
 from __future__ import annotations
 
@@ -32,13 +33,20 @@ def analyse(model, batch, matters: float, min_gap: float) -> dict:
         "changed": changed,
         "recovered": None,
         "matters": [],
+        "head_out": None,
+        "top_head": None,
     }
     if abs(gap) < min_gap:
         return out  # the corruption barely moves the metric: nothing to localise
-    _, clean_cache = model.run_with_cache(
-        batch.clean_tokens, names_filter=[f"blocks.{l}.hook_resid_pre" for l in range(model.cfg.n_layers)]
-    )
-    recovered = (sweep(make_engine(model, batch), model, batch, clean_cache, "resid_pre") - corrupted) / gap
+    names = [f"blocks.{l}.{x}" for l in range(model.cfg.n_layers) for x in ("hook_resid_pre", "attn.hook_z")]
+    _, clean_cache = model.run_with_cache(batch.clean_tokens, names_filter=names)
+    engine = make_engine(model, batch)
+    recovered = (sweep(engine, model, batch, clean_cache, "resid_pre") - corrupted) / gap
+    # which heads carry the changed position's information to where it is used
+    heads = (sweep(engine, model, batch, clean_cache, "head_out") - corrupted) / gap
+    top = int(heads.abs().flatten().argmax())
+    out["head_out"] = to_list(heads)
+    out["top_head"] = {"layer": top // heads.shape[1], "head": top % heads.shape[1], "value": num(heads.flatten()[top])}
     best = recovered.abs().max(0)  # over layers, per position
     out["recovered"] = to_list(recovered)
     out["matters"] = [
