@@ -171,6 +171,11 @@ def test_one_layer_mechanism_is_complete(one_layer_result):
     assert abs(mech["embed"] + mech["heads"] + mech["bias"] + mech["unembed_bias"] - ld) < TOL
     rows = m["attention"]["heads"]
     assert len(rows) == 8 and abs(sum(r["dla"] for r in rows) - mech["heads"]) < TOL
+    totals = m["attention"]["role_totals"]
+    assert abs(sum(totals.values()) - mech["heads"]) < TOL
+    for role in m["attention"]["roles"]:
+        assert abs(totals[role] - sum(r["writes_pronoun"][role] for r in rows)) < TOL
+    assert m["attention"]["roles"] == ["BOS", "name", "verb", "modifiers", "noun", "period"]
 
 
 # ---- which positions matter -----------------------------------------------------------------
@@ -191,6 +196,11 @@ def test_positions_match_transformer_lens(organism, organism_result):
     gap = mine["clean_logit_diff"] - mine["corrupted_logit_diff"]
     expected = (tl - mine["corrupted_logit_diff"]) / gap
     assert torch.allclose(torch.tensor(mine["recovered"]), expected.float(), atol=1e-3)
+    heads = tl_patching.get_act_patch_attn_head_out_all_pos(organism, batch.corrupted_tokens, cache, metric)
+    expected = (heads - mine["corrupted_logit_diff"]) / gap
+    assert torch.allclose(torch.tensor(mine["head_out"]), expected.float(), atol=1e-3)
+    top = expected.abs().flatten().argmax()
+    assert (mine["top_head"]["layer"], mine["top_head"]["head"]) == divmod(int(top), organism.cfg.n_heads)
     assert mine["roles"][mine["changed"][0]] == "name"
 
 
