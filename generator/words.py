@@ -83,7 +83,7 @@ ROLE_TITLES = {
     "BOS": "BOS",
     "name": "the name",
     "verb": "the verb “is”",
-    "modifiers": "the modifiers (“a really great”)",
+    "modifiers": "the modifiers",
     "noun": "the noun",
     "period": "the “.”",
     "mixed": "a position whose role differs between prompts",

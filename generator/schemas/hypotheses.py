@@ -60,6 +60,7 @@ class HeadRow(Strict):
     writes_capital: RoleValues | None
     per_unit_capital: RoleValues | None
     dla: float
+    source: str  # the role its answer-direction write comes from most (largest |write|)
     patching: dict[str, float] | None = None  # head_out / head_v / head_pattern recovered
 
 
@@ -75,6 +76,7 @@ class HeadVerdict(Strict):
     source: str | None = None  # the role its answer-direction write comes from most
     source_share: float | None = None
     route: Literal["value", "pattern"] | None = None
+    patched: dict[str, float] | None = None  # the top head's row of patching sweeps
 
 
 class Mechanism(Strict):

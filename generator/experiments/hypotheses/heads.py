@@ -77,6 +77,8 @@ def analyse(model, batch, roles, heads: list[Head], pron_dirs, cap_dir, patching
             "per_unit_capital": by_role(per_unit_cap, masks, "mean") if cap_dir is not None else None,
             "dla": num((pattern * per_unit_pron).sum(-1).mean()),
         }
+        # the role its write onto the answer direction comes from most, either sign
+        row["source"] = max(row["writes_pronoun"], key=lambda role: abs(row["writes_pronoun"][role]))
         if patching is not None:
             sweeps = patching.sweeps
             row["patching"] = {
@@ -93,7 +95,7 @@ def summary(rows: list[dict], logit_diff: float, mostly: float) -> dict:
         return {"top": None}
     top = max(rows, key=lambda r: abs(r["dla"]))
     focus = max(top["attention"], key=top["attention"].get)
-    source = max(top["writes_pronoun"], key=lambda role: abs(top["writes_pronoun"][role]))
+    source = top["source"]
     p = top.get("patching") or {}
     route = None
     if "head_v" in p and "head_pattern" in p:
@@ -110,4 +112,5 @@ def summary(rows: list[dict], logit_diff: float, mostly: float) -> dict:
         "source": source,
         "source_share": num(top["writes_pronoun"][source] / top["dla"]) if top["dla"] else None,
         "route": route,
+        "patched": p or None,  # its head_out / head_v / head_pattern recovered shares
     }
