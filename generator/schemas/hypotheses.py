@@ -38,6 +38,8 @@ class CopyingVerdict(Strict):
     kind: Literal["no_behaviour", "copying", "needs_name", "general_feature", "pronoun_specific"]
     kept_without_capital: float | None
     kept_with_capital_word: float | None
+    kept_lowercase_names: float | None
+    kept_no_capital: float | None
     same_components: bool
 
 

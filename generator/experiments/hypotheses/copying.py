@@ -188,5 +188,7 @@ def verdict(sets: dict, direction: dict, keeps: float, same: float) -> dict:
         "kind": kind,
         "kept_without_capital": without,
         "kept_with_capital_word": with_capital,
+        "kept_lowercase_names": kept["copy_lowercase_names"],
+        "kept_no_capital": kept["copy_no_capital"],
         "same_components": general,
     }
