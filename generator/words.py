@@ -79,7 +79,30 @@ def layer_range(layers: list[int]) -> str:
     return f"L{layers[0]}" if len(layers) == 1 else f"L{layers[0]}–L{layers[-1]}"
 
 
+ROLE_TITLES = {
+    "BOS": "BOS",
+    "name": "the name",
+    "verb": "the verb “is”",
+    "modifiers": "the modifiers",
+    "noun": "the noun",
+    "period": "the “.”",
+    "mixed": "a position whose role differs between prompts",
+}
+
+
+def role_title(role: str) -> str:
+    """A token role of generator.experiments.hypotheses.roles in words ("period" -> 'the “.”')."""
+    return ROLE_TITLES.get(role, role)
+
+
+def layer_list(layers: list[int]) -> str:
+    """[0, 1, 3] -> 'L0, L1 and L3'."""
+    return join_words(f"L{layer}" for layer in layers)
+
+
 FILTERS = {
+    "role": role_title,
+    "layers": layer_list,
     "head": head_name,
     "cell": cell_name,
     "node": node_name,

@@ -79,3 +79,47 @@ def test_build_fails_loudly_on_multi_token_answers(tiny_model):
 def test_unknown_task_lists_available():
     with pytest.raises(ReportError, match="available tasks are .*pronoun"):
         load_task("nope")
+
+
+# ---- the hypotheses page's prompt sets ------------------------------------------------------
+
+
+def test_name_swap_corruption_swaps_every_name_across_gender():
+    spec = load_task("positions_name_gender")
+    by_name = {p.name: p.group for p in spec.prompts}
+    for p in spec.prompts:
+        other = p.corrupted.split(" ", 1)[0]
+        assert p.corrupted == p.text.replace(p.name, other, 1) and by_name[other] != p.group
+    assert {p.answers for p in spec.prompts} == {(" He", " She"), (" She", " He")}
+
+
+def test_verb_and_subject_corruptions_change_one_word():
+    for name, changed in (("positions_verb", 1), ("positions_subject", 0)):
+        for p in load_task(name).prompts:
+            words = list(zip(p.text.split(" "), p.corrupted.split(" ")))
+            assert [i for i, (a, b) in enumerate(words) if a != b] == [changed], p.text
+
+
+def test_copying_sets_have_no_capital_where_they_say_so(tiny_model):
+    for name in ("copy_lowercase_names", "copy_no_capital"):
+        assert not any(c.isupper() for p in load_task(name).prompts for c in p.text), name
+    assert all(p.text[0].isupper() for p in load_task("copy_capital_word").prompts)
+    batch = build(load_task("copy_no_capital"), tiny_model)  # lengths differ: one tensor per prompt
+    assert isinstance(batch.clean_tokens, list) and len({t.shape[1] for t in batch.clean_tokens}) > 1
+
+
+def test_task_file_errors_name_the_field(tmp_path, monkeypatch):
+    import generator.tasks
+
+    monkeypatch.setattr(generator.tasks, "DATA_DIR", tmp_path)
+    base = 'templates: ["{name} is here."]\ngroups: {male: {names: [John, Mark], answers: [" He", " he"]}}\n'
+    cases = {
+        "corruption: {names: {John: Mary}}": "no replacement for the name 'Mark'",
+        "corruption: {names: {John: John, Mark: Paul}}": "must change every prompt",
+        "corruption: {names: []}": "corruption.names: must map each name",
+        'corruption: {replace: ".", with: ";"}\nsame_length: maybe': "same_length: must be true or false",
+    }
+    for extra, expected in cases.items():
+        (tmp_path / "t.yaml").write_text(base + extra + "\n")
+        with pytest.raises(ReportError, match=expected):
+            load_task("t")

@@ -98,6 +98,21 @@ EXPERIMENTS: dict[str, Experiment] = {
         extra_tasks=("exceptions",),
         overview=True,
     ),
+    "hypotheses": Experiment(
+        "generator.experiments.hypotheses",
+        "pronoun",
+        p.Hypotheses,
+        (Page("hypotheses.md", "Hypotheses"),),
+        after=("attribution", "patching"),
+        extra_tasks=(
+            "copy_lowercase_names",
+            "copy_no_capital",
+            "copy_capital_word",
+            "positions_name_gender",
+            "positions_verb",
+            "positions_subject",
+        ),
+    ),
 }
 
 

@@ -156,3 +156,41 @@ class Attention(Params):
 
 class Exceptions(Params):
     pass
+
+
+class Hypotheses(Params):
+    keeps: float = Field(
+        0.5,
+        gt=0,
+        le=1,
+        description="share of the pronoun task's mean logit difference a prompt set must keep for the capital "
+        "preference to count as surviving there (the copying verdict)",
+    )
+    same_components: float = Field(
+        0.8,
+        gt=0,
+        le=1,
+        description="cosine between two per-component DLA profiles above which the same components write both",
+    )
+    heads: int = Field(
+        3, ge=1, le=20, description="heads examined per list (attribution's top of each sign, patching's top)"
+    )
+    mostly: float = Field(0.5, gt=0, le=1, description="attention share from which a head 'attends mostly' to a role")
+    minor: float = Field(
+        0.1,
+        gt=0,
+        le=1,
+        description="share of the logit difference under which all heads' direct writes together count as minor",
+    )
+    matters: float = Field(
+        0.1,
+        gt=0,
+        le=1,
+        description="share of the clean − corrupted gap that patching a position must recover (at some layer) "
+        "for the position to matter",
+    )
+    min_gap: float = Field(
+        0.1,
+        gt=0,
+        description="a corruption that moves the mean logit difference less than this has nothing to localise",
+    )

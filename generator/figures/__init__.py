@@ -18,6 +18,7 @@ MODULES = {
     "patching": "patching",
     "path_patching": "path_patching",
     "circuit": "circuit",
+    "hypotheses": "hypotheses",
 }
 
 

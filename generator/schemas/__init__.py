@@ -14,7 +14,16 @@ from typing import Any
 
 from pydantic import BaseModel, Tag, ValidationError
 
-from generator.schemas import attention, attribution, baseline, circuit, exceptions, patching, path_patching
+from generator.schemas import (
+    attention,
+    attribution,
+    baseline,
+    circuit,
+    exceptions,
+    hypotheses,
+    patching,
+    path_patching,
+)
 from generator.schemas.common import Head, Strict
 
 __all__ = ["SCHEMAS", "SCHEMA_VERSION", "Head", "Strict", "describe", "validate"]
@@ -30,6 +39,7 @@ SCHEMAS: dict[str, type[BaseModel]] = {
     "patching": patching.Metrics,
     "path_patching": path_patching.Metrics,
     "circuit": circuit.Metrics,
+    "hypotheses": hypotheses.Metrics,
 }
 
 SHOWN = 3  # problems spelled out in the one line; the rest are counted

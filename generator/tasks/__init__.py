@@ -117,7 +117,7 @@ def _kind(value) -> str:
     return type(value).__name__ if value is not None else "nothing"
 
 
-TEMPLATES_KEYS = ("name", "description", "templates", "groups", "corruption", "example")
+TEMPLATES_KEYS = ("name", "description", "templates", "groups", "corruption", "example", "same_length")
 FAMILIES_KEYS = ("name", "description", "families", "control", "example")
 
 
@@ -135,11 +135,10 @@ def load_task(name: str) -> TaskSpec:
     for key in ("description", "example"):
         _text(path, key, data.get(key, ""), empty_ok=True)
     templates = _texts(path, "templates", data["templates"], "prompt templates with {name}")
-    corruption = _mapping(path, "corruption", data["corruption"], ("replace", "with"), ("replace", "with"))
-    old = _text(path, "corruption.replace", corruption["replace"])
-    new = _text(path, "corruption.with", corruption["with"], empty_ok=True)
-    if old == new:
-        raise _fail(path, "corruption", f"replaces {old!r} with itself, which corrupts nothing")
+    corrupt = corruption_of(path, data["corruption"])
+    same_length = data.get("same_length", True)
+    if not isinstance(same_length, bool):
+        raise _fail(path, "same_length", f"must be true or false, got {same_length!r}")
     groups = data["groups"]
     if not isinstance(groups, dict) or not groups:
         raise _fail(path, "groups", f"must be a non-empty mapping of groups (names, answers), got {groups!r}")
@@ -166,13 +165,12 @@ def load_task(name: str) -> TaskSpec:
                     raise _fail(
                         path, f"templates[{t}]", f"{template!r} has no {{name}}: every prompt would be the same"
                     )
-                corrupted = text.replace(old, new)  # every occurrence, as the notebook does
+                corrupted = corrupt(template, person)
                 if corrupted == text:
                     raise _fail(
                         path,
                         "corruption",
-                        f"replacing {old!r} with {new!r} leaves the prompt {text!r} unchanged: "
-                        "the corruption must change every prompt",
+                        f"leaves the prompt {text!r} unchanged: the corruption must change every prompt",
                     )
                 if text in seen:
                     raise _fail(path, where, f"the prompt {text!r} is also made by {seen[text]}")
@@ -185,7 +183,35 @@ def load_task(name: str) -> TaskSpec:
         data.get("example", ""),
         tuple(groups),
         tuple(templates),
+        same_length=same_length,
     )
+
+
+def corruption_of(path: Path, spec):
+    """The corruption as a function (template, name) -> corrupted prompt: either
+    `{replace: X, with: Y}` (every occurrence of X in the prompt, as the notebook replaces '.'
+    by ';') or `{names: {John: Mary, ...}}` (the name swapped for another, every name listed)."""
+    if isinstance(spec, dict) and "names" in spec:
+        spec = _mapping(path, "corruption", spec, ("names",), ("names",))
+        names = spec["names"]
+        if not isinstance(names, dict) or not names:
+            raise _fail(path, "corruption.names", f"must map each name to its replacement, got {names!r}")
+        for old, new in names.items():
+            _text(path, f"corruption.names.{old}", new)
+
+        def swap(template: str, person: str) -> str:
+            if person not in names:
+                raise _fail(path, "corruption.names", f"has no replacement for the name {person!r}")
+            return template.format(name=names[person])
+
+        return swap
+    spec = _mapping(path, "corruption", spec, ("replace", "with"), ("replace", "with"))
+    old = _text(path, "corruption.replace", spec["replace"])
+    new = _text(path, "corruption.with", spec["with"], empty_ok=True)
+    if old == new:
+        raise _fail(path, "corruption", f"replaces {old!r} with itself, which corrupts nothing")
+    # every occurrence, as the notebook does
+    return lambda template, person: template.format(name=person).replace(old, new)
 
 
 def load_families(name: str, data: dict, path: Path | None = None) -> TaskSpec:

@@ -1,0 +1,62 @@
+"""Which positions matter? The ";" corruption changes only the last token, so patching it can
+find nothing but the last position. These corruptions change other positions (the name swapped
+across gender, the verb, the subject lowercased); the residual stream before each layer is
+patched clean -> corrupted at each position (the patching experiment's engine, or
+TransformerLens's get_act_patch_resid_pre where the engine does not run), with positions
+labelled by role (roles.py); and each head's output, to find the heads that carry the changed
+position's information onwards."""
+
+from __future__ import annotations
+
+import torch
+
+from generator.experiments.hypotheses.roles import batch_roles, position_roles
+from generator.experiments.patching import make_engine, sweep
+from generator.metrics import logit_diff, num, to_list
+
+TASKS = ("positions_name_gender", "positions_verb", "positions_subject")
+
+
+@torch.no_grad()
+def analyse(model, batch, matters: float, min_gap: float) -> dict:
+    clean = logit_diff(model(batch.clean_tokens), batch.answer_tokens).mean()
+    corrupted = logit_diff(model(batch.corrupted_tokens), batch.answer_tokens).mean()
+    gap = float(clean - corrupted)
+    labels = position_roles(batch_roles(model, batch))
+    changed = sorted(set((batch.clean_tokens != batch.corrupted_tokens).nonzero()[:, 1].tolist()))
+    out = {
+        "task": batch.spec.name,
+        "clean_logit_diff": num(clean),
+        "corrupted_logit_diff": num(corrupted),
+        "roles": labels,
+        "positions": batch.position_labels,
+        "changed": changed,
+        "recovered": None,
+        "matters": [],
+        "head_out": None,
+        "top_head": None,
+    }
+    if abs(gap) < min_gap:
+        return out  # the corruption barely moves the metric: nothing to localise
+    names = [f"blocks.{l}.{x}" for l in range(model.cfg.n_layers) for x in ("hook_resid_pre", "attn.hook_z")]
+    _, clean_cache = model.run_with_cache(batch.clean_tokens, names_filter=names)
+    engine = make_engine(model, batch)
+    recovered = (sweep(engine, model, batch, clean_cache, "resid_pre") - corrupted) / gap
+    # which heads carry the changed position's information to where it is used
+    heads = (sweep(engine, model, batch, clean_cache, "head_out") - corrupted) / gap
+    top = int(heads.abs().flatten().argmax())
+    out["head_out"] = to_list(heads)
+    out["top_head"] = {"layer": top // heads.shape[1], "head": top % heads.shape[1], "value": num(heads.flatten()[top])}
+    best = recovered.abs().max(0)  # over layers, per position
+    out["recovered"] = to_list(recovered)
+    out["matters"] = [
+        {
+            "position": p,
+            "role": labels[p],
+            "max_recovered": num(recovered[best.indices[p], p]),
+            "layers": [l for l in range(recovered.shape[0]) if abs(float(recovered[l, p])) >= matters],
+        }
+        for p in range(recovered.shape[1])
+        if float(best.values[p]) >= matters
+    ]
+    return out
