@@ -174,10 +174,17 @@ def load(config: Config, model_name: str, stale: list[Plan]):
     from generator import experiments, models, tasks
 
     model = models.load_model(models.resolve(model_name), config.device, config.dtype)
-    names = dict.fromkeys(
-        t for p in stale for t in (experiments.get(p.experiment).task, *experiments.get(p.experiment).extra_tasks)
-    )
-    return model, {task: tasks.build(tasks.load_task(task), model) for task in names}
+    main = {experiments.get(p.experiment).task for p in stale}
+    extra = {t for p in stale for t in experiments.get(p.experiment).extra_tasks} - main
+    batches = {task: tasks.build(tasks.load_task(task), model) for task in sorted(main)}
+    for task in sorted(extra):
+        # an extra prompt set this model's tokenizer breaks (e.g. unequal lengths) is passed on
+        # as unbuildable, with the reason, for the experiment to report; a main task must build
+        try:
+            batches[task] = tasks.build(tasks.load_task(task), model)
+        except ReportError as e:
+            batches[task] = tasks.Unbuildable(task, str(e))
+    return model, batches
 
 
 def execute(config: Config, p: Plan, model, batches: dict, store: Store):

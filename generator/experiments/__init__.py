@@ -102,7 +102,7 @@ EXPERIMENTS: dict[str, Experiment] = {
         "generator.experiments.hypotheses",
         "pronoun",
         p.Hypotheses,
-        (Page("hypotheses.md", "Hypotheses"),),
+        (Page("hypotheses.md", "Hypotheses", per_model=False),),  # its template shows every model itself
         after=("attribution", "patching"),
         extra_tasks=(
             "copy_lowercase_names",

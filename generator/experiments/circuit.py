@@ -35,7 +35,7 @@ from generator.engine.graph import CircuitRunner
 from generator.experiments import Result
 from generator.experiments.params import Circuit as Params
 from generator.metrics import normalisation_scale, num, to_list
-from generator.tasks import UNUSABLE
+from generator.tasks import UNUSABLE, TaskBatch
 
 
 def sizes_for(fractions: list[float], n_edges: int) -> list[int]:
@@ -450,7 +450,7 @@ def run(model, batch, params: Params, inputs: dict) -> Result:
         "held_out": held_out(model, batch, params) if params.held_out else None,
         "transfer": (
             transfer(model, inputs["tasks"]["exceptions"], orders[("eap_ig", "cpr")], params)
-            if "exceptions" in inputs.get("tasks", {})
+            if isinstance(inputs.get("tasks", {}).get("exceptions"), TaskBatch)
             else None
         ),
         # the downloadable circuit graph's edges (render writes it beside the page as JSON)

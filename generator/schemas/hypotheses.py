@@ -115,15 +115,16 @@ class TopHead(Strict):
 
 class Positions(Strict):
     task: str
-    clean_logit_diff: float
-    corrupted_logit_diff: float
-    roles: list[str]  # per position ("mixed" where prompts disagree)
-    positions: list[str]
-    changed: list[int]
-    recovered: list[list[float]] | None  # [layer][pos]; None: the corruption moves too little
-    matters: list[Matters]
-    head_out: list[list[float]] | None  # [layer][head] recovered by patching each head's output
-    top_head: TopHead | None  # the head with the largest |head_out|
+    unusable: str | None  # why this model's tokenizer breaks the prompt set (then nothing else)
+    clean_logit_diff: float | None = None
+    corrupted_logit_diff: float | None = None
+    roles: list[str] = []  # per position ("mixed" where prompts disagree)
+    positions: list[str] = []
+    changed: list[int] = []
+    recovered: list[list[float]] | None = None  # [layer][pos]; None: the corruption moves too little
+    matters: list[Matters] = []
+    head_out: list[list[float]] | None = None  # [layer][head] recovered by patching each head's output
+    top_head: TopHead | None = None  # the head with the largest |head_out|
 
 
 class Metrics(Strict):

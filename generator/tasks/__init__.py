@@ -24,6 +24,15 @@ UNUSABLE = -1  # answer id of a `families` pair that is not single-token for the
 
 
 @dataclass(frozen=True)
+class Unbuildable:
+    """An extra prompt set that cannot be built for a model (its tokenizer breaks a check): the
+    experiment that asked for it reports the reason instead of a number."""
+
+    name: str
+    reason: str
+
+
+@dataclass(frozen=True)
 class Prompt:
     text: str
     corrupted: str

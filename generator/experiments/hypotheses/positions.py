@@ -13,12 +13,15 @@ import torch
 from generator.experiments.hypotheses.roles import batch_roles, position_roles
 from generator.experiments.patching import make_engine, sweep
 from generator.metrics import logit_diff, num, to_list
+from generator.tasks import Unbuildable
 
 TASKS = ("positions_name_gender", "positions_verb", "positions_subject")
 
 
 @torch.no_grad()
 def analyse(model, batch, matters: float, min_gap: float) -> dict:
+    if isinstance(batch, Unbuildable):  # this model's tokenizer breaks the prompt set
+        return {"task": batch.name, "unusable": batch.reason}
     clean = logit_diff(model(batch.clean_tokens), batch.answer_tokens).mean()
     corrupted = logit_diff(model(batch.corrupted_tokens), batch.answer_tokens).mean()
     gap = float(clean - corrupted)
@@ -26,6 +29,7 @@ def analyse(model, batch, matters: float, min_gap: float) -> dict:
     changed = sorted(set((batch.clean_tokens != batch.corrupted_tokens).nonzero()[:, 1].tolist()))
     out = {
         "task": batch.spec.name,
+        "unusable": None,
         "clean_logit_diff": num(clean),
         "corrupted_logit_diff": num(corrupted),
         "roles": labels,
