@@ -394,6 +394,35 @@ def describe(
     }
 
 
+# What the circuit engine (generator.engine) computes: GPT-2's block. The lead wires this to
+# generator.engine.unsupported(model) when that lands; until then the same fields, read here.
+GPT2_STYLE = {
+    "positional_embedding_type": ("standard",),
+    "normalization_type": ("LN", "LNPre"),
+    "parallel_attn_mlp": (False, None),
+    "gated_mlp": (False, None),
+    "attn_only": (False, None),
+    "final_rms": (False, None),
+    "attention_dir": ("causal", None),
+}
+
+
+def unsupported(model) -> str | None:
+    """Why the circuit cannot be found on this model (its engine runs GPT-2-style blocks only),
+    decided before anything runs: the pipeline then stores the reason and the page shows it."""
+    cfg = model.cfg
+    differs = [f"{k}={getattr(cfg, k, None)!r}" for k, ok in GPT2_STYLE.items() if getattr(cfg, k, None) not in ok]
+    kv = getattr(cfg, "n_key_value_heads", None)
+    if kv not in (None, cfg.n_heads):
+        differs.append(f"n_key_value_heads={kv!r} (grouped-query attention)")
+    if differs:
+        return (
+            "the circuit engine computes GPT-2-style blocks (LayerNorm, learned positions, one MLP after "
+            f"attention, one key/value per head); this model has {', '.join(differs)}"
+        )
+    return None
+
+
 def run(model, batch, params: Params, inputs: dict) -> Result:
     try:
         runner = CircuitRunner(model, batch.clean_tokens, batch.corrupted_tokens, batch.answer_tokens)
