@@ -165,7 +165,10 @@ def load(config: Config, model_name: str, stale: list[Plan]):
     names = dict.fromkeys(
         t for p in stale for t in (experiments.get(p.experiment).task, *experiments.get(p.experiment).extra_tasks)
     )
-    return model, {task: tasks.build(tasks.load_task(task), model) for task in names}
+    specs = {task: tasks.load_task(task) for task in names}
+    for spec in specs.values():  # every task, before any is built or any experiment runs
+        tasks.check_context(spec, model, model_name)
+    return model, {task: tasks.build(spec, model) for task, spec in specs.items()}
 
 
 def execute(config: Config, p: Plan, model, batches: dict, store: Store):
