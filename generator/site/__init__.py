@@ -16,6 +16,7 @@ from pathlib import Path
 from generator import ReportError
 from generator.config import Config
 from generator.files import check_writable, shown
+from generator.site import swap
 from generator.site.hook import active
 
 def mkdocs_config(config: Config, **overrides):
@@ -75,27 +76,22 @@ def build_site(
 
     site = config.path("site")
     check_writable(site.parent, f"build {site.name}/", "paths.site")  # the staging folder goes beside it
-    staging = site.with_name(f".{site.name}.{os.getpid()}.building")
-    old = site.with_name(f".{site.name}.{os.getpid()}.old")
-    for leftover in (staging, old):
-        shutil.rmtree(leftover, ignore_errors=True)
+    swap.recover(site, log)  # what a killed build left: site/ restored, its folders removed
+    staging = swap.staging(site)
     warnings = _Warnings()
     logging.getLogger("mkdocs").addHandler(warnings)
     try:
         with active(config, allow_stale, log, render_pages):
             overrides = {"site_url": site_url} if site_url else {}
             build(mkdocs_config(config, strict=True, site_dir=str(staging), **overrides))
-        if site.exists():
-            site.rename(old)
-        staging.rename(site)
+        swap.swap_in(staging, site)
     except (Abort, ConfigurationError, PluginError, SuperFencesException) as e:
         detail = f": {warnings.messages[0]}" if warnings.messages else ""
         more = f" (and {len(warnings.messages) - 1} more warnings)" if len(warnings.messages) > 1 else ""
         raise ReportError(f"mkdocs build --strict failed: {e}{detail}{more}") from None
     finally:
         logging.getLogger("mkdocs").removeHandler(warnings)
-        for leftover in (staging, old):
-            shutil.rmtree(leftover, ignore_errors=True)
+        shutil.rmtree(staging, ignore_errors=True)
     log(f"built site in {shown(site)}")
     return site
 
