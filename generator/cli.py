@@ -207,7 +207,10 @@ def train(which, out, seed):
     """Retrain the organisms from their synthetic corpus (a few minutes each on 2 CPU cores)."""
     import time
 
-    from generator.models import BUNDLED
+    from generator.files import check_writable
+    from generator.models import ASSETS, BUNDLED
+
+    check_writable(out or ASSETS, "save the trained model", "--out")  # before minutes of training
     from generator.organism.train import MODELS
     from generator.organism.train import train as train_organism
 
