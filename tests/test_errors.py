@@ -237,10 +237,12 @@ INPUT_CASES = {
     "config-not-utf8": (append(b"title: caf\xe9\n"), [], ["config report.yaml is not UTF-8 text (byte 0xe9 on line"]),
     "config-duplicate-key": (append(b"device: cpu\n"), [], ["report.yaml", "key 'device' appears twice"]),
     "config-a-list": (lambda f: (f / "report.yaml").write_text("- a\n"), [], ["must hold a mapping of settings"]),
-    "device-banana": (None, ["--device", "banana"], ["device: use auto (CUDA when present), cpu, cuda", "'banana'"]),
+    "device-banana": (None, ["--device", "banana"], ["--device 'banana': use auto (CUDA when present), cpu, cuda"]),
     "models-dotdot": (None, ["--models", ".."], ["model folder", "has no config.json"]),
-    "models-empty-name": (None, ["--models", "a,,b"], ["a model name is empty"]),
-    "models-twice": (lambda f: None, ["--models", "organism,organism"], ["'organism' is listed twice"]),
+    "models-empty-name": (None, ["--models", "a,,b"], ["--models 'a,,b': a model name is empty"]),
+    "models-empty": (None, ["--models", ""], ["--models '': a model name is empty"]),
+    "models-trailing-comma": (None, ["--models", "organism,"], ["--models 'organism,': a model name is empty"]),
+    "models-twice": (lambda f: None, ["--models", "organism,organism"], ["--models: model 'organism' is listed twice"]),
     "model-config-empty": (bad_model_folder("{}"), ["--models", "../bad-model"], ["config.json names no model_type"]),
     "model-config-broken": (bad_model_folder("{"), ["--models", "../bad-model"], ["config.json is not valid JSON"]),
     "site-outside": (set_config(paths={"site": ".."}), [], ["paths.site", "must lie inside the config's folder"]),
@@ -255,9 +257,17 @@ def test_bad_input_is_one_line(project, case, command):
     if setup:
         setup(project)
     before = snapshot(project)
-    lines = 2 if case.startswith(("device", "models-empty")) else 1  # "not a valid report config:" + the field
-    fails(cli(command, *args), *expected, lines=lines)
+    error = fails(cli(command, *args), *expected)
+    if args:  # a bad value from the command line is the option's, not the config file's
+        assert "report.yaml" not in error, error
     assert snapshot(project) == before
+
+
+@pytest.mark.parametrize("args", [["--models", ""], ["--models", "organism,"], ["--device", "banana"]])
+def test_bad_option_without_report_yaml_names_the_option(tmp_path, monkeypatch, args):
+    monkeypatch.chdir(tmp_path)
+    error = fails(cli("status", *args), f"{args[0]} {args[1]!r}: ")
+    assert "report.yaml" not in error and "report config" not in error, error
 
 
 def test_no_report_yaml_names_the_defaults(tmp_path, monkeypatch):
@@ -718,3 +728,178 @@ def test_html_in_prompts_and_titles_is_shown_as_text(tmp_path, monkeypatch, tiny
     index = (tmp_path / "site" / "index.html").read_text()
     assert "Report &lt;/script&gt;&lt;script&gt;alert(1)&lt;/script&gt;&lt;img src=x onerror=alert(2)&gt;" in index
     assert "&amp;lt;" not in index  # escaped once, not twice
+
+
+# ---- prompts longer than the model's context -----------------------------------------------
+
+
+def lengthen(data_dir: Path, file: str, words: int) -> None:
+    """Put `words` words before every prompt of a task file (past the tiny model's 64 positions)."""
+    data = yaml.safe_load((data_dir / file).read_text())
+    prefix = "and " * words
+    if "templates" in data:
+        data["templates"] = [prefix + t for t in data["templates"]]
+    else:
+        for family in data["families"].values():
+            for prompt in family["prompts"]:
+                prompt["text"] = prefix + prompt["text"]
+    (data_dir / file).write_text(yaml.safe_dump(data))
+
+
+@pytest.mark.parametrize(
+    "file, experiments",
+    [
+        ("pronoun.yaml", {"baseline": {}}),  # the clean and the corrupted prompts
+        ("exceptions.yaml", {"baseline": {}, "exceptions": {}}),  # a task of prompts of many lengths
+        ("exceptions.yaml", {"baseline": {}, "circuit": {}}),  # an extra task (circuit reads exceptions too)
+    ],
+)
+def test_prompts_longer_than_the_context_fail_before_any_experiment(project, monkeypatch, file, experiments):
+    """Unchecked, the tokenizer cut every prompt to its first 64 tokens: clean and corrupted
+    became the same text and the pages stated what that wrongly implied."""
+    import generator.tasks
+
+    data_dir = project.parent / "tasks"
+    shutil.copytree(generator.tasks.DATA_DIR, data_dir)
+    monkeypatch.setattr(generator.tasks, "DATA_DIR", data_dir)
+    lengthen(data_dir, file, 70)
+    set_config(experiments=experiments)(project)
+    before = snapshot(project)
+    result = cli("run", "--force")
+    task = file.removesuffix(".yaml")
+    fails(result, f"task {task}: the prompt 'and and and", "tokens, longer than the context of", "(64 tokens, n_ctx)")
+    assert "running" not in result.output
+    assert snapshot(project) == before
+
+
+def test_a_prompt_of_exactly_the_context_length_is_accepted(tiny_gpt2):
+    """The limit is the model's n_ctx, counted untruncated: n_ctx tokens fit, n_ctx + 1 do not."""
+    import dataclasses
+
+    from generator import ReportError
+    from generator.tasks import check_context, load_task
+
+    spec = load_task("pronoun")
+    base = len(tiny_gpt2.to_tokens(spec.prompts[0].text, truncate=False)[0])
+    for extra, fits in ((tiny_gpt2.cfg.n_ctx - base, True), (tiny_gpt2.cfg.n_ctx - base + 1, False)):
+        text = " and" * extra + spec.prompts[0].text
+        assert len(tiny_gpt2.to_tokens(text, truncate=False)[0]) == tiny_gpt2.cfg.n_ctx + (0 if fits else 1)
+        prompt = dataclasses.replace(spec.prompts[0], text=text, corrupted=text.replace(".", ";"))
+        one = dataclasses.replace(spec, prompts=(prompt,), example="")
+        if fits:
+            check_context(one, tiny_gpt2)
+        else:
+            with pytest.raises(ReportError, match=f"is {tiny_gpt2.cfg.n_ctx + 1} tokens"):
+                check_context(one, tiny_gpt2)
+
+
+# ---- other model families: GPT-NeoX (parallel residual) and Llama (grouped-query attention) ----
+
+# every experiment; patching with the key sweeps too (per key/value head under GQA), and without
+# the slowest sweep (head_out_by_pos) the page does not need
+PATCH_TARGETS = ["resid_pre", "attn_out", "mlp_out", "head_out", "head_v", "head_pattern", "head_k", "head_v_by_pos"]
+ALL_EXPERIMENTS = {name: {} for name in ("baseline", "attribution", "attention", "exceptions")} | {
+    "patching": {"targets": PATCH_TARGETS},
+    "path_patching": {},
+    "circuit": {},
+}
+
+
+@pytest.fixture(scope="module", params=["neox", "llama"])
+def family_build(request, tmp_path_factory):
+    """A whole `capcircuit build` of every experiment on a tiny random model of the family, on
+    the task files cut to a few prompts."""
+    from conftest import save_random_llama, save_random_neox, small_tasks
+
+    import generator.tasks
+
+    folder = tmp_path_factory.mktemp(request.param)
+    model = (save_random_neox if request.param == "neox" else save_random_llama)(folder / "model")
+    monkeypatch = pytest.MonkeyPatch()
+    monkeypatch.setattr(generator.tasks, "DATA_DIR", small_tasks(folder / "tasks"))
+    write_config(folder, models=[str(model)], device="cpu", experiments=ALL_EXPERIMENTS)
+    try:
+        result = cli("build", "--config", str(folder / "report.yaml"))
+    finally:
+        monkeypatch.undo()
+    return request.param, folder, model, result
+
+
+def test_every_experiment_builds_on_other_families(family_build):
+    family, folder, model, result = family_build
+    assert result.exit_code == 0, result.output
+    assert "Traceback" not in result.output and "error:" not in result.output
+    from generator.config import load_config
+    from generator.render import pages
+
+    config = load_config(folder / "report.yaml")
+    for spec in pages(config):
+        name = spec.page.file.removesuffix(".md")
+        html = folder / "site" / ("index.html" if name == "index" else f"{name}/index.html")
+        assert html.is_file(), html
+    # the circuit engine computes GPT-2-style blocks only: skipped before it ran, the page says why
+    assert any(line.split()[:1] == ["skipped"] and " circuit " in line for line in result.output.splitlines())
+    circuit = (folder / "docs" / "circuit.md").read_text()
+    assert "was skipped" in circuit and "GPT-2-style blocks" in circuit
+    assert json.loads(next((folder / "results").glob("*/patching.json")).read_text())["metrics"]["backend"] == "transformer_lens"
+
+
+def test_parallel_residual_lens_has_no_mid_stream(family_build):
+    """GPT-NeoX's attention and MLP both read the block's input: there is no resid_mid, and the
+    pieces still add up to the total attribution."""
+    family, folder, model, result = family_build
+    if family != "neox":
+        return
+    metrics = json.loads(next((folder / "results").glob("*/attribution.json")).read_text())["metrics"]
+    assert metrics["lens"]["labels"] and not any("mid" in label for label in metrics["lens"]["labels"])
+    assert len(metrics["lens"]["labels"]) == 2 + 1  # pre of each of 2 layers + final
+    assert metrics["decomposition_error"] < 1e-4
+
+
+def test_grouped_query_sweeps_are_per_query_head_as_transformer_lens_maps_them(family_build):
+    """The k / v sweeps run per key/value head (TransformerLens's own sweeps) and are laid out
+    per query head: heads 0 and 1 read key/value head 0, heads 2 and 3 key/value head 1. Path
+    patching patches queries only and says why."""
+    family, folder, model_dir, result = family_build
+    if family != "llama":
+        return
+    import torch
+    from conftest import load, small_tasks
+    from transformer_lens import patching as tl_patching
+
+    import generator.tasks
+    from generator.metrics import logit_diff, mean_logit_diff_metric
+    from generator.tasks import build, load_task
+
+    metrics = json.loads(next((folder / "results").glob("*/patching.json")).read_text())["metrics"]
+    model = load(model_dir)
+    data_dir = small_tasks(folder / "tasks-check")
+    original = generator.tasks.DATA_DIR
+    generator.tasks.DATA_DIR = data_dir
+    try:
+        batch = build(load_task("pronoun"), model)
+    finally:
+        generator.tasks.DATA_DIR = original
+    with torch.no_grad():
+        clean_logits, cache = model.run_with_cache(batch.clean_tokens)
+        corrupted = logit_diff(model(batch.corrupted_tokens), batch.answer_tokens).mean()
+        clean = logit_diff(clean_logits, batch.answer_tokens).mean()
+        for target, sweep in (
+            ("head_v", "get_act_patch_attn_head_v_all_pos"),
+            ("head_k", "get_act_patch_attn_head_k_all_pos"),
+        ):
+            per_kv = getattr(tl_patching, sweep)(
+                model, batch.corrupted_tokens, cache, mean_logit_diff_metric(batch.answer_tokens)
+            )
+            assert per_kv.shape == (2, 2)  # n_layers x n_key_value_heads
+            expected = (per_kv - corrupted) / (clean - corrupted)
+            got = metrics["sweeps"][target]
+            for layer in range(2):
+                for head in range(4):
+                    assert abs(got[layer][head] - float(expected[layer, head // 2])) < 1e-4, (target, layer, head)
+    for row in metrics["top_heads"]:  # the table reads a query head's key/value head
+        v = metrics["sweeps"]["head_v"][row["layer"]][row["head"]]
+        assert abs(row["value"] - v) < 1e-6
+    paths = json.loads(next((folder / "results").glob("*/path_patching.json")).read_text())["metrics"]
+    assert paths["components"] == ["q"] and paths["left_out"] == ["k", "v"]
+    assert "Queries only" in (folder / "docs" / "path-patching.md").read_text()
