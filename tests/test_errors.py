@@ -841,7 +841,10 @@ def test_every_experiment_builds_on_other_families(family_build):
     assert any(line.split()[:1] == ["skipped"] and " circuit " in line for line in result.output.splitlines())
     circuit = (folder / "docs" / "circuit.md").read_text()
     assert "was skipped" in circuit and "GPT-2-style blocks" in circuit
-    assert json.loads(next((folder / "results").glob("*/patching.json")).read_text())["metrics"]["backend"] == "transformer_lens"
+    assert (
+        json.loads(next((folder / "results").glob("*/patching.json")).read_text())["metrics"]["backend"]
+        == "transformer_lens"
+    )
 
 
 def test_parallel_residual_lens_has_no_mid_stream(family_build):
@@ -903,3 +906,243 @@ def test_grouped_query_sweeps_are_per_query_head_as_transformer_lens_maps_them(f
     paths = json.loads(next((folder / "results").glob("*/path_patching.json")).read_text())["metrics"]
     assert paths["components"] == ["q"] and paths["left_out"] == ["k", "v"]
     assert "Queries only" in (folder / "docs" / "path-patching.md").read_text()
+
+
+# ---- filesystem faults: one line naming the file, nothing half-written ----------------------
+
+
+def full_disk_after(monkeypatch, n: int) -> None:
+    """Every write after the first `n` temp files fails as on a full disk."""
+    import errno
+
+    import generator.files
+
+    real, calls = generator.files._write_temp, []
+
+    def write(path, text):
+        calls.append(path)
+        if len(calls) > n:
+            raise OSError(errno.ENOSPC, "No space left on device", str(path))
+        return real(path, text)
+
+    monkeypatch.setattr(generator.files, "_write_temp", write)
+
+
+def temp_files(folder: Path) -> list[Path]:
+    return [p for p in folder.rglob("*.tmp")]
+
+
+def test_full_disk_during_run_names_the_file_and_keeps_the_pair(project, record_path, monkeypatch):
+    """The timing file's temp is written, the record's fails: neither file is replaced (the
+    timing file, which differs run to run, was replaced alone before)."""
+    full_disk_after(monkeypatch, 1)
+    before = snapshot(project)
+    fails(
+        cli("run", "--force", "--only", "baseline"),
+        f"cannot write {record_path}: No space left on device",
+        "free some disk space",
+    )
+    assert snapshot(project) == before
+    assert not temp_files(project)
+
+
+def test_run_checks_free_space_before_running(project, monkeypatch):
+    import shutil as shutil_module
+    from collections import namedtuple
+
+    usage = namedtuple("usage", "total used free")
+    monkeypatch.setattr(shutil_module, "disk_usage", lambda path: usage(10**9, 10**9 - 10**6, 10**6))
+    before = snapshot(project)
+    result = cli("run", "--force")
+    fails(result, "cannot save results in results: 1.0 MB free on its disk", "free some space")
+    assert "loading" not in result.output and "running" not in result.output
+    assert snapshot(project) == before
+
+
+def test_full_disk_during_render_leaves_docs_as_they_were(project, monkeypatch):
+    import generator.files
+
+    real = generator.files._write_temp
+    for page in Path("docs").glob("*.md"):  # every page then differs from what render writes
+        page.write_text(page.read_text() + "\nan older render\n")
+    before = snapshot(project)
+    full_disk_after(monkeypatch, 3)
+    fails(cli("render"), "cannot write docs/", "No space left on device", "free some disk space")
+    assert snapshot(project) == before  # all pages old, none new
+    assert not temp_files(project)
+    monkeypatch.setattr(generator.files, "_write_temp", real)  # the disk has room again
+    assert cli("render").exit_code == 0
+    assert all("an older render" not in page.read_text() for page in Path("docs").glob("*.md"))
+
+
+def test_render_rewrites_only_changed_files(project):
+    """mkdocs serve watches docs/: an unchanged page keeps its file (and mtime)."""
+    stamps = {p: p.stat().st_mtime_ns for p in Path("docs").rglob("*") if p.is_file()}
+    index = Path("docs/index.md")
+    index.write_text(index.read_text() + "\nedited\n")
+    result = cli("render")
+    assert result.exit_code == 0 and "(1 files changed)" in result.output, result.output
+    for path, stamp in stamps.items():
+        if path != index:
+            assert path.stat().st_mtime_ns == stamp, path
+
+
+def busy_site(monkeypatch):
+    """site/ behaves as a mount point: renaming it fails with EBUSY."""
+    import errno
+    import pathlib
+
+    real = pathlib.Path.rename
+    site = Path("site").resolve()
+
+    def rename(self, target):
+        if Path(self).resolve() == site:
+            raise OSError(errno.EBUSY, "Device or resource busy", str(self))
+        return real(self, target)
+
+    monkeypatch.setattr(pathlib.Path, "rename", rename)
+
+
+def test_site_that_is_a_mount_point_has_its_contents_swapped(project, templates, monkeypatch):
+    add_line("baseline.md.j2", "A new sentence on the baseline page.")(templates)
+    busy_site(monkeypatch)
+    inode = Path("site").stat().st_ino
+    result = cli("site")
+    assert result.exit_code == 0, result.output
+    assert Path("site").stat().st_ino == inode  # the same folder, new contents
+    assert "A new sentence on the baseline page." in Path("site/baseline/index.html").read_text()
+    assert not [p for p in Path("site").iterdir() if p.name.startswith(".capcircuit")]
+    assert sorted(p.name for p in project.iterdir()) == sorted(snapshot(project)["entries"])
+    assert not [p for p in project.iterdir() if p.name.startswith(".site.")]
+
+
+def test_site_contents_swap_that_fails_names_the_fix_and_keeps_the_site(project, templates, monkeypatch):
+    import errno
+
+    import generator.site.swap
+
+    add_line("baseline.md.j2", "A new sentence on the baseline page.")(templates)
+    busy_site(monkeypatch)
+    moved = []
+
+    def move(source, target):
+        if moved:
+            raise OSError(errno.ENOSPC, "No space left on device", target)
+        moved.append(target)
+        return shutil.move(source, target)
+
+    monkeypatch.setattr(generator.site.swap.shutil, "move", move, raising=True)
+    before = {k: v for k, v in snapshot(project).items() if k.startswith("site/")}
+    fails(cli("site"), "cannot replace site with the new build", "No space left on device", "free some disk space")
+    assert {k: v for k, v in snapshot(project).items() if k.startswith("site/")} == before
+    assert not [p for p in project.iterdir() if p.name.startswith(".site.")]
+
+
+# ---- litter of killed builds ----------------------------------------------------------------
+
+
+def dead_pid() -> int:
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    return proc.pid
+
+
+def test_folders_of_a_killed_build_are_removed_by_the_next(project):
+    pid = dead_pid()
+    for name in (f".site.{pid}.building", f".site.{pid}.old", f"site/.capcircuit.{pid}.old"):
+        Path(name, "index.html").parent.mkdir(parents=True)
+        Path(name, "index.html").write_text("left by a killed build")
+    Path(f"docs/.index.md.{pid}.k3j_x9.tmp").write_text("half a page")
+    Path(f"docs/downloads/.x.json.{pid}.abc.tmp").parent.mkdir(exist_ok=True)
+    Path(f"docs/downloads/.x.json.{pid}.abc.tmp").write_text("half")
+    result = cli("site")
+    assert result.exit_code == 0, result.output
+    assert not [p for p in project.iterdir() if p.name.startswith(".site.")]
+    assert not list(Path("site").glob(".capcircuit.*"))
+    assert not temp_files(Path("docs"))
+
+
+def test_a_swap_killed_between_its_renames_is_finished_first(project, templates):
+    """Killed after site/ became .site.PID.old and before the new build became site/: the next
+    run restores site/ before anything else, so even a failing build leaves the last good site."""
+    before = {k: v for k, v in snapshot(project).items() if k.startswith("site/")}
+    Path("site").rename(f".site.{dead_pid()}.old")
+    add_line("baseline.md.j2", "[a link to nowhere](nowhere.md)")(templates)
+    result = cli("site")
+    fails(result, "mkdocs build --strict failed", "nowhere.md")
+    assert "restored site from .site." in result.output
+    assert {k: v for k, v in snapshot(project).items() if k.startswith("site/")} == before
+    assert not [p for p in project.iterdir() if p.name.startswith(".site.")]
+
+
+def test_a_running_builds_folders_are_left_alone(project):
+    alive = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        staging = Path(f".site.{alive.pid}.building")
+        staging.mkdir()
+        assert cli("site").exit_code == 0
+        assert staging.is_dir()
+    finally:
+        alive.kill()
+        alive.wait()
+
+
+# ---- plain mkdocs build keeps the last good site -------------------------------------------
+
+
+def plain_mkdocs(project: Path, *args) -> subprocess.CompletedProcess:
+    """`mkdocs build` in the project, with a mkdocs.yml beside its report.yaml (the hook reads it)."""
+    config = (
+        (ROOT / "mkdocs.yml").read_text().replace("generator/mkdocs_hooks.py", str(ROOT / "generator/mkdocs_hooks.py"))
+    )
+    (project / "mkdocs.yml").write_text(config)
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    return subprocess.run(
+        [sys.executable, "-m", "mkdocs", "build", *args], cwd=project, env=env, capture_output=True, text=True
+    )
+
+
+def test_plain_mkdocs_build_keeps_the_last_good_site_when_strict_fails(project, templates):
+    good = plain_mkdocs(project)
+    assert good.returncode == 0, good.stderr
+    before = {k: v for k, v in snapshot(project).items() if k.startswith("site/")}
+    assert any(k.endswith("baseline/index.html") for k in before)
+    add_line("baseline.md.j2", "[a link to nowhere](nowhere.md)")(templates)
+    failed = plain_mkdocs(project)
+    assert failed.returncode == 1 and "nowhere.md" in failed.stderr
+    assert {k: v for k, v in snapshot(project).items() if k.startswith("site/")} == before
+    assert not [p for p in project.iterdir() if p.name.startswith(".site.")]
+    (templates / "baseline.md.j2").write_text((ROOT / "templates/baseline.md.j2").read_text() + "A new line.\n")
+    again = plain_mkdocs(project)
+    assert again.returncode == 0, again.stderr
+    assert "A new line." in Path("site/baseline/index.html").read_text()
+    assert not [p for p in project.iterdir() if p.name.startswith(".site.")]
+
+
+# ---- options and configs named in one line ---------------------------------------------------
+
+
+def test_serve_port_out_of_range_names_dev_addr(project):
+    fails(cli("serve", "--dev-addr", "127.0.0.1:99999"), "--dev-addr '127.0.0.1:99999': the port must be 1 to 65535")
+
+
+def test_invalid_mkdocs_yml_is_one_line_with_the_line(project):
+    Path("mkdocs.yml").write_text((ROOT / "mkdocs.yml").read_text() + "nav:\n  - a: [\n")
+    set_config(paths={"mkdocs": "mkdocs.yml", "templates": str(ROOT / "templates")})(project)
+    before = snapshot(project)
+    for command in ("site", "serve"):
+        fails(cli(command), "mkdocs config mkdocs.yml is not valid YAML (line", "expected the node content")
+    assert snapshot(project) == before
+
+
+def test_organism_train_checks_out_before_training(project, monkeypatch):
+    def train(*args, **kwargs):
+        raise AssertionError("training started")
+
+    monkeypatch.setattr("generator.organism.train.train", train, raising=False)
+    Path("a-file").write_text("not a folder")
+    fails(
+        cli("organism", "train", "--model", "organism", "--out", "a-file/model"),
+        "cannot save the trained model in a-file/model",
+        "pass --out",
+    )
