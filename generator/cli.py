@@ -79,6 +79,19 @@ class ReportGroup(click.Group):
                 traceback.print_exc()
             click.secho(f"error: {e}", fg="red", err=True)
             ctx.exit(1)
+        except OSError as e:  # the disk or the system, not a bug: which file, and why
+            if debug(ctx):
+                traceback.print_exc()
+            from generator.files import shown
+
+            where = f"{shown(e.filename)}: " if e.filename else ""
+            click.secho(
+                f"error: {where}{e.strerror or e} (a file or system operation failed: check the disk, "
+                "its free space and the permissions)",
+                fg="red",
+                err=True,
+            )
+            ctx.exit(1)
         except Exception as e:  # noqa: BLE001 - a bug: one line, the traceback with --debug
             if debug(ctx):
                 traceback.print_exc()

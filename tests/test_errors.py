@@ -1146,3 +1146,28 @@ def test_organism_train_checks_out_before_training(project, monkeypatch):
         "cannot save the trained model in a-file/model",
         "pass --out",
     )
+
+
+def test_circuit_runs_on_gpt2_style_models(tiny_gpt2, organism):
+    """`circuit` is skipped only where its engine cannot compute the blocks, never on GPT-2's."""
+    from generator.experiments.circuit import unsupported
+
+    assert unsupported(tiny_gpt2) is None
+    assert unsupported(organism) is None
+
+
+def test_an_oserror_anywhere_is_one_line_naming_the_file(project, monkeypatch):
+    """A write this code does not wrap itself (here: copying the JS bundles) is still the disk's
+    fault, named with its file, not "a bug"."""
+    import errno
+
+    import generator.site.assets
+
+    def copy(source, target, *args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device", str(target))
+
+    shutil.rmtree("docs/assets")  # copied again by the next build
+    monkeypatch.setattr(generator.site.assets.shutil, "copyfile", copy)
+    result = cli("site")
+    error = fails(result, "error: docs/assets/", ": No space left on device", "check the disk")
+    assert "a bug" not in error

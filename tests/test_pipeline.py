@@ -40,7 +40,7 @@ def test_build_then_rebuild_reuses_and_loads_no_model(tmp_path, two_models, monk
 
     for model in two_models:  # each model's result is stored, with its key, and rendered
         record = Store(tmp_path / "results").load(slug(model), "baseline")
-        assert record["provenance"]["model"] == model and record["key"] and record["metrics"]["n_prompts"] == 100
+        assert record["provenance"]["model"] == model and record["key"] and record["metrics"].n_prompts == 100
     assert (tmp_path / "site" / "index.html").exists()
     page = (tmp_path / "site" / "baseline" / "index.html").read_text()
     assert all(model in page for model in two_models)
