@@ -1075,6 +1075,19 @@ def test_a_swap_killed_between_its_renames_is_finished_first(project, templates)
     assert not [p for p in project.iterdir() if p.name.startswith(".site.")]
 
 
+def test_a_plain_mkdocs_build_killed_mid_build_is_undone_first(project, templates):
+    """Killed while mkdocs wrote into site/: the good site waits in .site.PID.kept and wins over
+    the half-built site/, even when the next build fails."""
+    before = {k: v for k, v in snapshot(project).items() if k.startswith("site/")}
+    Path("site").rename(f".site.{dead_pid()}.kept")
+    Path("site").mkdir()
+    Path("site/index.html").write_text("half a build")
+    add_line("baseline.md.j2", "[a link to nowhere](nowhere.md)")(templates)
+    fails(cli("site"), "mkdocs build --strict failed")
+    assert {k: v for k, v in snapshot(project).items() if k.startswith("site/")} == before
+    assert not [p for p in project.iterdir() if p.name.startswith(".site.")]
+
+
 def test_a_running_builds_folders_are_left_alone(project):
     alive = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
     try:

@@ -80,7 +80,7 @@ def on_pre_build(config):
     site = Path(config.site_dir)
     swap.recover(site, logging.getLogger("mkdocs.plugins.capcircuit").info)
     if site.is_dir() and any(site.iterdir()):
-        kept = swap.old(site)
+        kept = swap.kept(site)
         try:
             site.rename(kept)
         except OSError:

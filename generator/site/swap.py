@@ -44,15 +44,27 @@ def leftovers(folder: Path, prefix: str, kind: str) -> list[Path]:
     return sorted(found, key=lambda path: path.stat().st_mtime)
 
 
+def kept(site: Path) -> Path:
+    """Where the mkdocs hook keeps the last good site during a plain `mkdocs build` (which
+    builds into site/ itself): while it exists, site/ may be half-built."""
+    return site.with_name(f".{site.name}.{os.getpid()}.kept")
+
+
 def recover(site: Path, log=print) -> None:
     """Finish what killed builds left: site/ restored first (a kill between the two renames
-    left none, and the last good one as `.site.<pid>.old`), then their folders removed."""
+    left none, and the last good one as `.site.<pid>.old`; a plain `mkdocs build` killed
+    mid-build left a half-built site/ and the good one as `.site.<pid>.kept`), then their
+    folders removed."""
+    for good in leftovers(site.parent, f".{site.name}", "kept")[-1:]:
+        shutil.rmtree(site, ignore_errors=True)
+        good.rename(site)
+        log(f"restored {shown(site)} from {good.name}, left by a mkdocs build that was killed")
     if not site.exists():
         olds = leftovers(site.parent, f".{site.name}", "old")
         if olds:
             olds[-1].rename(site)  # the newest: the site that was being replaced
             log(f"restored {shown(site)} from {olds[-1].name}, left by a build that was killed")
-    for kind in ("building", "old"):
+    for kind in ("building", "old", "kept"):
         for path in leftovers(site.parent, f".{site.name}", kind) + leftovers(site, INSIDE, kind):
             shutil.rmtree(path, ignore_errors=True)
 
