@@ -909,6 +909,8 @@ def test_grouped_query_sweeps_are_per_query_head_as_transformer_lens_maps_them(f
     paths = json.loads(next((folder / "results").glob("*/path_patching.json")).read_text())["metrics"]
     assert paths["components"] == ["q"] and paths["left_out"] == ["k", "v"]
     assert "Queries only" in (folder / "docs" / "path-patching.md").read_text()
+    assert metrics["n_key_value_heads"] == 2
+    assert "4 query heads share 2 key/value heads" in " ".join((folder / "docs" / "patching.md").read_text().split())
 
 
 # ---- filesystem faults: one line naming the file, nothing half-written ----------------------

@@ -24,7 +24,7 @@ import torch
 from transformer_lens import patching as tl_patching
 from transformer_lens.tools.analysis.attribution_patching import cache_activation_and_gradient
 
-from generator.architecture import per_query_head
+from generator.architecture import n_kv_heads, per_query_head
 from generator.engine import PatchingEngine
 from generator.experiments import Result
 from generator.experiments.params import Patching as Params
@@ -179,6 +179,7 @@ def run(model, batch, params: Params, inputs: dict) -> Result:
         "corrupted_logit_diff": num(corrupted),
         "n_layers": n_layers,
         "n_heads": n_heads,
+        "n_key_value_heads": n_kv_heads(model),
         "positions": positions,
         "backend": "engine" if engine is not None else "transformer_lens",
         "targets": targets,  # sweep order (the store sorts dict keys)
