@@ -34,7 +34,7 @@ def old(site: Path) -> Path:
 
 def leftovers(folder: Path, prefix: str, kind: str) -> list[Path]:
     """The `<prefix>.<pid>.<kind>` folders in `folder` of dead processes (or this one), oldest
-    first; kind is "building" or "old"."""
+    first; kind is "building", "old" or "kept"."""
     pattern = re.compile(rf"{re.escape(prefix)}\.(\d+)\.{kind}")
     found = [
         path
