@@ -843,7 +843,9 @@ def test_every_experiment_builds_on_other_families(family_build):
     # the circuit engine computes GPT-2-style blocks only: skipped before it ran, the page says why
     assert any(line.split()[:1] == ["skipped"] and " circuit " in line for line in result.output.splitlines())
     circuit = (folder / "docs" / "circuit.md").read_text()
-    assert "was skipped" in circuit and "GPT-2-style blocks" in circuit
+    record = json.loads(next((folder / "results").glob("*/circuit.json")).read_text())
+    assert record["skipped"].strip() and not record["metrics"]  # circuit.unsupported's reason
+    assert "was skipped" in circuit and "because" in circuit
     assert (
         json.loads(next((folder / "results").glob("*/patching.json")).read_text())["metrics"]["backend"]
         == "transformer_lens"
