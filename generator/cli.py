@@ -79,6 +79,19 @@ class ReportGroup(click.Group):
                 traceback.print_exc()
             click.secho(f"error: {e}", fg="red", err=True)
             ctx.exit(1)
+        except OSError as e:  # the disk or the system, not a bug: which file, and why
+            if debug(ctx):
+                traceback.print_exc()
+            from generator.files import shown
+
+            where = f"{shown(e.filename)}: " if e.filename else ""
+            click.secho(
+                f"error: {where}{e.strerror or e} (a file or system operation failed: check the disk, "
+                "its free space and the permissions)",
+                fg="red",
+                err=True,
+            )
+            ctx.exit(1)
         except Exception as e:  # noqa: BLE001 - a bug: one line, the traceback with --debug
             if debug(ctx):
                 traceback.print_exc()
@@ -225,7 +238,11 @@ def train(which, out, seed, verify):
     from generator.versions import require_run_packages
 
     require_run_packages("training an organism")
-    from generator.models import BUNDLED
+    from generator.files import check_writable
+    from generator.models import ASSETS, BUNDLED
+
+    if not verify:  # --verify trains into a scratch folder
+        check_writable(out or ASSETS, "save the trained model", "--out")  # before minutes of training
     from generator.organism.train import MODELS
     from generator.organism.train import train as train_organism
 

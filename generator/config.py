@@ -80,17 +80,19 @@ def load_config(path: str | Path = DEFAULT_CONFIG, log=None, **overrides: Any) -
             raise ReportError(f"{shown(path)} must hold a mapping of settings, got {type(data).__name__}")
     elif path.name != DEFAULT_CONFIG:
         raise ReportError(f"config file {shown(path)} does not exist (omit --config to use the defaults)")
-    data.update({k: v for k, v in overrides.items() if v is not None})
+    given = {k: v for k, v in overrides.items() if v is not None}  # from the command line
+    data.update(given)
     data["root"] = path.resolve().parent
     try:
         config = Config.model_validate(data)
     except ValidationError as e:
+        option_error(e, given)
         lines = describe_errors(e, "", Config)
         raise ReportError("\n  ".join([f"{shown(path)} is not a valid report config:"] + lines)) from None
 
     config.experiments = validate_params(config.experiments)
     check_paths(config, path)
-    check_models(config, path)
+    check_models(config, "--models" if "models" in given else shown(path))
     if not path.exists() and log:
         log(
             f"note: no {path.name} in {shown(config.root) if shown(config.root) != '.' else 'this folder'}: "
@@ -98,6 +100,17 @@ def load_config(path: str | Path = DEFAULT_CONFIG, log=None, **overrides: Any) -
             f"{', '.join(config.experiments)}; folders {', '.join(getattr(config.paths, n) for n in WRITTEN)}"
         )
     return config
+
+
+def option_error(err: ValidationError, given: dict[str, Any]) -> None:
+    """A bad value that came from the command line is named by its option (`--models ''`), not
+    blamed on a report.yaml that may not even exist."""
+    for e in err.errors():
+        field = str(e["loc"][0]) if e["loc"] else ""
+        if field in given:
+            value = given[field]
+            shown_value = ",".join(map(str, value)) if isinstance(value, list) else value
+            raise ReportError(f"--{field} {shown_value!r}: {e['msg']}")
 
 
 def check_paths(config: Config, source: Path) -> None:
@@ -117,18 +130,19 @@ def check_paths(config: Config, source: Path) -> None:
                 )
 
 
-def check_models(config: Config, source: Path) -> None:
-    """Each model is listed once and has its own folder in the results store."""
+def check_models(config: Config, source: str) -> None:
+    """Each model is listed once and has its own folder in the results store. `source`: where
+    the list came from (the config file, or --models)."""
     from generator.models import slug
 
     folders: dict[str, str] = {}
     for i, name in enumerate(config.models):
         if name in config.models[:i]:
-            raise ReportError(f"{shown(source)}: model {name!r} is listed twice in models: list it once")
+            raise ReportError(f"{source}: model {name!r} is listed twice in models: list it once")
         other = folders.setdefault(slug(name), name)
         if other != name:
             raise ReportError(
-                f"{shown(source)}: models {other!r} and {name!r} would share the results folder "
+                f"{source}: models {other!r} and {name!r} would share the results folder "
                 f"{slug(name)!r}: list each model once, under one name"
             )
 

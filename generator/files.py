@@ -6,6 +6,7 @@ from __future__ import annotations
 import errno
 import os
 import re
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -95,7 +96,8 @@ def inside(path: str | Path, folder: str | Path, what: str, rule: str) -> Path:
 
 def check_writable(folder: Path, what: str, setting: str) -> None:
     """Fail before anything is written, not halfway, when `folder` (created if need be) cannot
-    take a new file."""
+    take a new file. `setting`: what the user changes to point elsewhere (a config field such as
+    paths.results, or a command-line option such as --out)."""
     try:
         folder.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryFile(dir=folder):
@@ -104,10 +106,36 @@ def check_writable(folder: Path, what: str, setting: str) -> None:
         reason = e.strerror or str(e)
         if e.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
             reason = "not writable"
+        elsewhere = f"pass {setting}" if setting.startswith("--") else f"set {setting} in the config to"
         raise ReportError(
-            f"cannot {what} in {shown(folder)}: {reason}; make it writable, or set {setting} in the config "
-            "to a folder that is"
+            f"cannot {what} in {shown(folder)}: {reason}; make it writable, or {elsewhere} a folder that is"
         ) from None
+
+
+def check_free_space(folder: Path, needed: int, what: str, setting: str) -> None:
+    """Fail before the work, not after it, when `folder`'s disk has less than `needed` bytes free."""
+    try:
+        free = shutil.disk_usage(folder).free
+    except OSError:
+        return  # not measurable here (check_writable has already vouched for the folder)
+    if free < needed:
+        raise ReportError(
+            f"cannot {what} in {shown(folder)}: {free / 1e6:.1f} MB free on its disk, {needed / 1e6:.0f} MB needed; "
+            f"free some space, or set {setting} in the config to a folder on another disk"
+        )
+
+
+def write_failed(path: Path, e: OSError) -> ReportError:
+    """An OSError from a write as one line: the file, the cause and the fix."""
+    fixes = {
+        errno.ENOSPC: "free some disk space and run again",
+        errno.EDQUOT: "free some of your disk quota and run again",
+        errno.EACCES: "make its folder writable",
+        errno.EPERM: "make its folder writable",
+        errno.EROFS: "the disk is read-only: write to another folder",
+    }
+    fix = fixes.get(e.errno, "check the folder and run again")
+    return ReportError(f"cannot write {shown(path)}: {e.strerror or e}; {fix}")
 
 
 def umask() -> int:
@@ -130,9 +158,31 @@ def write_atomic(path: Path, text: str) -> None:
     """Write to a temp file in the same folder, then rename: readers never see half a file.
 
     The temp file is `.<name>.<pid>.<random>.tmp`: unique per process, removed by its owner
-    when the write fails, and by a later write of the same file once its owner is dead (a
-    build killed mid-write); never while another process may still be writing it. The file
-    gets the modes the umask allows (mkstemp alone would make it 0600)."""
+    when the write fails, and by a later write of the same file (or remove_dead_temps) once its
+    owner is dead (a build killed mid-write); never while another process may still be writing
+    it. The file gets the modes the umask allows (mkstemp alone would make it 0600). An OSError
+    is a ReportError naming the file, the cause and the fix."""
+    write_all({path: text})
+
+
+def write_all(files: dict[Path, str]) -> None:
+    """Write several files as one unit: every temp file is written first, then all are renamed.
+    A failed write (a full disk, a read-only folder) replaces none of them."""
+    staged: list[tuple[str, Path]] = []
+    try:
+        for path, text in files.items():
+            staged.append((_write_temp(path, text), path))
+        for tmp, path in staged:
+            os.replace(tmp, path)
+    except OSError as e:
+        raise write_failed(path, e) from None
+    finally:
+        for tmp, _ in staged:
+            Path(tmp).unlink(missing_ok=True)  # already renamed, or left by a failure
+
+
+def _write_temp(path: Path, text: str) -> str:
+    """`text` in a new temp file beside `path` (see write_atomic); its name."""
     path.parent.mkdir(parents=True, exist_ok=True)
     remove_leftovers(path)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.{os.getpid()}.", suffix=TEMP_SUFFIX)
@@ -140,10 +190,20 @@ def write_atomic(path: Path, text: str) -> None:
         os.fchmod(fd, 0o666 & ~umask())
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(text)
-        os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+    return tmp
+
+
+def remove_dead_temps(folder: Path) -> None:
+    """Remove every temp file under `folder` whose writer is dead (a build killed mid-write,
+    whatever file it was writing)."""
+    pattern = re.compile(r"\..+\.(\d+)\.[^.]+" + re.escape(TEMP_SUFFIX))
+    for leftover in folder.rglob(f".*{TEMP_SUFFIX}") if folder.is_dir() else []:
+        match = pattern.fullmatch(leftover.name)
+        if match and not alive(int(match.group(1))):
+            leftover.unlink(missing_ok=True)
 
 
 def remove_leftovers(path: Path) -> None:
@@ -151,13 +211,15 @@ def remove_leftovers(path: Path) -> None:
     pattern = re.compile(re.escape(f".{path.name}.") + r"(\d+)\.[^.]+" + re.escape(TEMP_SUFFIX))
     for leftover in path.parent.glob(f".{path.name}.*{TEMP_SUFFIX}"):
         match = pattern.fullmatch(leftover.name)
-        if match and not _alive(int(match.group(1))):
+        if match and not alive(int(match.group(1))):
             leftover.unlink(missing_ok=True)
 
 
-def _alive(pid: int) -> bool:
+def alive(pid: int) -> bool:
+    """Whether process `pid` may still be writing (never this process: its own leftovers are
+    garbage, as it writes one thing at a time)."""
     if pid == os.getpid():
-        return False  # this process writes one temp file at a time: an old one is garbage
+        return False
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

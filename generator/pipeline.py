@@ -176,12 +176,15 @@ def load(config: Config, model_name: str, stale: list[Plan]):
     model = models.load_model(models.resolve(model_name), config.device, config.dtype)
     main = {experiments.get(p.experiment).task for p in stale}
     extra = {t for p in stale for t in experiments.get(p.experiment).extra_tasks} - main
-    batches = {task: tasks.build(tasks.load_task(task), model) for task in sorted(main)}
+    specs = {task: tasks.load_task(task) for task in sorted(main | extra)}
+    for task, spec in specs.items():  # every task, before any is built or any experiment runs
+        tasks.check_context(spec, model, model_name)
+    batches = {task: tasks.build(specs[task], model) for task in sorted(main)}
     for task in sorted(extra):
         # an extra prompt set this model's tokenizer breaks (e.g. unequal lengths) is passed on
         # as unbuildable, with the reason, for the experiment to report; a main task must build
         try:
-            batches[task] = tasks.build(tasks.load_task(task), model)
+            batches[task] = tasks.build(specs[task], model)
         except ReportError as e:
             batches[task] = tasks.Unbuildable(task, str(e))
     return model, batches

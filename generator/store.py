@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from generator import ReportError, schemas
-from generator.files import check_writable, shown, write_atomic
+from generator.files import check_free_space, check_writable, shown, write_all
 
 try:
     import fcntl
@@ -43,6 +43,9 @@ class StoreError(ReportError):
 RECORD_FIELDS = {"key": str, "key_parts": dict, "provenance": dict, "metrics": dict}
 PROVENANCE_FIELDS = ("generator", "config", "device", "seed", "dtype", "model", "versions")
 TIMING_FIELDS = {"wall_s", "parts_s"}
+# free disk space `run` asks for before running anything: a model's results take well under a
+# megabyte on the organisms and a few on GPT-2 small (patching by position, the circuit's edges)
+FREE_SPACE = 16_000_000
 NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")
 
 
@@ -125,9 +128,14 @@ class Store:
             if problem:  # never write what reading would reject
                 raise ReportError(f"experiment {experiment}: its {what} cannot be stored: {problem}")
         with self.lock():
-            # the record carries the cache key; write timing first so a record never lacks it
-            write_atomic(self.path(model, experiment, ".timing.json"), dumps(timing))
-            write_atomic(self.path(model, experiment), dumps(record))
+            # one unit: both temp files are written before either is renamed, so a failed write
+            # (a full disk) replaces neither; the timing is renamed first, so a record never lacks it
+            write_all(
+                {
+                    self.path(model, experiment, ".timing.json"): dumps(timing),
+                    self.path(model, experiment): dumps(record),
+                }
+            )
 
     @contextlib.contextmanager
     def lock(self):
@@ -147,6 +155,7 @@ class Store:
         """Fail now, not after an experiment has run for minutes, when results cannot be saved."""
         for folder in [self.root] + [self.root / model for model in models]:  # the root holds the lock
             check_writable(folder, "save results", "paths.results")
+        check_free_space(self.root, FREE_SPACE, "save results", "paths.results")
 
 
 def read_json(path: Path, fix: str) -> Any:

@@ -56,6 +56,75 @@ def save_random_gpt2(path: Path, **config) -> Path:
     return path
 
 
+def save_random_neox(path: Path, parallel: bool = True) -> Path:
+    """A tiny random GPT-NeoX (Pythia's family: rotary positions and, by default, a parallel
+    residual) with GPT-2's tokenizer, in Hugging Face format."""
+    import torch
+    from transformers import GPTNeoXConfig, GPTNeoXForCausalLM
+
+    torch.manual_seed(0)
+    tokenizer = gpt2_tokenizer()
+    config = GPTNeoXConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        intermediate_size=128,
+        max_position_embeddings=64,
+        rotary_pct=0.25,
+        use_parallel_residual=parallel,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+    )
+    GPTNeoXForCausalLM(config).save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return path
+
+
+def save_random_llama(path: Path, kv_heads: int = 2) -> Path:
+    """A tiny random Llama (RMSNorm, rotary positions, gated MLP) with grouped-query attention:
+    4 query heads sharing `kv_heads` key/value heads; GPT-2's tokenizer."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(0)
+    tokenizer = gpt2_tokenizer()
+    config = LlamaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=kv_heads,
+        intermediate_size=128,
+        max_position_embeddings=64,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+    )
+    LlamaForCausalLM(config).save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return path
+
+
+def small_tasks(folder: Path) -> Path:
+    """A copy of the task files with few prompts (2 templates x 2 names per group; 2 prompts
+    per exception family), for whole builds on tiny models."""
+    import yaml
+
+    from generator.tasks import DATA_DIR
+
+    folder.mkdir(parents=True, exist_ok=True)
+    pronoun = yaml.safe_load((DATA_DIR / "pronoun.yaml").read_text())
+    pronoun["templates"] = pronoun["templates"][:2]
+    for group in pronoun["groups"].values():
+        group["names"] = group["names"][:2]
+    (folder / "pronoun.yaml").write_text(yaml.safe_dump(pronoun))
+    exceptions = yaml.safe_load((DATA_DIR / "exceptions.yaml").read_text())
+    for family in exceptions["families"].values():
+        family["prompts"] = family["prompts"][:2]
+    (folder / "exceptions.yaml").write_text(yaml.safe_dump(exceptions))
+    return folder
+
+
 def load(name_or_path, **kwargs):
     """A model through the project's loader (the seed's processing), on the CPU."""
     from generator.models import load_model, resolve

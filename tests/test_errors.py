@@ -237,10 +237,12 @@ INPUT_CASES = {
     "config-not-utf8": (append(b"title: caf\xe9\n"), [], ["config report.yaml is not UTF-8 text (byte 0xe9 on line"]),
     "config-duplicate-key": (append(b"device: cpu\n"), [], ["report.yaml", "key 'device' appears twice"]),
     "config-a-list": (lambda f: (f / "report.yaml").write_text("- a\n"), [], ["must hold a mapping of settings"]),
-    "device-banana": (None, ["--device", "banana"], ["device: use auto (CUDA when present), cpu, cuda", "'banana'"]),
+    "device-banana": (None, ["--device", "banana"], ["--device 'banana': use auto (CUDA when present), cpu, cuda"]),
     "models-dotdot": (None, ["--models", ".."], ["model folder", "has no config.json"]),
-    "models-empty-name": (None, ["--models", "a,,b"], ["a model name is empty"]),
-    "models-twice": (lambda f: None, ["--models", "organism,organism"], ["'organism' is listed twice"]),
+    "models-empty-name": (None, ["--models", "a,,b"], ["--models 'a,,b': a model name is empty"]),
+    "models-empty": (None, ["--models", ""], ["--models '': a model name is empty"]),
+    "models-trailing-comma": (None, ["--models", "organism,"], ["--models 'organism,': a model name is empty"]),
+    "models-twice": (lambda f: None, ["--models", "organism,organism"], ["--models: model 'organism' is listed twice"]),
     "model-config-empty": (bad_model_folder("{}"), ["--models", "../bad-model"], ["config.json names no model_type"]),
     "model-config-broken": (bad_model_folder("{"), ["--models", "../bad-model"], ["config.json is not valid JSON"]),
     "site-outside": (set_config(paths={"site": ".."}), [], ["paths.site", "must lie inside the config's folder"]),
@@ -255,9 +257,17 @@ def test_bad_input_is_one_line(project, case, command):
     if setup:
         setup(project)
     before = snapshot(project)
-    lines = 2 if case.startswith(("device", "models-empty")) else 1  # "not a valid report config:" + the field
-    fails(cli(command, *args), *expected, lines=lines)
+    error = fails(cli(command, *args), *expected)
+    if args:  # a bad value from the command line is the option's, not the config file's
+        assert "report.yaml" not in error, error
     assert snapshot(project) == before
+
+
+@pytest.mark.parametrize("args", [["--models", ""], ["--models", "organism,"], ["--device", "banana"]])
+def test_bad_option_without_report_yaml_names_the_option(tmp_path, monkeypatch, args):
+    monkeypatch.chdir(tmp_path)
+    error = fails(cli("status", *args), f"{args[0]} {args[1]!r}: ")
+    assert "report.yaml" not in error and "report config" not in error, error
 
 
 def test_no_report_yaml_names_the_defaults(tmp_path, monkeypatch):
@@ -638,6 +648,9 @@ def test_written_files_follow_the_umask(tmp_path, mask, mode):
         ("results/organism/.baseline.timing.json.4242.k3j_x9.tmp", True),
         ("results/.lock", True),
         (".site.4242.building/index.html", True),
+        (".site.4242.old/index.html", True),
+        (".site.4242.kept/index.html", True),
+        ("docs/.index.md.4242.k3j_x9.tmp", True),
         ("results/organism/baseline.json", False),
         ("results/organism/baseline.timing.json", False),
     ],
@@ -718,3 +731,463 @@ def test_html_in_prompts_and_titles_is_shown_as_text(tmp_path, monkeypatch, tiny
     index = (tmp_path / "site" / "index.html").read_text()
     assert "Report &lt;/script&gt;&lt;script&gt;alert(1)&lt;/script&gt;&lt;img src=x onerror=alert(2)&gt;" in index
     assert "&amp;lt;" not in index  # escaped once, not twice
+
+
+# ---- prompts longer than the model's context -----------------------------------------------
+
+
+def lengthen(data_dir: Path, file: str, words: int) -> None:
+    """Put `words` words before every prompt of a task file (past the tiny model's 64 positions)."""
+    data = yaml.safe_load((data_dir / file).read_text())
+    prefix = "and " * words
+    if "templates" in data:
+        data["templates"] = [prefix + t for t in data["templates"]]
+    else:
+        for family in data["families"].values():
+            for prompt in family["prompts"]:
+                prompt["text"] = prefix + prompt["text"]
+    (data_dir / file).write_text(yaml.safe_dump(data))
+
+
+@pytest.mark.parametrize(
+    "file, experiments",
+    [
+        ("pronoun.yaml", {"baseline": {}}),  # the clean and the corrupted prompts
+        ("exceptions.yaml", {"baseline": {}, "exceptions": {}}),  # a task of prompts of many lengths
+        ("exceptions.yaml", {"baseline": {}, "circuit": {}}),  # an extra task (circuit reads exceptions too)
+    ],
+)
+def test_prompts_longer_than_the_context_fail_before_any_experiment(project, monkeypatch, file, experiments):
+    """Unchecked, the tokenizer cut every prompt to its first 64 tokens: clean and corrupted
+    became the same text and the pages stated what that wrongly implied."""
+    import generator.tasks
+
+    data_dir = project.parent / "tasks"
+    shutil.copytree(generator.tasks.DATA_DIR, data_dir)
+    monkeypatch.setattr(generator.tasks, "DATA_DIR", data_dir)
+    lengthen(data_dir, file, 70)
+    set_config(experiments=experiments)(project)
+    before = snapshot(project)
+    result = cli("run", "--force")
+    task = file.removesuffix(".yaml")
+    fails(result, f"task {task}: the prompt 'and and and", "tokens, longer than the context of", "(64 tokens, n_ctx)")
+    assert "running" not in result.output
+    assert snapshot(project) == before
+
+
+def test_a_prompt_of_exactly_the_context_length_is_accepted(tiny_gpt2):
+    """The limit is the model's n_ctx, counted untruncated: n_ctx tokens fit, n_ctx + 1 do not."""
+    import dataclasses
+
+    from generator import ReportError
+    from generator.tasks import check_context, load_task
+
+    spec = load_task("pronoun")
+    base = len(tiny_gpt2.to_tokens(spec.prompts[0].text, truncate=False)[0])
+    for extra, fits in ((tiny_gpt2.cfg.n_ctx - base, True), (tiny_gpt2.cfg.n_ctx - base + 1, False)):
+        text = " and" * extra + spec.prompts[0].text
+        assert len(tiny_gpt2.to_tokens(text, truncate=False)[0]) == tiny_gpt2.cfg.n_ctx + (0 if fits else 1)
+        prompt = dataclasses.replace(spec.prompts[0], text=text, corrupted=text.replace(".", ";"))
+        one = dataclasses.replace(spec, prompts=(prompt,), example="")
+        if fits:
+            check_context(one, tiny_gpt2)
+        else:
+            with pytest.raises(ReportError, match=f"is {tiny_gpt2.cfg.n_ctx + 1} tokens"):
+                check_context(one, tiny_gpt2)
+
+
+# ---- other model families: GPT-NeoX (parallel residual) and Llama (grouped-query attention) ----
+
+# every experiment; patching with the key sweeps too (per key/value head under GQA), and without
+# the slowest sweep (head_out_by_pos) the page does not need
+PATCH_TARGETS = ["resid_pre", "attn_out", "mlp_out", "head_out", "head_v", "head_pattern", "head_k", "head_v_by_pos"]
+ALL_EXPERIMENTS = {name: {} for name in ("baseline", "attribution", "attention", "exceptions")} | {
+    "patching": {"targets": PATCH_TARGETS},
+    "path_patching": {},
+    "circuit": {},
+}
+
+
+@pytest.fixture(scope="module", params=["neox", "llama"])
+def family_build(request, tmp_path_factory):
+    """A whole `capcircuit build` of every experiment on a tiny random model of the family, on
+    the task files cut to a few prompts."""
+    from conftest import save_random_llama, save_random_neox, small_tasks
+
+    import generator.tasks
+
+    folder = tmp_path_factory.mktemp(request.param)
+    model = (save_random_neox if request.param == "neox" else save_random_llama)(folder / "model")
+    monkeypatch = pytest.MonkeyPatch()
+    monkeypatch.setattr(generator.tasks, "DATA_DIR", small_tasks(folder / "tasks"))
+    write_config(folder, models=[str(model)], device="cpu", experiments=ALL_EXPERIMENTS)
+    try:
+        result = cli("build", "--config", str(folder / "report.yaml"))
+    finally:
+        monkeypatch.undo()
+    return request.param, folder, model, result
+
+
+def test_every_experiment_builds_on_other_families(family_build):
+    family, folder, model, result = family_build
+    assert result.exit_code == 0, result.output
+    assert "Traceback" not in result.output and "error:" not in result.output
+    from generator.config import load_config
+    from generator.render import pages
+
+    config = load_config(folder / "report.yaml")
+    for spec in pages(config):
+        name = spec.page.file.removesuffix(".md")
+        html = folder / "site" / ("index.html" if name == "index" else f"{name}/index.html")
+        assert html.is_file(), html
+    # the circuit engine computes GPT-2-style blocks only: skipped before it ran, the page says why
+    assert any(line.split()[:1] == ["skipped"] and " circuit " in line for line in result.output.splitlines())
+    circuit = (folder / "docs" / "circuit.md").read_text()
+    record = json.loads(next((folder / "results").glob("*/circuit.json")).read_text())
+    assert record["skipped"].strip() and not record["metrics"]  # circuit.unsupported's reason
+    assert "was skipped" in circuit and "because" in circuit
+    assert (
+        json.loads(next((folder / "results").glob("*/patching.json")).read_text())["metrics"]["backend"]
+        == "transformer_lens"
+    )
+
+
+def test_parallel_residual_lens_has_no_mid_stream(family_build):
+    """GPT-NeoX's attention and MLP both read the block's input: there is no resid_mid, and the
+    pieces still add up to the total attribution."""
+    family, folder, model, result = family_build
+    if family != "neox":
+        return
+    metrics = json.loads(next((folder / "results").glob("*/attribution.json")).read_text())["metrics"]
+    assert metrics["lens"]["labels"] and not any("mid" in label for label in metrics["lens"]["labels"])
+    assert len(metrics["lens"]["labels"]) == 2 + 1  # pre of each of 2 layers + final
+    assert metrics["decomposition_error"] < 1e-4
+
+
+def test_grouped_query_sweeps_are_per_query_head_as_transformer_lens_maps_them(family_build):
+    """The k / v sweeps run per key/value head (TransformerLens's own sweeps) and are laid out
+    per query head: heads 0 and 1 read key/value head 0, heads 2 and 3 key/value head 1. Path
+    patching patches queries only and says why."""
+    family, folder, model_dir, result = family_build
+    if family != "llama":
+        return
+    import torch
+    from conftest import load, small_tasks
+    from transformer_lens import patching as tl_patching
+
+    import generator.tasks
+    from generator.metrics import logit_diff, mean_logit_diff_metric
+    from generator.tasks import build, load_task
+
+    metrics = json.loads(next((folder / "results").glob("*/patching.json")).read_text())["metrics"]
+    model = load(model_dir)
+    data_dir = small_tasks(folder / "tasks-check")
+    original = generator.tasks.DATA_DIR
+    generator.tasks.DATA_DIR = data_dir
+    try:
+        batch = build(load_task("pronoun"), model)
+    finally:
+        generator.tasks.DATA_DIR = original
+    with torch.no_grad():
+        clean_logits, cache = model.run_with_cache(batch.clean_tokens)
+        corrupted = logit_diff(model(batch.corrupted_tokens), batch.answer_tokens).mean()
+        clean = logit_diff(clean_logits, batch.answer_tokens).mean()
+        for target, sweep in (
+            ("head_v", "get_act_patch_attn_head_v_all_pos"),
+            ("head_k", "get_act_patch_attn_head_k_all_pos"),
+        ):
+            per_kv = getattr(tl_patching, sweep)(
+                model, batch.corrupted_tokens, cache, mean_logit_diff_metric(batch.answer_tokens)
+            )
+            assert per_kv.shape == (2, 2)  # n_layers x n_key_value_heads
+            expected = (per_kv - corrupted) / (clean - corrupted)
+            got = metrics["sweeps"][target]
+            for layer in range(2):
+                for head in range(4):
+                    assert abs(got[layer][head] - float(expected[layer, head // 2])) < 1e-4, (target, layer, head)
+    for row in metrics["top_heads"]:  # the table reads a query head's key/value head
+        v = metrics["sweeps"]["head_v"][row["layer"]][row["head"]]
+        assert abs(row["value"] - v) < 1e-6
+    paths = json.loads(next((folder / "results").glob("*/path_patching.json")).read_text())["metrics"]
+    assert paths["components"] == ["q"] and paths["left_out"] == ["k", "v"]
+    assert "Queries only" in (folder / "docs" / "path-patching.md").read_text()
+    assert metrics["n_key_value_heads"] == 2
+    assert "4 query heads share 2 key/value heads" in " ".join((folder / "docs" / "patching.md").read_text().split())
+
+
+# ---- filesystem faults: one line naming the file, nothing half-written ----------------------
+
+
+def full_disk_after(monkeypatch, n: int) -> None:
+    """Every write after the first `n` temp files fails as on a full disk."""
+    import errno
+
+    import generator.files
+
+    real, calls = generator.files._write_temp, []
+
+    def write(path, text):
+        calls.append(path)
+        if len(calls) > n:
+            raise OSError(errno.ENOSPC, "No space left on device", str(path))
+        return real(path, text)
+
+    monkeypatch.setattr(generator.files, "_write_temp", write)
+
+
+def temp_files(folder: Path) -> list[Path]:
+    return [p for p in folder.rglob("*.tmp")]
+
+
+def test_full_disk_during_run_names_the_file_and_keeps_the_pair(project, record_path, monkeypatch):
+    """The timing file's temp is written, the record's fails: neither file is replaced (the
+    timing file, which differs run to run, was replaced alone before)."""
+    full_disk_after(monkeypatch, 1)
+    before = snapshot(project)
+    fails(
+        cli("run", "--force", "--only", "baseline"),
+        f"cannot write {record_path}: No space left on device",
+        "free some disk space",
+    )
+    assert snapshot(project) == before
+    assert not temp_files(project)
+
+
+def test_run_checks_free_space_before_running(project, monkeypatch):
+    import shutil as shutil_module
+    from collections import namedtuple
+
+    usage = namedtuple("usage", "total used free")
+    monkeypatch.setattr(shutil_module, "disk_usage", lambda path: usage(10**9, 10**9 - 10**6, 10**6))
+    before = snapshot(project)
+    result = cli("run", "--force")
+    fails(result, "cannot save results in results: 1.0 MB free on its disk", "free some space")
+    assert "loading" not in result.output and "running" not in result.output
+    assert snapshot(project) == before
+
+
+def test_full_disk_during_render_leaves_docs_as_they_were(project, monkeypatch):
+    import generator.files
+
+    real = generator.files._write_temp
+    for page in Path("docs").glob("*.md"):  # every page then differs from what render writes
+        page.write_text(page.read_text() + "\nan older render\n")
+    before = snapshot(project)
+    full_disk_after(monkeypatch, 3)
+    fails(cli("render"), "cannot write docs/", "No space left on device", "free some disk space")
+    assert snapshot(project) == before  # all pages old, none new
+    assert not temp_files(project)
+    monkeypatch.setattr(generator.files, "_write_temp", real)  # the disk has room again
+    assert cli("render").exit_code == 0
+    assert all("an older render" not in page.read_text() for page in Path("docs").glob("*.md"))
+
+
+def test_render_rewrites_only_changed_files(project):
+    """mkdocs serve watches docs/: an unchanged page keeps its file (and mtime)."""
+    stamps = {p: p.stat().st_mtime_ns for p in Path("docs").rglob("*") if p.is_file()}
+    index = Path("docs/index.md")
+    index.write_text(index.read_text() + "\nedited\n")
+    result = cli("render")
+    assert result.exit_code == 0 and "(1 files changed)" in result.output, result.output
+    for path, stamp in stamps.items():
+        if path != index:
+            assert path.stat().st_mtime_ns == stamp, path
+
+
+def busy_site(monkeypatch):
+    """site/ behaves as a mount point: renaming it fails with EBUSY."""
+    import errno
+    import pathlib
+
+    real = pathlib.Path.rename
+    site = Path("site").resolve()
+
+    def rename(self, target):
+        if Path(self).resolve() == site:
+            raise OSError(errno.EBUSY, "Device or resource busy", str(self))
+        return real(self, target)
+
+    monkeypatch.setattr(pathlib.Path, "rename", rename)
+
+
+def test_site_that_is_a_mount_point_has_its_contents_swapped(project, templates, monkeypatch):
+    add_line("baseline.md.j2", "A new sentence on the baseline page.")(templates)
+    busy_site(monkeypatch)
+    inode = Path("site").stat().st_ino
+    result = cli("site")
+    assert result.exit_code == 0, result.output
+    assert Path("site").stat().st_ino == inode  # the same folder, new contents
+    assert "A new sentence on the baseline page." in Path("site/baseline/index.html").read_text()
+    assert not [p for p in Path("site").iterdir() if p.name.startswith(".capcircuit")]
+    assert sorted(p.name for p in project.iterdir()) == sorted(snapshot(project)["entries"])
+    assert not [p for p in project.iterdir() if p.name.startswith(".site.")]
+
+
+def test_site_contents_swap_that_fails_names_the_fix_and_keeps_the_site(project, templates, monkeypatch):
+    import errno
+
+    import generator.site.swap
+
+    add_line("baseline.md.j2", "A new sentence on the baseline page.")(templates)
+    busy_site(monkeypatch)
+    moved = []
+
+    def move(source, target):
+        if moved:
+            raise OSError(errno.ENOSPC, "No space left on device", target)
+        moved.append(target)
+        return shutil.move(source, target)
+
+    monkeypatch.setattr(generator.site.swap.shutil, "move", move, raising=True)
+    before = {k: v for k, v in snapshot(project).items() if k.startswith("site/")}
+    fails(cli("site"), "cannot replace site with the new build", "No space left on device", "free some disk space")
+    assert {k: v for k, v in snapshot(project).items() if k.startswith("site/")} == before
+    assert not [p for p in project.iterdir() if p.name.startswith(".site.")]
+
+
+# ---- litter of killed builds ----------------------------------------------------------------
+
+
+def dead_pid() -> int:
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    return proc.pid
+
+
+def test_folders_of_a_killed_build_are_removed_by_the_next(project):
+    pid = dead_pid()
+    for name in (f".site.{pid}.building", f".site.{pid}.old", f"site/.capcircuit.{pid}.old"):
+        Path(name, "index.html").parent.mkdir(parents=True)
+        Path(name, "index.html").write_text("left by a killed build")
+    Path(f"docs/.index.md.{pid}.k3j_x9.tmp").write_text("half a page")
+    Path(f"docs/downloads/.x.json.{pid}.abc.tmp").parent.mkdir(exist_ok=True)
+    Path(f"docs/downloads/.x.json.{pid}.abc.tmp").write_text("half")
+    result = cli("site")
+    assert result.exit_code == 0, result.output
+    assert not [p for p in project.iterdir() if p.name.startswith(".site.")]
+    assert not list(Path("site").glob(".capcircuit.*"))
+    assert not temp_files(Path("docs"))
+
+
+def test_a_swap_killed_between_its_renames_is_finished_first(project, templates):
+    """Killed after site/ became .site.PID.old and before the new build became site/: the next
+    run restores site/ before anything else, so even a failing build leaves the last good site."""
+    before = {k: v for k, v in snapshot(project).items() if k.startswith("site/")}
+    Path("site").rename(f".site.{dead_pid()}.old")
+    add_line("baseline.md.j2", "[a link to nowhere](nowhere.md)")(templates)
+    result = cli("site")
+    fails(result, "mkdocs build --strict failed", "nowhere.md")
+    assert "restored site from .site." in result.output
+    assert {k: v for k, v in snapshot(project).items() if k.startswith("site/")} == before
+    assert not [p for p in project.iterdir() if p.name.startswith(".site.")]
+
+
+def test_a_plain_mkdocs_build_killed_mid_build_is_undone_first(project, templates):
+    """Killed while mkdocs wrote into site/: the good site waits in .site.PID.kept and wins over
+    the half-built site/, even when the next build fails."""
+    before = {k: v for k, v in snapshot(project).items() if k.startswith("site/")}
+    Path("site").rename(f".site.{dead_pid()}.kept")
+    Path("site").mkdir()
+    Path("site/index.html").write_text("half a build")
+    add_line("baseline.md.j2", "[a link to nowhere](nowhere.md)")(templates)
+    fails(cli("site"), "mkdocs build --strict failed")
+    assert {k: v for k, v in snapshot(project).items() if k.startswith("site/")} == before
+    assert not [p for p in project.iterdir() if p.name.startswith(".site.")]
+
+
+def test_a_running_builds_folders_are_left_alone(project):
+    alive = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        staging = Path(f".site.{alive.pid}.building")
+        staging.mkdir()
+        assert cli("site").exit_code == 0
+        assert staging.is_dir()
+    finally:
+        alive.kill()
+        alive.wait()
+
+
+# ---- plain mkdocs build keeps the last good site -------------------------------------------
+
+
+def plain_mkdocs(project: Path, *args) -> subprocess.CompletedProcess:
+    """`mkdocs build` in the project, with a mkdocs.yml beside its report.yaml (the hook reads it)."""
+    config = (
+        (ROOT / "mkdocs.yml").read_text().replace("generator/mkdocs_hooks.py", str(ROOT / "generator/mkdocs_hooks.py"))
+    )
+    (project / "mkdocs.yml").write_text(config)
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    return subprocess.run(
+        [sys.executable, "-m", "mkdocs", "build", *args], cwd=project, env=env, capture_output=True, text=True
+    )
+
+
+def test_plain_mkdocs_build_keeps_the_last_good_site_when_strict_fails(project, templates):
+    good = plain_mkdocs(project)
+    assert good.returncode == 0, good.stderr
+    before = {k: v for k, v in snapshot(project).items() if k.startswith("site/")}
+    assert any(k.endswith("baseline/index.html") for k in before)
+    add_line("baseline.md.j2", "[a link to nowhere](nowhere.md)")(templates)
+    failed = plain_mkdocs(project)
+    assert failed.returncode == 1 and "nowhere.md" in failed.stderr
+    assert {k: v for k, v in snapshot(project).items() if k.startswith("site/")} == before
+    assert not [p for p in project.iterdir() if p.name.startswith(".site.")]
+    (templates / "baseline.md.j2").write_text((ROOT / "templates/baseline.md.j2").read_text() + "A new line.\n")
+    again = plain_mkdocs(project)
+    assert again.returncode == 0, again.stderr
+    assert "A new line." in Path("site/baseline/index.html").read_text()
+    assert not [p for p in project.iterdir() if p.name.startswith(".site.")]
+
+
+# ---- options and configs named in one line ---------------------------------------------------
+
+
+def test_serve_port_out_of_range_names_dev_addr(project):
+    fails(cli("serve", "--dev-addr", "127.0.0.1:99999"), "--dev-addr '127.0.0.1:99999': the port must be 1 to 65535")
+
+
+def test_invalid_mkdocs_yml_is_one_line_with_the_line(project):
+    Path("mkdocs.yml").write_text((ROOT / "mkdocs.yml").read_text() + "nav:\n  - a: [\n")
+    set_config(paths={"mkdocs": "mkdocs.yml", "templates": str(ROOT / "templates")})(project)
+    before = snapshot(project)
+    for command in ("site", "serve"):
+        fails(cli(command), "mkdocs config mkdocs.yml is not valid YAML (line", "expected the node content")
+    assert snapshot(project) == before
+
+
+def test_organism_train_checks_out_before_training(project, monkeypatch):
+    def train(*args, **kwargs):
+        raise AssertionError("training started")
+
+    monkeypatch.setattr("generator.organism.train.train", train, raising=False)
+    Path("a-file").write_text("not a folder")
+    fails(
+        cli("organism", "train", "--model", "organism", "--out", "a-file/model"),
+        "cannot save the trained model in a-file/model",
+        "pass --out",
+    )
+
+
+def test_circuit_runs_on_gpt2_style_models(tiny_gpt2, organism):
+    """`circuit` is skipped only where its engine cannot compute the blocks, never on GPT-2's."""
+    from generator.experiments.circuit import unsupported
+
+    assert unsupported(tiny_gpt2) is None
+    assert unsupported(organism) is None
+
+
+def test_an_oserror_anywhere_is_one_line_naming_the_file(project, monkeypatch):
+    """A write this code does not wrap itself (here: copying the JS bundles) is still the disk's
+    fault, named with its file, not "a bug"."""
+    import errno
+
+    import generator.site.assets
+
+    def copy(source, target, *args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device", str(target))
+
+    shutil.rmtree("docs/assets")  # copied again by the next build
+    monkeypatch.setattr(generator.site.assets.shutil, "copyfile", copy)
+    result = cli("site")
+    error = fails(result, "error: docs/assets/", ": No space left on device", "check the disk")
+    assert "a bug" not in error

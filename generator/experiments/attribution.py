@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import torch
 
+from generator.architecture import has_resid_mid
 from generator.experiments import Result
 from generator.experiments.params import Attribution as Params
 from generator.heads import Head, stack_label
@@ -36,7 +37,9 @@ def attribute(model, tokens: torch.Tensor, answer_tokens: torch.Tensor) -> dict[
     direction = directions[..., 0, :] - directions[..., 1, :]
     n_layers, n_heads = model.cfg.n_layers, model.cfg.n_heads
     final = cache["resid_post", n_layers - 1][:, -1]
-    lens, lens_labels = cache.accumulated_resid(layer=-1, incl_mid=True, pos_slice=-1, return_labels=True)
+    lens, lens_labels = cache.accumulated_resid(
+        layer=-1, incl_mid=has_resid_mid(model), pos_slice=-1, return_labels=True
+    )
     parts, part_labels = cache.decompose_resid(layer=-1, pos_slice=-1, return_labels=True)
     heads = cache.stack_head_results(layer=-1, pos_slice=-1)
     # attention output biases are in attn_out but in no head: attributed separately so that

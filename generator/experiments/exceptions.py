@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import torch
 
+from generator.architecture import has_resid_mid
 from generator.experiments import Result
 from generator.experiments.params import Exceptions as Params
 from generator.heads import stack_label
@@ -100,7 +101,9 @@ def measure(model, batch) -> tuple[list[dict], torch.Tensor, list[str]]:
         final = logits[:, -1]
         log_odds = capital_log_odds(final, upper, lower)
         probs = final.float().softmax(-1)
-        resid, resid_labels = cache.accumulated_resid(layer=-1, incl_mid=True, pos_slice=-1, return_labels=True)
+        resid, resid_labels = cache.accumulated_resid(
+            layer=-1, incl_mid=has_resid_mid(model), pos_slice=-1, return_labels=True
+        )
         lens_logits = cache.apply_ln_to_stack(resid, layer=-1, pos_slice=-1, recompute_ln=True) @ model.W_U + model.b_U
         lens = capital_log_odds(lens_logits, upper, lower)  # [lens entry, prompt]
         for j, i in enumerate(idx):

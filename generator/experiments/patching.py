@@ -24,6 +24,7 @@ import torch
 from transformer_lens import patching as tl_patching
 from transformer_lens.tools.analysis.attribution_patching import cache_activation_and_gradient
 
+from generator.architecture import n_kv_heads, per_query_head
 from generator.engine import PatchingEngine
 from generator.experiments import Result
 from generator.experiments.params import Patching as Params
@@ -165,6 +166,9 @@ def run(model, batch, params: Params, inputs: dict) -> Result:
     engine = make_engine(model, batch)
     exact = {t: (sweep(engine, model, batch, clean_cache, t) - corrupted) / scale for t in targets}
     approx = attribution(model, batch, targets, scale)
+    # under grouped-query attention the k / v sweeps are per key/value head: per query head here
+    exact = {t: per_query_head(model, v, TARGETS[t].axes) for t, v in exact.items()}
+    approx = {t: tuple(per_query_head(model, x, TARGETS[t].axes) for x in v) for t, v in approx.items()}
     agreement = {t: correlations(exact[t], *approx[t]) for t in targets}
     heads_table = top_heads(
         exact["head_out"], exact["head_v"], exact["head_pattern"], min(params.top_heads, n_layers * n_heads)
@@ -175,6 +179,7 @@ def run(model, batch, params: Params, inputs: dict) -> Result:
         "corrupted_logit_diff": num(corrupted),
         "n_layers": n_layers,
         "n_heads": n_heads,
+        "n_key_value_heads": n_kv_heads(model),
         "positions": positions,
         "backend": "engine" if engine is not None else "transformer_lens",
         "targets": targets,  # sweep order (the store sorts dict keys)

@@ -17,6 +17,7 @@ from __future__ import annotations
 import torch
 from transformer_lens.tools.analysis import get_act_patch_direct_path
 
+from generator.architecture import n_kv_heads
 from generator.engine import PatchingEngine
 from generator.engine.paths import path_sources
 from generator.experiments import Result
@@ -77,11 +78,17 @@ def run(model, batch, params: Params, inputs: dict) -> Result:
     # a head in the last layer has no later heads to read it
     top = inputs["patching"].top_heads
     senders = [(Head.of(h), h.effect) for h in top if h.layer < n_layers - 1][: params.sources]
+    # under grouped-query attention a key or value is shared by several query heads: a path
+    # into one query head's key or value is not defined (TransformerLens refuses it too)
+    components = [c for c in params.components if c == "q" or n_kv_heads(model) == n_heads]
+    left_out = [c for c in params.components if c not in components]
+    if not components:
+        senders = []
 
     results, paths = [], []
     for sender, effect in senders:
         grids = {}
-        for c in params.components:
+        for c in components:
             recovered = to_list((sweep(sender, c) - corrupted) / scale)
             # rows up to the sender's layer are not measurements: stored as gaps (null)
             grids[c] = [[None] * n_heads if layer <= sender.layer else row for layer, row in enumerate(recovered)]
@@ -102,7 +109,7 @@ def run(model, batch, params: Params, inputs: dict) -> Result:
             {"sender": sender.as_dict(), "sender_effect": effect, "figure": name, "grids": grids, "strongest": best}
         )
     paths.sort(key=lambda p: abs(p["effect"]), reverse=True)
-    totals = {c: num(sum(abs(p["effect"]) for p in paths if p["component"] == c)) for c in params.components}
+    totals = {c: num(sum(abs(p["effect"]) for p in paths if p["component"] == c)) for c in components}
     largest = abs(paths[0]["effect"]) if paths else 0.0
     metrics = {
         "clean_logit_diff": num(clean),
@@ -110,7 +117,8 @@ def run(model, batch, params: Params, inputs: dict) -> Result:
         "n_layers": n_layers,
         "n_heads": n_heads,
         "backend": backend,
-        "components": list(params.components),
+        "components": components,
+        "left_out": left_out,
         "senders": results,
         "top_paths": paths[: params.top_paths],
         # summed |effect| per receiver input: which input the senders mostly feed

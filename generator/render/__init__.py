@@ -6,8 +6,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from generator import ReportError
 from generator.config import Config
-from generator.files import check_writable, write_atomic
+from generator.files import check_writable, remove_dead_temps, shown, write_all
 from generator.render.checks import load_results
 from generator.render.jinja import environment, render_pages
 from generator.render.pages import OVERVIEW, REPORT_PAGES, download_path, nav, pages
@@ -41,25 +42,34 @@ def downloads(config: Config, results: dict) -> dict[str, str]:
 def render(config: Config, log=print, allow_stale: bool = False) -> list[Path]:
     """Write every page (and downloadable data) into docs/, only files whose text changed, so
     `mkdocs serve` does not loop; remove pages no longer in the report; return what was written.
-    Every page is rendered before any is written: an error leaves docs/ as it was."""
+    docs/ changes as one unit: every page is rendered, then every changed file is written to a
+    temp file beside it, and only then are they all renamed into place, so an error (a template,
+    a full disk) leaves docs/ as it was. Temp files of a render that was killed are removed."""
     results = load_results(config, allow_stale=allow_stale, log=log)
     texts = render_pages(config, results)
     docs = config.path("docs")
-    written = []
     pages_only = set(texts)
     texts.update(downloads(config, results))
     for folder in sorted({(docs / page).parent for page in texts}):
         check_writable(folder, "write pages", "paths.docs")
-    for page, text in texts.items():
-        path = docs / page
-        if not path.exists() or path.read_text(encoding="utf-8") != text:
-            write_atomic(path, text)
-            written.append(path)
+    remove_dead_temps(docs)
+    changed = {docs / page: text for page, text in texts.items() if not unchanged(docs / page, text)}
+    write_all(changed)
     for old in [*docs.glob("*.md"), *docs.glob("downloads/*.json")]:
         if str(old.relative_to(docs)) not in texts:
-            old.unlink()
-    log(f"rendered {len(pages_only)} pages into {docs} ({len(written)} files changed)")
-    return written
+            try:
+                old.unlink()
+            except OSError as e:
+                raise ReportError(f"cannot remove {shown(old)} (no longer a page): {e.strerror or e}") from None
+    log(f"rendered {len(pages_only)} pages into {docs} ({len(changed)} files changed)")
+    return list(changed)
+
+
+def unchanged(path: Path, text: str) -> bool:
+    try:
+        return path.read_text(encoding="utf-8") == text
+    except (OSError, UnicodeDecodeError):
+        return False  # missing or unreadable: written anew
 
 
 def download(metrics) -> dict:

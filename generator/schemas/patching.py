@@ -79,6 +79,7 @@ class Metrics(Strict):
     corrupted_logit_diff: float
     n_layers: int
     n_heads: int
+    n_key_value_heads: int | None = None  # fewer than n_heads under grouped-query attention
     positions: list[str]
     backend: str  # "engine" | "transformer_lens"
     targets: list[str]  # sweep order

@@ -27,6 +27,7 @@ class Metrics(Strict):
     n_heads: int
     backend: str
     components: list[str]
+    left_out: list[str] = []  # configured components not defined on this model (k, v under grouped-query attention)
     senders: list[Sender]
     top_paths: list[Path]
     total_by_component: dict[str, float]  # component -> summed |effect|

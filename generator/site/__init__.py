@@ -16,10 +16,12 @@ from pathlib import Path
 from generator import ReportError
 from generator.config import Config
 from generator.files import check_writable, shown
+from generator.site import swap
 from generator.site.hook import active
 
 def mkdocs_config(config: Config, **overrides):
     from mkdocs.config import load_config
+    from mkdocs.exceptions import ConfigurationError
 
     config_file = config.path("mkdocs")
     if not config_file.exists():
@@ -27,7 +29,23 @@ def mkdocs_config(config: Config, **overrides):
     docs = config.path("docs")
     check_writable(docs, "write pages", "paths.docs")  # mkdocs requires docs_dir to exist before the hooks run
     options = {"docs_dir": str(docs), "site_dir": str(config.path("site")), **overrides}
-    return load_config(config_file=str(config_file), **options)
+    try:
+        return load_config(config_file=str(config_file), **options)
+    except ConfigurationError as e:
+        raise ReportError(config_problem(config_file, e)) from None
+
+
+def config_problem(config_file: Path, e: Exception) -> str:
+    """mkdocs' own config error in one line: a YAML error as the file, the line and the problem
+    (mkdocs prints PyYAML's four-line message with its markers)."""
+    import yaml
+
+    cause = e.__cause__ or e.__context__
+    if isinstance(cause, yaml.MarkedYAMLError):
+        mark = cause.problem_mark or cause.context_mark
+        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
+        return f"mkdocs config {shown(config_file)} is not valid YAML{where}: {cause.problem or cause.context}"
+    return f"mkdocs config {shown(config_file)}: {' '.join(str(e).split())}"
 
 
 class _Warnings(logging.Handler):
@@ -58,27 +76,22 @@ def build_site(
 
     site = config.path("site")
     check_writable(site.parent, f"build {site.name}/", "paths.site")  # the staging folder goes beside it
-    staging = site.with_name(f".{site.name}.{os.getpid()}.building")
-    old = site.with_name(f".{site.name}.{os.getpid()}.old")
-    for leftover in (staging, old):
-        shutil.rmtree(leftover, ignore_errors=True)
+    swap.recover(site, log)  # what a killed build left: site/ restored, its folders removed
+    staging = swap.staging(site)
     warnings = _Warnings()
     logging.getLogger("mkdocs").addHandler(warnings)
     try:
         with active(config, allow_stale, log, render_pages):
             overrides = {"site_url": site_url} if site_url else {}
             build(mkdocs_config(config, strict=True, site_dir=str(staging), **overrides))
-        if site.exists():
-            site.rename(old)
-        staging.rename(site)
+        swap.swap_in(staging, site)
     except (Abort, ConfigurationError, PluginError, SuperFencesException) as e:
         detail = f": {warnings.messages[0]}" if warnings.messages else ""
         more = f" (and {len(warnings.messages) - 1} more warnings)" if len(warnings.messages) > 1 else ""
         raise ReportError(f"mkdocs build --strict failed: {e}{detail}{more}") from None
     finally:
         logging.getLogger("mkdocs").removeHandler(warnings)
-        for leftover in (staging, old):
-            shutil.rmtree(leftover, ignore_errors=True)
+        shutil.rmtree(staging, ignore_errors=True)
     log(f"built site in {shown(site)}")
     return site
 
@@ -90,8 +103,10 @@ def serve(config: Config, dev_addr: str = "127.0.0.1:8000", allow_stale: bool = 
     host, _, port = dev_addr.rpartition(":")
     if not host or not port.isdigit():
         raise ReportError(f"--dev-addr {dev_addr!r}: use HOST:PORT, e.g. 127.0.0.1:8000")
+    if not 1 <= int(port) <= 65535:
+        raise ReportError(f"--dev-addr {dev_addr!r}: the port must be 1 to 65535, e.g. 127.0.0.1:8000")
     check_port(host, int(port))
-    check_writable(config.path("docs"), "write pages", "paths.docs")
+    mkdocs_config(config)  # its errors in one line, before the server starts
     with active(config, allow_stale):
         mkdocs_serve(config_file=str(config.path("mkdocs")), dev_addr=dev_addr, docs_dir=str(config.path("docs")))
 

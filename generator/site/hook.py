@@ -6,6 +6,7 @@ docs/, the JS bundles are placed, and the navigation is derived from the experim
 from __future__ import annotations
 
 import logging
+import shutil
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -13,6 +14,7 @@ from markupsafe import Markup
 
 from generator import ReportError
 from generator.config import Config
+from generator.site import swap
 from generator.site.assets import copy_assets
 
 
@@ -54,11 +56,55 @@ def on_config(config):
 
 def on_serve(server, config, builder):
     """Live reload when a template, a result or the report config changes."""
+    global _serving
+    _serving = True
     report = report_config(config)
     for path in (report.path("templates"), report.path("results"), report.root / "report.yaml"):
         if path.exists():
             server.watch(str(path))
     return server
+
+
+# A plain `mkdocs build` empties site_dir before building and fails a strict build only at the
+# end, so these hooks keep the last good site aside meanwhile (as `capcircuit site` builds beside
+# it) and put it back when the build fails: (site_dir, where the last good site waits).
+_kept: tuple[Path, Path] | None = None
+_serving = False  # mkdocs serve builds into a temporary folder of its own: nothing to keep
+
+
+def on_pre_build(config):
+    """Plain `mkdocs build`: move the last good site aside before mkdocs empties site_dir."""
+    global _kept
+    if _active is not None or _serving:
+        return  # capcircuit's own build stages beside site/ itself
+    site = Path(config.site_dir)
+    swap.recover(site, logging.getLogger("mkdocs.plugins.capcircuit").info)
+    if site.is_dir() and any(site.iterdir()):
+        kept = swap.kept(site)
+        try:
+            site.rename(kept)
+        except OSError:
+            return  # e.g. a mount point: mkdocs builds in place, as it does without this hook
+        _kept = (site, kept)
+
+
+def on_build_error(error):
+    """The build failed (a strict warning, a broken page): the last good site goes back."""
+    global _kept
+    if _kept is not None:
+        site, kept = _kept
+        shutil.rmtree(site, ignore_errors=True)
+        kept.rename(site)
+        _kept = None
+
+
+def on_shutdown():
+    """The build succeeded (on_build_error put nothing back): the old site is dropped."""
+    global _kept, _serving
+    if _kept is not None:
+        shutil.rmtree(_kept[1], ignore_errors=True)
+        _kept = None
+    _serving = False
 
 
 @contextmanager

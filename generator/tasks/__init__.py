@@ -279,10 +279,29 @@ def single_token(model, text: str) -> int:
     return int(ids[0])
 
 
+def check_context(spec: TaskSpec, model, model_name: str = "") -> None:
+    """Every prompt (clean and corrupted) fits the model's context, counted without truncation:
+    the tokenizer would otherwise cut a long prompt to its first n_ctx tokens without a word,
+    and clean and corrupted prompts could become the same text."""
+    limit = model.cfg.n_ctx
+    texts = dict.fromkeys(t for p in spec.prompts for t in (p.text, p.corrupted))
+    if spec.example:
+        texts[spec.example] = None
+    length, longest = max((int(model.to_tokens(t, truncate=False).shape[-1]), t) for t in texts)
+    if length > limit:
+        shown_text = longest if len(longest) <= 60 else f"{longest[:28]}...{longest[-28:]}"
+        raise ReportError(
+            f"task {spec.name}: the prompt {shown_text!r} is {length} tokens, longer than the context of "
+            f"{model_name or 'the model'} ({limit} tokens, n_ctx): shorten the task's prompts "
+            "or use a model with a longer context"
+        )
+
+
 def build(spec: TaskSpec, model) -> TaskBatch:
     """Tokenise a task for a model; fail loudly if the tokenizer breaks its assumptions."""
     import torch
 
+    check_context(spec, model)  # before tokenising: to_tokens truncates to n_ctx
     if not spec.same_length:
         return build_one_by_one(spec, model)
     texts = [p.text for p in spec.prompts]
