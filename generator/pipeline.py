@@ -177,7 +177,7 @@ def load(config: Config, model_name: str, stale: list[Plan]):
     main = {experiments.get(p.experiment).task for p in stale}
     extra = {t for p in stale for t in experiments.get(p.experiment).extra_tasks} - main
     specs = {task: tasks.load_task(task) for task in sorted(main | extra)}
-    for task, spec in specs.items():  # every task, before any is built or any experiment runs
+    for spec in specs.values():  # every task, before any is built or any experiment runs
         tasks.check_context(spec, model, model_name)
     batches = {task: tasks.build(specs[task], model) for task in sorted(main)}
     for task in sorted(extra):
