@@ -14,7 +14,7 @@ from transformer_lens.tools.analysis import EdgeAttributionConfig, attribution_p
 
 from generator.engine import PatchingEngine
 from generator.engine.graph import CircuitRunner
-from generator.experiments import check_finite, circuit, params
+from generator.experiments import circuit, params
 from generator.metrics import logit_diff
 from generator.tasks import build, load_task
 
@@ -214,10 +214,8 @@ def test_node_effects_equal_the_engines_head_output_patching(organism, few_promp
 
 
 @pytest.fixture(scope="module")
-def result(organism, few_prompts):
-    out = circuit.run(organism, few_prompts, params.Circuit(bootstrap=200, graph_edges=20, export_edges=50), {})
-    check_finite("circuit", out.metrics)
-    return out
+def result(circuit_result):
+    return circuit_result
 
 
 def test_curves_areas_and_smallest_circuit(organism, few_prompts, result):
@@ -234,7 +232,11 @@ def test_curves_areas_and_smallest_circuit(organism, few_prompts, result):
             trapezoid = float(((x[1:] - x[:-1]) * (y[1:] + y[:-1]) / 2).sum())
             assert abs(c["area"] - trapezoid) < 1e-4, (name, kind)
             assert c["area_ci"][0] <= c["area"] + 1e-4 and c["area"] - 1e-4 <= c["area_ci"][1], (name, kind)
-            assert c["sizes"] == circuit.sizes_for(fractions, m["n_edges"])
+            # MIB's sizes, by hand: int(fraction × edges), so the smallest circuits are empty
+            assert c["sizes"] == [int(f * m["n_edges"]) for f in fractions], (name, kind)
+            for n, value in zip(c["sizes"], c["faithfulness"]):
+                if n == 0:  # the empty circuit is the corrupted run: f = 0 exactly
+                    assert abs(value) < 1e-6, (name, kind, value)
     smallest = m["circuit"]["smallest_faithful"]
     if smallest:  # re-run that circuit: the top edges by |EAP-IG|, exactly
         evaluator = circuit.Evaluator(runner, False)
@@ -248,6 +250,16 @@ def test_curves_areas_and_smallest_circuit(organism, few_prompts, result):
         assert abs(float(f[0]) - smallest["faithfulness"]) < 1e-4 and float(f[0]) >= m["faithful"]
     assert m["held_out"]["n_scoring"] + m["held_out"]["n_testing"] == len(PROMPTS)
     assert set(result.timings) >= {"eap", "eap_ig", "exact_node", "random"}
+
+
+def test_sizes_are_mibs_int_of_fraction_times_edges():
+    """MIB's evaluate_area_under_curve keeps int(pct * n) edges: on the organism's 479 edges
+    [0, 0, 2, 4, 9, 23, 47, 95, 239, 479] (the issue's numbers), never rounded up to one."""
+    fractions = list(params.Circuit().sizes)
+    assert fractions == [0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0]
+    assert circuit.sizes_for(fractions, 479) == [0, 0, 2, 4, 9, 23, 47, 95, 239, 479]
+    # a float product truncated, as Python computes it in MIB: 0.29 × 100 = 28.999… -> 28
+    assert circuit.sizes_for([0.29, 1.0], 100) == [28, 100]
 
 
 def test_drawn_edges_carry_their_exact_effects(organism, few_prompts, result):

@@ -39,8 +39,12 @@ from generator.tasks import UNUSABLE
 
 
 def sizes_for(fractions: list[float], n_edges: int) -> list[int]:
-    """Edge counts for fractions of the graph (MIB: int(fraction × edges); at least one edge)."""
-    return [max(1, min(n_edges, round(f * n_edges))) for f in fractions]
+    """Edge counts for fractions of the graph as MIB counts them: int(fraction × edges), a Python
+    float product truncated, so the smallest fractions of a small graph keep no edge at all (an
+    empty circuit: the corrupted run, f = 0). hannamw/MIB-circuit-track,
+    MIB_circuit_track/evaluation.py, evaluate_area_under_curve: `curr_num_items = int(pct *
+    n_scored_items)`."""
+    return [min(n_edges, int(f * n_edges)) for f in fractions]
 
 
 def ranking(scores: torch.Tensor, absolute: bool, tie: torch.Tensor | None = None) -> torch.Tensor:
@@ -426,7 +430,15 @@ def run(model, batch, params: Params, inputs: dict) -> Result:
         "n_edges": evaluator.n_edges,
         "n_edges_by_position": evaluator.n_edges * runner.n_pos,
         "shared_prefix": runner.start,
-        "graph_shape": {"n_layers": graph.n_layers, "n_heads": graph.n_heads, "n_pos": runner.n_pos},
+        "graph_shape": {
+            "n_layers": graph.n_layers,
+            "n_heads": graph.n_heads,
+            "n_pos": runner.n_pos,
+            "d_model": model.cfg.d_model,
+        },
+        "example_prompt": batch.spec.prompts[0].text,
+        "example_tokens": model.to_str_tokens(batch.clean_tokens[0]),
+        "answers": list(batch.spec.prompts[0].answers),
         "fractions": list(params.sizes),
         "ig_steps": params.ig_steps,
         "top_edges": params.top_edges,
@@ -468,7 +480,8 @@ def by_position(runner: CircuitRunner, params: Params, timings: dict) -> dict:
 
 
 def download(graph, evaluator: Evaluator, table: dict, top: torch.Tensor) -> dict:
-    """The top edges (by EAP-IG |score|) with every method's score: [writer, reader, scores…]."""
+    """The top edges (by EAP-IG |score|, best first: the circuit is their first edges) with every
+    method's score: [writer, reader, scores…]."""
     scores = {name: row["scores"] for name, row in table.items() if "scores" in row}
     n_readers = len(graph.readers)
     return {

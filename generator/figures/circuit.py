@@ -132,7 +132,8 @@ def graph(
     for e in edges:
         fig.add_trace(edge_trace(e, largest, n_heads, n_layers, n_pos))
     fig.add_trace(node_trace(positions, n_heads, n_layers, n_pos))
-    steps_at = sorted({n for n in sizes if n <= len(edges)} | ({selected} if selected else set()) | {len(edges)})
+    # MIB's smallest sizes can keep no edge: no slider step for an empty circuit
+    steps_at = sorted({n for n in sizes if 0 < n <= len(edges)} | ({selected} if selected else set()) | {len(edges)})
     steps = []
     for n in steps_at:
         visible = [i < n for i in range(len(edges))] + [True]

@@ -83,7 +83,8 @@ class Download(Strict):
 
     writers: list[Node]
     readers: list[Node]
-    edges: list[list[int | float]]  # [writer index, reader index, then a score per method in `columns`]
+    # [writer index, reader index, then a score per method in `columns`], by |EAP-IG| best first
+    edges: list[list[int | float]]
     columns: list[str]
 
 
@@ -91,6 +92,7 @@ class GraphShape(Strict):
     n_layers: int
     n_heads: int
     n_pos: int
+    d_model: int  # MIB's graph config needs it (eap/graph.py Graph.from_model)
 
 
 class Metrics(Strict):
@@ -118,3 +120,7 @@ class Metrics(Strict):
     negligible_edges: int
     graph_shape: GraphShape
     selected_edges: int  # edges of the drawn circuit highlighted as the circuit
+    # the first prompt, for the exports (Neuronpedia's graph shows one prompt)
+    example_prompt: str
+    example_tokens: list[str]
+    answers: list[str]  # its (capital, lowercase) answer pair
