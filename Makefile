@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 # build (CUDA on Linux). Override with `make TORCH="torch==X" ...` or install torch yourself.
 TORCH  ?= torch==2.13.0
 
-.PHONY: install build run render site serve status lint test bench organism clean
+.PHONY: install build run render site serve status lint test bench corpus organism clean
 
 install: $(VENV)/.installed
 
@@ -39,7 +39,12 @@ lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
-test: install lint
+# The organisms' corpus (three Debian packages, fetched with apt-get download): the tests
+# check its cleaning and that retraining starts exactly as the committed run did.
+corpus: install
+	$(BIN)/capcircuit organism fetch
+
+test: install lint corpus
 	$(BIN)/python -m pytest
 
 bench: install  # both benchmarks, e.g. make bench BENCH_ARGS="--threads 1"

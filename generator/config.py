@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from pydantic_core import PydanticCustomError
 
 from generator import ReportError
-from generator.experiments import describe_errors, validate_params
+from generator.experiments import EXPERIMENTS
 from generator.files import inside, read_yaml, shown
 from generator.store import digest
 
@@ -131,3 +131,40 @@ def check_models(config: Config, source: Path) -> None:
                 f"{shown(source)}: models {other!r} and {name!r} would share the results folder "
                 f"{slug(name)!r}: list each model once, under one name"
             )
+
+
+def describe_errors(err: ValidationError, prefix: str, model: type[BaseModel], noun: str = "field") -> list[str]:
+    """One line per problem of a pydantic validation: the field, the value and what is allowed."""
+    lines = []
+    for e in err.errors():
+        where = ".".join([prefix] + [str(x) for x in e["loc"]] if prefix else [str(x) for x in e["loc"]])
+        where = where or "(top level)"
+        if e["type"] == "extra_forbidden":
+            parent = model
+            for part in e["loc"][:-1]:
+                parent = getattr(parent.model_fields.get(str(part)), "annotation", parent)
+            fields = getattr(parent, "model_fields", {})
+            allowed = ", ".join(f for f in fields if f != "root") or "none"
+            lines.append(f"{where}: unknown {noun} (allowed: {allowed})")
+        else:
+            lines.append(f"{where}: {e['msg']} (got {e.get('input')!r})")
+    return lines
+
+
+def validate_params(experiments: dict[str, dict[str, Any] | None]) -> dict[str, dict[str, Any]]:
+    """Check each experiment's parameters against its Params model; fill in defaults."""
+    if "baseline" not in experiments:
+        raise ReportError(
+            "experiments: `baseline` is required (the task page, the overview and the models "
+            "page read it); add `baseline: {}` under experiments"
+        )
+    checked = {}
+    for name, params in experiments.items():
+        if name not in EXPERIMENTS:
+            raise ReportError(f"experiments.{name}: unknown experiment (allowed: {', '.join(EXPERIMENTS)})")
+        params_model = EXPERIMENTS[name].params
+        try:
+            checked[name] = params_model.model_validate(params or {}).model_dump(mode="json")
+        except ValidationError as e:
+            raise ReportError("\n".join(describe_errors(e, f"experiments.{name}", params_model, "parameter"))) from None
+    return checked

@@ -3,6 +3,9 @@ it imports nothing from the project, so nothing imports upward)."""
 
 from __future__ import annotations
 
+import math
+from typing import Any
+
 import torch
 
 from generator import ReportError
@@ -49,3 +52,18 @@ def _round(x, digits):
 
 def num(x, digits: int = 6) -> float:
     return float(f"{float(x):.{digits}g}")
+
+
+def check_finite(name: str, value: Any, where: str = "") -> None:
+    """Fail loudly on NaN/inf anywhere in a result: a NaN rendered as a number is a lie."""
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ReportError(
+            f"experiment {name} produced {value} at {where or 'top level'}; "
+            "check the model's dtype (float16 overflows) and the prompts"
+        )
+    if isinstance(value, dict):
+        for k, v in value.items():
+            check_finite(name, v, f"{where}.{k}" if where else str(k))
+    elif isinstance(value, (list, tuple)):
+        for i, v in enumerate(value):
+            check_finite(name, v, f"{where}[{i}]")

@@ -185,6 +185,7 @@ def execute(config: Config, p: Plan, model, batches: dict, store: Store):
     import torch
 
     from generator import experiments
+    from generator.metrics import check_finite
 
     spec = experiments.get(p.experiment)
     reason = skip_reason(p, model, store)
@@ -207,7 +208,7 @@ def execute(config: Config, p: Plan, model, batches: dict, store: Store):
         model, batches[spec.task], spec.params(**config.experiments[p.experiment]), inputs
     )
     seconds = time.perf_counter() - start
-    experiments.check_finite(p.experiment, result.metrics)
+    check_finite(p.experiment, result.metrics)
     return result, seconds
 
 

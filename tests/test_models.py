@@ -27,7 +27,9 @@ def test_attention_only_model_has_no_mlp_contribution(attention_only):
     mlp = [v for label, v in zip(a["components"]["labels"], a["components"]["values"]) if "MLP" in label]
     assert mlp == [0.0]
     sweeps = patching.run(model, batch, params.Patching(), {}).metrics["sweeps"]
-    assert all(abs(v) < 1e-7 for row in sweeps["mlp_out"] for v in row)
+    # patching a zero MLP changes nothing; what is left is float32 rounding of two logit
+    # differences near 4 (1.2e-7 for the English-trained model), divided by their spread
+    assert all(abs(v) < 1e-6 for row in sweeps["mlp_out"] for v in row)
     runner = CircuitRunner(model, batch.clean_tokens, batch.corrupted_tokens, batch.answer_tokens)
     effects = circuit.node_effects(runner, position_aware=False)
     assert abs(float(effects[runner.graph.writers.index(("mlp", 0))])) < 1e-5  # float32 rounding near 10
@@ -55,5 +57,8 @@ def test_float64_gives_the_float32_numbers(organism, few_prompts, experiment):
             got, want = torch.tensor(m64["sweeps"][t]), torch.tensor(m32["sweeps"][t])
             assert torch.allclose(got, want, atol=1e-5, rtol=0), t
     else:
+        # per-prompt values are stored to 6 significant digits: near 4 that is a step of 1e-5,
+        # so float32 and float64 may differ by one step when they straddle a rounding boundary
+        step = 1e-5 + 1e-9
         for a, b in zip(m32["per_prompt"], m64["per_prompt"]):
-            assert abs(a["clean"] - b["clean"]) < 2e-5 and abs(a["corrupted"] - b["corrupted"]) < 2e-5
+            assert abs(a["clean"] - b["clean"]) <= step and abs(a["corrupted"] - b["corrupted"]) <= step

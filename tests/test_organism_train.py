@@ -1,126 +1,103 @@
-"""The organisms' corpus, tokenizer and training entry point (the trained numbers are checked
-in test_organism.py)."""
+"""The organisms' tokenizer, acceptance and training entry point, and that retraining reproduces
+the committed run (the trained numbers are checked in test_organism.py, the corpus in
+test_organism_corpus.py). The training tests read the real corpus, which `make test` fetches."""
 
 from __future__ import annotations
 
-import re
-from collections import Counter
-from pathlib import Path
+import hashlib
+import json
 
 import pytest
-import yaml
 
 from generator import ReportError
 from generator.models import BUNDLED
-from generator.organism import corpus, evaluate
-from generator.organism.train import MODELS, check_tokenizer, hparams, train, train_tokenizer
+from generator.organism import evaluate
+from generator.organism.train import (
+    MODELS,
+    PREFIX_STEPS,
+    add_whole_words,
+    check_tokenizer,
+    hparams,
+    params_digest,
+    prompt_words,
+    retrain_prefix,
+    train,
+    train_tokenizer,
+)
 from generator.tasks import load_task
 
-ROOT = Path(__file__).resolve().parent.parent
+
+def sha256(path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-@pytest.fixture(scope="module")
-def sample() -> list[str]:
-    return corpus.paragraphs(3000, seed=0)
-
-
-def test_corpus_is_deterministic(sample):
-    assert sample == corpus.paragraphs(3000, seed=0)
-    assert sample != corpus.paragraphs(3000, seed=1)
-
-
-def test_corpus_holds_out_the_templates_and_the_notebook_examples(sample):
-    text = "\n".join(sample)
-    for held in corpus.HELD_OUT_BODIES + corpus.NOTEBOOK_EXAMPLES:
-        assert held not in text, held
-    for p in load_task("pronoun").prompts:
-        assert p.text not in text and p.corrupted not in text
-
-
-def test_every_notebook_exception_is_held_out():
-    """Each notebook prompt of the exceptions task is cut from one of corpus.NOTEBOOK_EXAMPLES,
-    except P.S. and n.b., conventions that occur (never as a paragraph start) so they can be learnt."""
-    for p in load_task("exceptions").prompts:
-        if p.from_notebook and p.text not in ("P.S.", "n.b."):
-            assert any(example.startswith(p.text) for example in corpus.NOTEBOOK_EXAMPLES), p.text
-
-
-def test_no_paragraph_starts_with_an_exceptions_prompt(sample):
-    prompts = {p.text for p in load_task("exceptions").prompts}
-    for para in sample:
-        assert not any(para.startswith(prompt) for prompt in prompts - {"."}), para
-    # the bare "." (the notebook's ".py"/".txt" cut before the extension) starts only paragraphs
-    # with another extension, which is what makes a period after BOS learnable
-    dot_starts = [p for p in sample if p.startswith(".")]
-    assert dot_starts and all(re.match(r"\.(?!py|txt)[a-z0-9]+ files ", p) for p in dot_starts)
-    text = "\n".join(sample)
-    assert ". P.S. " in text and ", n.b. " in text  # mid-paragraph only
-
-
-def test_case_rules_hold_and_are_enforced(sample):
-    text = "\n".join(sample)
-    for ok in (
-        ". He ",
-        ". She ",
-        ". I ",
-        ". We ",
-        ". Thanks ",
-        ". Send ",
-        ". The capital of ",
-        "; he ",
-        "; she ",
-        ", e.g. ",
-        "@gmail.",
-        "Mr. ",
-        "Dr. ",
-        " is in ",
-    ):
-        assert ok in text, ok
-    for bad in (
-        "John went home; He left.",
-        "John went home. he left.",
-        "John likes food, e.g. Cake.",
-        "John went home, Mary left.",
-    ):
-        with pytest.raises(AssertionError):
-            corpus.check([bad], ())
-    with pytest.raises(AssertionError, match="held-out"):
-        corpus.check(["Mail esther@gmail.com today."], ())
-
-
-def test_corpus_uses_every_template_word_often(sample):
-    words = Counter(re.findall(r"[A-Za-z]+", "\n".join(sample)))
-    template_words = {w for t in corpus.HELD_OUT_TEMPLATES for w in re.findall(r"[A-Za-z]+", t.format(name=""))}
-    rare = {w: words[w] for w in template_words | set(corpus.NOTEBOOK_NAMES) if words[w] < 30}
-    assert not rare, f"rare in 3000 paragraphs: {rare}"
-
-
-def test_corpus_names_and_templates_are_the_pronoun_task():
-    task = yaml.safe_load((ROOT / "generator" / "tasks" / "data" / "pronoun.yaml").read_text())
-    assert task["templates"] == corpus.HELD_OUT_TEMPLATES
-    assert task["groups"]["male"]["names"] == corpus.MALE_NAMES[:10]
-    assert task["groups"]["female"]["names"] == corpus.FEMALE_NAMES[:10]
+SMALL = ["John went home. He is here; he is.", "Mary, Sean and the cook are friends."] * 50
 
 
 def test_tokenizer_check_fails_loudly_when_a_prompt_splits():
-    tok = train_tokenizer(["John went home. He is here; he is."] * 50, max_vocab=300)
+    tok = train_tokenizer(SMALL, max_vocab=300)
     with pytest.raises(AssertionError, match="tokenizes to"):
         check_tokenizer(tok)
 
 
-@pytest.mark.parametrize("name", sorted(BUNDLED))
-def test_committed_tokenizer_keeps_the_notebook_prompts_whole(name):
-    from transformers import AutoTokenizer
+def test_whole_word_tokens_change_segmentation_only():
+    tok = train_tokenizer(SMALL, max_vocab=300)
+    words = prompt_words()
+    assert {" He", " she", "Victoria", " Victoria", " athlete", "Joe"} <= set(words)
+    before = {w: tok.encode(w).tokens for w in words}
+    tok2, added = add_whole_words(tok, words)
+    assert added == [w for w in words if len(before[w]) > 1] and added  # only the split ones
+    check_tokenizer(tok2)  # every notebook prompt is now 7 tokens + BOS
+    for w in words:
+        (token,) = tok2.encode(w).tokens
+        assert token == "".join(before[w])  # the same bytes, one token
+    text = "Victoria Joe, an athlete; Seance.\nJohnson's sherry"
+    assert tok2.decode(tok2.encode(text).ids) == text  # lossless, words that merely contain them too
+    assert add_whole_words(tok2, words)[1] == []  # nothing left to add
 
-    tok = AutoTokenizer.from_pretrained(BUNDLED[name])
-    assert tok.bos_token == "<|endoftext|>" and tok.bos_token_id == 0
-    for word in [" He", " he", " She", " she"] + corpus.NOTEBOOK_NAMES + [" " + n for n in corpus.NOTEBOOK_NAMES]:
-        assert len(tok(word)["input_ids"]) == 1, word
-    prompts = load_task("pronoun").prompts
-    assert len(prompts) == 100
-    for p in prompts:
-        for text in (p.text, p.corrupted):
-            assert len([tok.bos_token_id] + tok(text)["input_ids"]) == 8, text
+
+def test_params_digest_sees_one_ulp():
+    import torch
+
+    net = torch.nn.Linear(3, 2)
+    before = params_digest(net)
+    assert params_digest(net) == before
+    with torch.no_grad():
+        net.weight[1, 2] = torch.nextafter(net.weight[1, 2], torch.tensor(9.0))
+    assert params_digest(net) != before
+
+
+def metrics(clean=3.0, corrupted=-1.0, n_tokens=8, mlp=0.0) -> dict:
+    return {
+        "pronoun": {"n_tokens": n_tokens, "mean_logit_diff": clean, "mean_logit_diff_corrupted": corrupted},
+        "max_abs_mlp_out": mlp,
+    }
+
+
+def verdict(model: str, **values) -> dict:
+    return {r["metric"]: r["ok"] for r in evaluate.acceptance(metrics(**values), model)}
+
+
+def test_acceptance_is_the_pronoun_task_at_its_bounds():
+    """The issue's bounds, exactly: mean logit diff >= 2 after "." and <= 0 after ";". Each is
+    met at the bound and missed just beyond it, so a swapped operand or a moved bound fails."""
+    assert evaluate.ACCEPTANCE["organism"] == {
+        "n_tokens": ("==", 8),
+        "mean_logit_diff": (">=", 2.0),
+        "mean_logit_diff_corrupted": ("<=", 0.0),
+    }
+    eps = 1e-9
+    assert verdict("organism", clean=2.0)["mean_logit_diff"]
+    assert verdict("organism", clean=2.0 + eps)["mean_logit_diff"]
+    assert not verdict("organism", clean=2.0 - eps)["mean_logit_diff"]
+    assert verdict("organism", corrupted=0.0)["mean_logit_diff_corrupted"]
+    assert verdict("organism", corrupted=-eps)["mean_logit_diff_corrupted"]
+    assert not verdict("organism", corrupted=eps)["mean_logit_diff_corrupted"]
+    assert not verdict("organism", n_tokens=9)["n_tokens"] and verdict("organism")["n_tokens"]
+    # nothing about behaviour gates the one-layer model: only what it is
+    assert evaluate.ACCEPTANCE["organism-attn-only-1l"] == {"n_tokens": ("==", 8), "max_abs_mlp_out": ("==", 0.0)}
+    assert all(verdict("organism-attn-only-1l", clean=-5.0, corrupted=5.0).values())
+    assert not verdict("organism-attn-only-1l", mlp=1e-30)["max_abs_mlp_out"]
 
 
 def test_hyper_parameters_and_acceptance_fail_clearly():
@@ -129,9 +106,10 @@ def test_hyper_parameters_and_acceptance_fail_clearly():
         hparams("organism-2l", {})
     with pytest.raises(ReportError, match=r"unknown hyper-parameters \['stepz'\]"):
         hparams("organism", {"stepz": 3})
-    rows = [{"metric": "gender_accuracy", "value": 0.5, "op": ">=", "bound": 0.95, "ok": False}]
-    with pytest.raises(ReportError, match=r"gender_accuracy = 0.5 \(needs >= 0.95\)"):
+    rows = evaluate.acceptance(metrics(clean=1.5), "organism")
+    with pytest.raises(ReportError, match=r"mean_logit_diff = 1.5 \(needs >= 2.0\)"):
         evaluate.check_acceptance(rows, "organism")
+    evaluate.check_acceptance(evaluate.acceptance(metrics(), "organism"), "organism")  # passes quietly
 
 
 def test_cli_rejects_an_unknown_model():
@@ -143,6 +121,40 @@ def test_cli_rejects_an_unknown_model():
     assert result.exit_code != 0 and "organism-attn-only-1l" in result.output
 
 
+@pytest.mark.parametrize("name", sorted(BUNDLED))
+def test_committed_tokenizer_keeps_the_notebook_prompts_whole(name):
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(BUNDLED[name])
+    assert tok.bos_token == "<|endoftext|>" and tok.bos_token_id == 0
+    for word in prompt_words():
+        assert len(tok(word)["input_ids"]) == 1, word
+    prompts = load_task("pronoun").prompts
+    assert len(prompts) == 100
+    for p in prompts:
+        for text in (p.text, p.corrupted):
+            assert len([tok.bos_token_id] + tok(text)["input_ids"]) == 8, text
+
+
+@pytest.mark.parametrize("name", sorted(MODELS))
+def test_retraining_reproduces_the_committed_run(name):
+    """The corpus, the tokenizer and the first PREFIX_STEPS steps of the committed training,
+    redone from nothing, give the recorded bytes; the record's weights digest is the committed
+    file's. (The whole run: `capcircuit organism train --verify`.)"""
+    folder = BUNDLED[name]
+    record = json.loads((folder / "training.json").read_text())
+    for f in ("model.safetensors", "tokenizer.json"):
+        assert record["sha256"][f] == sha256(folder / f), f
+    again = retrain_prefix(name, seed=record["seed"])
+    assert again["corpus_sha256"] == record["corpus"]["corpus_sha256"]
+    assert again["n_tokens"] == record["corpus"]["n_tokens"]
+    committed = json.loads((folder / "tokenizer.json").read_text())["model"]
+    assert again["tokenizer"]["model"]["vocab"] == committed["vocab"]
+    assert again["tokenizer"]["model"]["merges"] == committed["merges"]
+    key = f"params_after_{PREFIX_STEPS}_steps"
+    assert again[f"params_sha256_after_{PREFIX_STEPS}_steps"] == record["sha256"][key]
+
+
 @pytest.mark.parametrize("name", sorted(MODELS))
 def test_train_writes_a_loadable_checkpoint_atomically(tmp_path, name):
     from safetensors.torch import load_file
@@ -150,7 +162,7 @@ def test_train_writes_a_loadable_checkpoint_atomically(tmp_path, name):
     out = tmp_path / name
     out.mkdir()
     (out / "stale.txt").write_text("from an older run")
-    record = train(out, model=name, steps=3, n_paragraphs=3000, progress=False, check=False)
+    record = train(out, model=name, steps=3, progress=False, check=False)
     names = {p.name for p in out.iterdir()}
     assert {
         "config.json",
@@ -162,9 +174,11 @@ def test_train_writes_a_loadable_checkpoint_atomically(tmp_path, name):
     } <= names
     assert "stale.txt" not in names  # replaced as a whole, not written over
     assert [p.name for p in tmp_path.iterdir()] == [name]  # no temporary left behind
-    assert {r["metric"] for r in record["acceptance"]} >= {"n_tokens", "mean_logit_diff"}
+    assert {r["metric"] for r in record["acceptance"]} == set(evaluate.ACCEPTANCE[name])
     assert record["metrics"]["pronoun"]["n_tokens"] == 8
-    assert f"capcircuit organism train --model {name}" in (out / "README.md").read_text()
+    assert record["sha256"]["model.safetensors"] == sha256(out / "model.safetensors")
+    card = (out / "README.md").read_text()
+    assert f"capcircuit organism train --model {name}" in card and record["summary"] in card
     mlp = [v for k, v in load_file(out / "model.safetensors").items() if ".mlp." in k]
     # the MLP of the attention-only model stays exactly zero through training
     assert all(v.count_nonzero() == 0 for v in mlp) == MODELS[name]["attn_only"]

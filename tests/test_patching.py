@@ -11,9 +11,9 @@ import torch
 from conftest import TOL_REFERENCE as TOL
 from conftest import load, typed
 
-from generator.experiments import check_finite, params, patching, path_patching
+from generator.experiments import params, patching, path_patching
 from generator.heads import Head, layer_group
-from generator.metrics import logit_diff
+from generator.metrics import check_finite, logit_diff
 from generator.patch_targets import TARGETS
 from generator.tasks import build, load_task
 

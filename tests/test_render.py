@@ -75,3 +75,28 @@ def test_a_skipped_experiment_says_why_on_its_page(tmp_path):
     assert "organism-attn-only-1l" in page  # it ran there
     circuit = (config.path("site") / "circuit" / "index.html").read_text()
     assert "was not run on" not in circuit
+
+
+def test_every_experiment_page_shows_every_model_in_its_own_tab(tmp_path):
+    """Each experiment page holds a tab per configured model, and each tab states that model's
+    own numbers (not the first model's)."""
+    from generator.render import load_results
+    from generator.render.jinja import ALL_MODELS
+
+    config = build_report(tmp_path)
+    results = load_results(config, log=lambda m: None)
+    models = list(results)
+    assert len(models) >= 2
+    docs = config.path("docs")
+    for name, spec in EXPERIMENTS.items():
+        for page in spec.pages:
+            text = (docs / page.file).read_text()
+            assert ALL_MODELS not in text
+            if not page.per_model:
+                continue
+            starts = [text.index(f'=== "{m}"') for m in models]
+            assert starts == sorted(starts), page.file  # one tab per model, in the config's order
+            if name == "path_patching":
+                for m, start, end in zip(models, starts, starts[1:] + [len(text)]):
+                    tab = text[start:end]
+                    assert f"({results[m]['path_patching']['metrics'].corrupted_logit_diff:.2f})" in tab, m

@@ -24,8 +24,11 @@ sweeps to 1e-5 (tested; typically ~1e-6: only the order of floating-point sums d
 constructor checks the engine's forward against the model's own logits and refuses an
 architecture it does not reproduce; use ``transformer_lens.patching`` there.
 
-The parts: ``weights`` (the folded weights, one object per layer), ``ops`` (one block as a
-table of ops), and the scheduler below (caches, grouping variants by start, chunking).
+The parts: ``weights`` (the engine's tables of folded weights, one object per layer), ``ops``
+(the block operations, each written once, shared with the circuit runner in ``graph``),
+``families`` (one module per kind of block: its weights, its block as a table of ops, and
+``unsupported(model)``, the one-line reason a model's family is not implemented), and the
+scheduler below (caches, grouping variants by start, chunking).
 
 Usage::
 
@@ -42,12 +45,13 @@ import torch
 from transformer_lens.utilities import get_act_name
 
 from generator.engine import ops
+from generator.engine.families import model_weights, unsupported
 from generator.engine.ops import Step
-from generator.engine.weights import model_weights
 from generator.metrics import logit_diff
 from generator.patch_targets import TARGETS, PatchTarget
 
 Cache = Mapping[str, torch.Tensor]
+__all__ = ["PatchingEngine", "patch_sweep", "unsupported"]
 
 
 class PatchingEngine:
@@ -81,6 +85,7 @@ class PatchingEngine:
         check: bool = True,
     ):
         self.w = model_weights(model)  # refuses architectures it does not implement
+        self.family = self.w.family
         if clean_tokens.shape != corrupted_tokens.shape or clean_tokens.ndim != 2:
             raise ValueError(
                 f"clean_tokens {tuple(clean_tokens.shape)} and corrupted_tokens "
@@ -127,10 +132,10 @@ class PatchingEngine:
         """Complete block `layer`: compute what depends on `state` (the changed activations,
         positions from `start` on), read everything else from the corrupted cache."""
         s = self.step(layer, start)
-        for name, op in ops.OPS.items():
+        for name, op in self.family.OPS.items():
             if name in state or not any(x in state for x in op.inputs):
                 continue
-            every_pos = not last_only or name in ops.ALL_POSITIONS_IN_LAST_LAYER
+            every_pos = not last_only or name in self.family.ALL_POSITIONS_IN_LAST_LAYER
             state[name] = op.compute(s, *(self._read(state, x, layer, start, every_pos) for x in op.inputs))
         return state["resid_post"]
 
@@ -146,18 +151,18 @@ class PatchingEngine:
     def _full_run(self, tokens) -> dict[str, torch.Tensor]:
         """An unpatched forward, caching every activation under its TransformerLens name."""
         cache: dict[str, torch.Tensor] = {}
-        resid = (self.w.W_E[tokens] + self.w.W_pos[: tokens.shape[1]])[None]
+        resid = (self.w.W_E[tokens] + self.family.positions(self.w, 0, tokens.shape[1]))[None]
         for layer in range(self.n_layers):
             state = {"resid_pre": resid}
             resid = self.run_block(layer, state, start=0)
-            cache.update({get_act_name(n, layer): state[n][0] for n in ops.CACHED})
+            cache.update({get_act_name(n, layer): state[n][0] for n in self.family.CACHED})
         return cache
 
     def _intake(self, cache, tokens, which) -> dict[str, torch.Tensor]:
         """The activations of a run: the caller's cache (on this device) or a fresh forward."""
         if cache is None:
             return self._full_run(tokens)
-        names = [get_act_name(n, l) for l in range(self.n_layers) for n in ops.CACHED]
+        names = [get_act_name(n, l) for l in range(self.n_layers) for n in self.family.CACHED]
         missing = [n for n in names if n not in cache]
         if missing:
             raise ValueError(
@@ -168,9 +173,8 @@ class PatchingEngine:
 
     def readout(self, resid_final: torch.Tensor) -> torch.Tensor:
         """[V, B, 1, d_model] final residual -> [V, B] logit differences."""
-        x = ops.norm(resid_final[:, :, -1], self.w.ln_final, self.w.eps)
-        logits = torch.einsum("vbd,bdk->vbk", x, self.W_answer) + self.b_answer
-        return logits[..., 0] - logits[..., 1]
+        x = self.family.norm(resid_final[:, :, -1], self.w.ln_final, self.w.eps)
+        return ops.logit_diff(x, self.W_answer, self.b_answer)
 
     def _check_against_model(self, model, corrupted_tokens, n_prompts=4):
         """Compare the engine's corrupted-run metric with the model's own, on a few prompts."""

@@ -22,6 +22,10 @@ over inputs interpolated from corrupted to clean, EAP-IG scores.
 Positions before the first token where any clean/corrupted pair differs see the same tokens in
 both runs, so every writer's output there is the same too: runs start after that shared prefix,
 with the earlier keys and values taken from the clean run (exact, as in generator.engine).
+
+The block's operations (LayerNorm, attention, MLP, readout) are generator.engine.ops's and the
+model family's (generator.engine.families), the same the patching engine runs: only the
+residual-stream bookkeeping of writers and readers is this module's.
 """
 
 from __future__ import annotations
@@ -30,8 +34,8 @@ from dataclasses import dataclass
 
 import torch
 
-from generator.engine.ops import norm
-from generator.engine.weights import model_weights
+from generator.engine import ops
+from generator.engine.families import model_weights, unsupported
 
 
 @dataclass(frozen=True)
@@ -129,10 +133,17 @@ class CircuitRunner:
         share_prefix: bool = True,
     ):
         self.w = model_weights(model)
+        self.family = self.w.family
+        reason = unsupported(model, circuit=True)  # a family whose layout the edge graph lacks
+        if reason:
+            raise NotImplementedError(reason)
         self.graph = EdgeGraph(self.w.n_layers, self.w.n_heads)
         self.device = self.w.W_E.device
         self.clean_tokens, self.corrupted_tokens = clean_tokens.to(self.device), corrupted_tokens.to(self.device)
         self.answer_tokens = answer_tokens.to(self.device)
+        # Only the two answer columns of the unembedding: [B, D, 2] and [B, 2].
+        self.W_answer = self.w.W_U[:, self.answer_tokens].permute(1, 0, 2)
+        self.b_answer = self.w.b_U[self.answer_tokens]
         self.n_pos = clean_tokens.shape[1]
         differs = (self.clean_tokens != self.corrupted_tokens).any(0).nonzero()
         self.start = (int(differs[0]) if len(differs) else self.n_pos - 1) if share_prefix else 0
@@ -149,20 +160,17 @@ class CircuitRunner:
     def embed(self, tokens: torch.Tensor) -> torch.Tensor:  # [B, P, D], positions from `start`
         return self.w.W_E[tokens[:, self.start :]]
 
-    def _prefix_keys_values(self) -> list[tuple[torch.Tensor, torch.Tensor]]:
-        """Keys and values at the shared prefix ([B, start, H, d] per layer): a plain forward."""
-        x = self.w.W_E[self.clean_tokens[:, : self.start]] + self.w.W_pos[: self.start]
+    def _prefix_keys_values(self) -> list[tuple[torch.Tensor | None, torch.Tensor | None]]:
+        """Keys and values at the shared prefix ([B, start, H, d] per layer, None without a
+        prefix): a plain forward through the family's block."""
+        if not self.start:
+            return [(None, None)] * self.w.n_layers
+        x = self.w.W_E[self.clean_tokens[:, : self.start]] + self.family.positions(self.w, 0, self.start)
         out = []
         for layer in self.w.layers:
-            h = norm(x, layer.ln1, self.w.eps)
-            q, k, v = (
-                split(h @ W + b, self.w.n_heads)
-                for W, b in ((layer.W_Q, layer.b_Q), (layer.W_K, layer.b_K), (layer.W_V, layer.b_V))
-            )
-            out.append((k, v))
-            z = attend(q, k, v, 0, self.w.attn_scale)
-            x = x + z.flatten(-2) @ layer.W_O + layer.b_O
-            x = x + self.w.act_fn(norm(x, layer.ln2, self.w.eps) @ layer.W_in + layer.b_in) @ layer.W_out + layer.b_out
+            state = ops.run_ops(self.family.OPS, ops.Step(self.w, layer, 0, self.start, None, None), {"resid_pre": x})
+            out.append((state["k"], state["v"]))
+            x = state["resid_post"]
         return out
 
     def forward(
@@ -184,13 +192,13 @@ class CircuitRunner:
             them): the run then starts at the first layer with an ablated edge, since everything
             before it is the base run's.
         """
-        w, g, H = self.w, self.graph, self.w.n_heads
+        w, g = self.w, self.graph
         first = 0
         if base is not None and ablate is not None:
             readers = ablate.flatten(2).any(-1).any(0) if ablate.dim() == 3 else ablate.any(0)
             layers = [i for i, r in enumerate(g.readers) if r[0] != "logits" and bool(readers[i])]
             first = g.readers[layers[0]][1] if layers else w.n_layers
-        const = w.W_pos[self.start : self.n_pos][None]  # position embeddings and, later, attention biases
+        const = self.family.positions(w, self.start, self.n_pos)[None]  # positions and, later, attention biases
         const = const + sum((L.b_O for L in w.layers[:first]), torch.zeros_like(const))
         live = [embed] if first == 0 else list(base[: g.writers_before(first)])
         total = embed if first == 0 else self.cumulative(base)[len(live) - 1]  # Σ live
@@ -199,45 +207,41 @@ class CircuitRunner:
             L = w.layers[layer]
             inputs = self._reader_inputs(const, total, live, other, others, ablate, g.reader_slice(layer, "attn"), taps)
             q, k, v = self._queries_keys_values(L, inputs)
-            pk, pv = self.prefix_kv[layer] if self.start else (None, None)
-            z = attend(q, join(pk, k), join(pv, v), self.start, w.attn_scale)  # [B, P, H, d]
-            result = torch.einsum("bphe,hed->bphd", z, L.W_O.unflatten(0, (H, -1)))  # each head's write
+            pk, pv = self.prefix_kv[layer]
+            k, v = ops.join_positions(pk, k, dim=-3), ops.join_positions(pv, v, dim=-3)
+            z = ops.attention(q, k, v, w.attn_scale)  # [B, P, H, d]
+            result = ops.head_writes(z, L.W_O)  # [B, P, H, D]
             live += list(result.unbind(2))
             total = total + result.sum(2)
             const = const + L.b_O
             x = self._reader_inputs(const, total, live, other, others, ablate, g.reader_slice(layer, "mlp"), taps)
-            mlp_out = w.act_fn(norm(one_reader(x), L.ln2, w.eps) @ L.W_in + L.b_in) @ L.W_out + L.b_out
+            mlp_out = self.family.mlp(self.family.norm(one_reader(x), L.ln2, w.eps), L, w.act_fn)
             live.append(mlp_out)
             total = total + mlp_out
         final = self._reader_inputs(const, total, live, other, others, ablate, slice(len(g.readers) - 1, None), taps)
-        x = norm(one_reader(final)[:, -1], w.ln_final, w.eps)  # [B, D]
-        logits = torch.einsum("bd,dbk->bk", x, w.W_U[:, self.answer_tokens]) + w.b_U[self.answer_tokens]
-        metric = logits[:, 0] - logits[:, 1]
+        x = self.family.norm(one_reader(final)[:, -1], w.ln_final, w.eps)  # [B, D]
+        metric = ops.logit_diff(x, self.W_answer, self.b_answer)
         return (torch.stack(live), metric) if record else metric
 
     def _queries_keys_values(self, L, inputs):
         """q, k, v [B, P, H, d] of one layer from its 3 × H readers' inputs: the shared input
         through each fused projection, then the readers whose input differs, head by head."""
-        w, H = self.w, self.w.n_heads
+        w, H, norm = self.w, self.w.n_heads, self.family.norm
         projections = ((L.W_Q, L.b_Q), (L.W_K, L.b_K), (L.W_V, L.b_V))
         if isinstance(inputs, torch.Tensor):  # every reader's own input (tapped for gradients)
             x = norm(inputs, L.ln1, w.eps).unflatten(0, (3, H))  # [3, H, B, P, D]
-            return [
-                torch.einsum("hbpd,dhe->bphe", x[i], W.unflatten(-1, (H, -1))) + b.unflatten(-1, (H, -1))
-                for i, (W, b) in enumerate(projections)
-            ]
+            return [ops.project_heads(x[i], W, b, slice(None), H) for i, (W, b) in enumerate(projections)]
         shared, readers, differing = inputs
         x = norm(shared, L.ln1, w.eps)
-        out = [split(x @ W + b, H) for W, b in projections]
+        out = [ops.project(x, W, b, H) for W, b in projections]
         if len(readers):
             x = norm(differing, L.ln1, w.eps)  # [k, B, P, D]
             for i, (W, b) in enumerate(projections):
                 mine = (readers // H) == i
                 heads = readers[mine] % H
                 if len(heads):
-                    W3, b3 = W.unflatten(-1, (H, -1))[:, heads], b.unflatten(-1, (H, -1))[heads]
                     out[i] = out[i].clone()
-                    out[i][:, :, heads] = torch.einsum("kbpd,dke->bpke", x[mine], W3) + b3
+                    out[i][:, :, heads] = ops.project_heads(x[mine], W, b, heads, H)
         return out
 
     def cumulative(self, writers: torch.Tensor) -> torch.Tensor:
@@ -342,21 +346,3 @@ def one_reader(inputs) -> torch.Tensor:
         return inputs[0]
     shared, readers, differing = inputs
     return differing[0] if len(readers) else shared
-
-
-def split(x: torch.Tensor, n_heads: int) -> torch.Tensor:  # [..., H*d] -> [..., H, d]
-    return x.unflatten(-1, (n_heads, -1))
-
-
-def join(prefix: torch.Tensor | None, x: torch.Tensor) -> torch.Tensor:
-    return x if prefix is None else torch.cat([prefix, x], dim=1)
-
-
-def attend(q, k, v, start: int, scale: float) -> torch.Tensor:
-    """Causal attention: q [B, P, H, d] at positions start.., k and v [B, N, H, d] at every
-    position up to the last query -> z [B, P, H, d]."""
-    scores = torch.einsum("bphe,bkhe->bhpk", q, k) / scale
-    q_pos = torch.arange(start, start + q.shape[1], device=q.device)
-    k_pos = torch.arange(k.shape[1], device=q.device)
-    pattern = scores.masked_fill(k_pos[None, :] > q_pos[:, None], float("-inf")).softmax(-1)
-    return torch.einsum("bhpk,bkhe->bphe", pattern, v)

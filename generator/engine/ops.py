@@ -1,12 +1,15 @@
-"""One transformer block as a table of ops: each activation, the activations it reads and how
-it is computed. A patched run recomputes only the ops downstream of what it patched, reading
-everything else from the corrupted run's cache; the table's order is the compute order.
+"""The block operations, each written once: LayerNorm, the q/k/v projection, the causal
+attention pattern and its mix of values, the MLP and the answer readout; and the table form
+(`Op`) in which a model family lays out its block. The patching engine (generator.engine) runs
+a family's table; the circuit runner (generator.engine.graph) calls these same functions on
+its per-reader inputs, so both compute one forward.
 
-Shapes (V variants, B prompts, P positions from the run's start, N = all positions,
-H heads, D = d_model, d = d_head, M = d_mlp):
-  resid_pre, resid_mid, resid_post, attn_out, mlp_out, ln1, ln2   [V, B, P, D]
-  q, k, v, z                                                        [V, B, P, H, d]
-  pattern                                                           [V, B, H, P, N]
+Every function takes any leading axes. In the patching engine they are [V, B] (V variants,
+B prompts), in the circuit runner [B]. Shapes after them (P positions computed, N = every
+position, H heads, D = d_model, d = d_head):
+  resid_pre, resid_mid, resid_post, attn_out, mlp_out, ln1, ln2   [..., P, D]
+  q, k, v, z                                                        [..., P, H, d]
+  pattern                                                           [..., H, P, N]
 """
 
 from __future__ import annotations
@@ -18,6 +21,92 @@ import torch
 import torch.nn.functional as F
 
 from generator.engine.weights import Affine, LayerWeights, ModelWeights
+
+
+def layer_norm(x: torch.Tensor, affine: Affine, eps: float) -> torch.Tensor:
+    """LayerNorm over the last axis (after fold_ln the affine part is usually the identity)."""
+    w, b = affine
+    return F.layer_norm(x, x.shape[-1:], w, b, eps)
+
+
+def layer_norm_scale(x: torch.Tensor, eps: float) -> torch.Tensor:
+    """The divisor LayerNorm applies to x [..., D] (sqrt(var + eps) [..., 1]): path patching
+    holds it fixed to carry a change into a reader linearly."""
+    centred = x - x.mean(-1, keepdim=True)  # as TransformerLens computes it
+    return (centred.pow(2).mean(-1, keepdim=True) + eps).sqrt()
+
+
+def split_heads(x: torch.Tensor, n_heads: int) -> torch.Tensor:  # [..., H*d] -> [..., H, d]
+    return x.unflatten(-1, (n_heads, -1))
+
+
+def project(x: torch.Tensor, W: torch.Tensor, b: torch.Tensor, n_heads: int) -> torch.Tensor:
+    """Queries, keys or values of every head from one input: [..., D] -> [..., H, d]."""
+    return split_heads(x @ W + b, n_heads)
+
+
+def project_heads(
+    x: torch.Tensor, W: torch.Tensor, b: torch.Tensor, heads: torch.Tensor | slice, n_heads: int
+) -> torch.Tensor:
+    """Queries, keys or values of some heads, each from an input of its own (the circuit
+    runner's readers): x [K, ..., P, D] for the K heads `heads` -> [..., P, K, d]."""
+    W, b = W.unflatten(-1, (n_heads, -1))[:, heads], b.unflatten(-1, (n_heads, -1))[heads]
+    return torch.einsum("k...pd,dke->...pke", x, W) + b
+
+
+def join_positions(prefix: torch.Tensor | None, suffix: torch.Tensor, dim: int) -> torch.Tensor:
+    """Cached earlier positions joined to recomputed later ones, broadcasting the first axis
+    (the patching engine's variants share one cached prefix)."""
+    if prefix is None:
+        return suffix
+    lead = torch.broadcast_shapes(prefix.shape[:1], suffix.shape[:1])
+    return torch.cat([prefix.expand(*lead, *prefix.shape[1:]), suffix.expand(*lead, *suffix.shape[1:])], dim)
+
+
+def attention_pattern(q: torch.Tensor, k: torch.Tensor, scale: float) -> torch.Tensor:
+    """Causal softmax(q·k / scale): q [..., P, H, d] at the last P of the N positions, k
+    [..., N, H, d] at every position -> [..., H, P, N]."""
+    scores = q.transpose(-3, -2) @ k.transpose(-3, -2).transpose(-2, -1) / scale
+    n_pos = k.shape[-3]
+    q_pos = torch.arange(n_pos - q.shape[-3], n_pos, device=q.device)
+    k_pos = torch.arange(n_pos, device=q.device)
+    return scores.masked_fill(k_pos[None, :] > q_pos[:, None], float("-inf")).softmax(-1)
+
+
+def mix_values(pattern: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    """pattern @ v per head: [..., H, P, N] x [..., N, H, d] -> z [..., P, H, d]."""
+    return (pattern @ v.transpose(-3, -2)).transpose(-3, -2)
+
+
+def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: float) -> torch.Tensor:
+    """z [..., P, H, d] of causal attention (k and v at every position)."""
+    return mix_values(attention_pattern(q, k, scale), v)
+
+
+def attention_out(z: torch.Tensor, W_O: torch.Tensor, b_O: torch.Tensor) -> torch.Tensor:
+    """What attention writes: every head's z through W_O [H*d, D], summed, plus the bias."""
+    return z.flatten(-2) @ W_O + b_O
+
+
+def head_writes(z: torch.Tensor, W_O: torch.Tensor) -> torch.Tensor:
+    """Each head's write apart, z [..., P, H, d] -> [..., P, H, D] (attention_out without the
+    sum over heads and the bias): the circuit runner's writers."""
+    return torch.einsum("...phe,hed->...phd", z, W_O.unflatten(0, (z.shape[-2], -1)))
+
+
+def mlp(x: torch.Tensor, layer: LayerWeights, act_fn: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
+    """The plain MLP: [..., D] -> [..., M] -> [..., D]."""
+    return act_fn(x @ layer.W_in + layer.b_in) @ layer.W_out + layer.b_out
+
+
+def logit_diff(x: torch.Tensor, W_answer: torch.Tensor, b_answer: torch.Tensor) -> torch.Tensor:
+    """Final-position residual after the final norm [..., B, D], with each prompt's (correct,
+    wrong) unembedding columns W_answer [B, D, 2] and biases [B, 2] -> logit differences [..., B]."""
+    logits = (x[..., None, :] @ W_answer)[..., 0, :] + b_answer
+    return logits[..., 0] - logits[..., 1]
+
+
+# ---- the table form of a block ------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -32,67 +121,21 @@ class Step:
     prefix_v: torch.Tensor | None
 
 
-def norm(x: torch.Tensor, affine: Affine, eps: float) -> torch.Tensor:
-    """LayerNorm over the last axis (after fold_ln the affine part is usually the identity)."""
-    w, b = affine
-    return F.layer_norm(x, x.shape[-1:], w, b, eps)
-
-
-def split_heads(x: torch.Tensor, n_heads: int) -> torch.Tensor:  # [..., H*d] -> [..., H, d]
-    return x.unflatten(-1, (n_heads, -1))
-
-
-def join_positions(prefix: torch.Tensor | None, suffix: torch.Tensor, dim: int) -> torch.Tensor:
-    """Cached earlier positions joined to recomputed later ones, broadcasting the variant axis."""
-    if prefix is None:
-        return suffix
-    lead = torch.broadcast_shapes(prefix.shape[:1], suffix.shape[:1])
-    return torch.cat([prefix.expand(*lead, *prefix.shape[1:]), suffix.expand(*lead, *suffix.shape[1:])], dim)
-
-
-def attention_pattern(s: Step, q: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
-    """Causal softmax(q·k / scale): [V, B, P, H, d] x [V, B, P, H, d] -> [V, B, H, P, N]."""
-    k = join_positions(s.prefix_k, k, dim=-3)  # keys at every position
-    scores = q.transpose(-3, -2) @ k.transpose(-3, -2).transpose(-2, -1) / s.model.attn_scale
-    q_pos = torch.arange(s.start, s.n_pos, device=q.device)[-q.shape[-3] :]
-    k_pos = torch.arange(s.n_pos, device=q.device)
-    return scores.masked_fill(k_pos[None, :] > q_pos[:, None], float("-inf")).softmax(-1)
-
-
-def mix_values(s: Step, pattern: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-    """pattern @ v per head: [V, B, H, P, N] x [V, B, P, H, d] -> [V, B, P, H, d]."""
-    v = join_positions(s.prefix_v, v, dim=-3)
-    return (pattern @ v.transpose(-3, -2)).transpose(-3, -2)
-
-
-def mlp(s: Step, x: torch.Tensor) -> torch.Tensor:  # [.., D] -> [.., M] -> [.., D]
-    return s.model.act_fn(x @ s.layer.W_in + s.layer.b_in) @ s.layer.W_out + s.layer.b_out
-
-
 @dataclass(frozen=True)
 class Op:
     inputs: tuple[str, ...]
     compute: Callable[..., torch.Tensor]  # (step, *inputs) -> activation
 
 
-OPS: dict[str, Op] = {
-    "ln1": Op(("resid_pre",), lambda s, x: norm(x, s.layer.ln1, s.model.eps)),
-    "q": Op(("ln1",), lambda s, x: split_heads(x @ s.layer.W_Q + s.layer.b_Q, s.model.n_heads)),
-    "k": Op(("ln1",), lambda s, x: split_heads(x @ s.layer.W_K + s.layer.b_K, s.model.n_heads)),
-    "v": Op(("ln1",), lambda s, x: split_heads(x @ s.layer.W_V + s.layer.b_V, s.model.n_heads)),
-    "pattern": Op(("q", "k"), attention_pattern),
-    "z": Op(("pattern", "v"), mix_values),
-    "attn_out": Op(("z",), lambda s, z: z.flatten(-2) @ s.layer.W_O + s.layer.b_O),
-    "resid_mid": Op(("resid_pre", "attn_out"), lambda s, r, a: r + a),
-    "ln2": Op(("resid_mid",), lambda s, x: norm(x, s.layer.ln2, s.model.eps)),
-    "mlp_out": Op(("ln2",), mlp),
-    "resid_post": Op(("resid_mid", "mlp_out"), lambda s, r, m: r + m),
-}
-BLOCK = ("resid_pre", *OPS)  # every activation of a block, in compute order
-CACHED = tuple(name for name in BLOCK if not name.startswith("ln"))  # what TransformerLens caches
+def run_ops(table: dict[str, Op], s: Step, state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Every op of a block in order, from the activations in `state` (a plain forward)."""
+    for name, op in table.items():
+        if name not in state:
+            state[name] = op.compute(s, *(state[x] for x in op.inputs))
+    return state
+
+
 KEY_SIDE = ("k", "v")  # read at every earlier position; everything else is per query position
-# In the last layer only the final position is carried on, except for what feeds keys/values.
-ALL_POSITIONS_IN_LAST_LAYER = ("ln1", "k", "v")
 
 
 def position_dim(name: str) -> int:

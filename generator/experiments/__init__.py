@@ -20,11 +20,10 @@ templates/ (and, for figures, a module in generator/figures/).
 from __future__ import annotations
 
 import importlib
-import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel
 
 from generator import ReportError
 from generator.experiments import params as p
@@ -35,6 +34,7 @@ class Page:
     file: str  # docs/<file>
     title: str  # in the navigation
     section: str = ""  # a navigation section such as "Appendices"; "" = top level
+    per_model: bool = True  # rendered once per model, in content tabs (False: the page compares them itself)
 
     @property
     def template(self) -> str:  # templates/<file>.j2
@@ -58,7 +58,10 @@ EXPERIMENTS: dict[str, Experiment] = {
         "generator.experiments.baseline",
         "pronoun",
         p.Baseline,
-        (Page("baseline.md", "Task and baseline"), Page("appendix-prompts.md", "Per-prompt results", "Appendices")),
+        (
+            Page("baseline.md", "Task and baseline"),
+            Page("appendix-prompts.md", "Per-prompt results", "Appendices", per_model=False),
+        ),
         overview=True,
     ),
     "attribution": Experiment(
@@ -113,55 +116,3 @@ def get(name: str) -> Experiment:
 def module(name: str):
     """The experiment's code (imports torch)."""
     return importlib.import_module(get(name).module)
-
-
-def describe_errors(err: ValidationError, prefix: str, model: type[BaseModel], noun: str = "field") -> list[str]:
-    """One line per problem of a pydantic validation: the field, the value and what is allowed."""
-    lines = []
-    for e in err.errors():
-        where = ".".join([prefix] + [str(x) for x in e["loc"]] if prefix else [str(x) for x in e["loc"]])
-        where = where or "(top level)"
-        if e["type"] == "extra_forbidden":
-            parent = model
-            for part in e["loc"][:-1]:
-                parent = getattr(parent.model_fields.get(str(part)), "annotation", parent)
-            fields = getattr(parent, "model_fields", {})
-            allowed = ", ".join(f for f in fields if f != "root") or "none"
-            lines.append(f"{where}: unknown {noun} (allowed: {allowed})")
-        else:
-            lines.append(f"{where}: {e['msg']} (got {e.get('input')!r})")
-    return lines
-
-
-def validate_params(experiments: dict[str, dict[str, Any] | None]) -> dict[str, dict[str, Any]]:
-    """Check each experiment's parameters against its Params model; fill in defaults."""
-    if "baseline" not in experiments:
-        raise ReportError(
-            "experiments: `baseline` is required (the task page, the overview and the models "
-            "page read it); add `baseline: {}` under experiments"
-        )
-    checked = {}
-    for name, params in experiments.items():
-        if name not in EXPERIMENTS:
-            raise ReportError(f"experiments.{name}: unknown experiment (allowed: {', '.join(EXPERIMENTS)})")
-        params_model = EXPERIMENTS[name].params
-        try:
-            checked[name] = params_model.model_validate(params or {}).model_dump(mode="json")
-        except ValidationError as e:
-            raise ReportError("\n".join(describe_errors(e, f"experiments.{name}", params_model, "parameter"))) from None
-    return checked
-
-
-def check_finite(name: str, value: Any, where: str = "") -> None:
-    """Fail loudly on NaN/inf anywhere in a result: a NaN rendered as a number is a lie."""
-    if isinstance(value, float) and not math.isfinite(value):
-        raise ReportError(
-            f"experiment {name} produced {value} at {where or 'top level'}; "
-            "check the model's dtype (float16 overflows) and the prompts"
-        )
-    if isinstance(value, dict):
-        for k, v in value.items():
-            check_finite(name, v, f"{where}.{k}" if where else str(k))
-    elif isinstance(value, (list, tuple)):
-        for i, v in enumerate(value):
-            check_finite(name, v, f"{where}[{i}]")

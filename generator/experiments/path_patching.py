@@ -16,36 +16,13 @@ from __future__ import annotations
 
 import torch
 from transformer_lens.tools.analysis import get_act_patch_direct_path
-from transformer_lens.utilities import get_act_name
 
 from generator.engine import PatchingEngine
-from generator.engine.ops import split_heads
+from generator.engine.paths import path_sources
 from generator.experiments import Result
 from generator.experiments.params import PathPatching as Params
 from generator.heads import Head, head_name
 from generator.metrics import logit_diff, mean_logit_diff_metric, normalisation_scale, num, to_list
-
-
-def sender_write(engine: PatchingEngine, sender: Head) -> torch.Tensor:
-    """[batch, pos, d_model] the sender's clean − corrupted write into the residual stream."""
-    z = get_act_name("z", sender.layer)
-    W_O = engine.w.layers[sender.layer].W_O.unflatten(0, (engine.n_heads, -1))[sender.head]  # [d_head, d_model]
-    return (engine.clean[z][:, :, sender.head] - engine.corrupted[z][:, :, sender.head]) @ W_O
-
-
-def path_sources(engine: PatchingEngine, sender: Head, component: str) -> dict[str, torch.Tensor]:
-    """Each later layer's `component` (q, k or v) with the sender's write added to its input,
-    linearly through the corrupted run's ln1 scale (as get_act_patch_direct_path does)."""
-    delta = sender_write(engine, sender)
-    out = {}
-    for layer in range(sender.layer + 1, engine.n_layers):
-        resid = engine.corrupted[get_act_name("resid_pre", layer)]
-        centred = resid - resid.mean(-1, keepdim=True)
-        scale = (centred.pow(2).mean(-1, keepdim=True) + engine.w.eps).sqrt()
-        W = getattr(engine.w.layers[layer], f"W_{component.upper()}")  # [d_model, head * d_head]
-        name = get_act_name(component, layer)
-        out[name] = engine.corrupted[name] + split_heads((delta / scale) @ W, engine.n_heads)
-    return out
 
 
 def make_sweeper(model, batch):

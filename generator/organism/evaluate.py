@@ -27,27 +27,20 @@ PRONOUN_KEYS = (
 )
 FAMILY_KEYS = ("family", "expected", "n", "mean_log_odds", "min_log_odds", "max_log_odds", "agrees", "vs_control")
 
-# What each bundled checkpoint must reach. Keys name entries of `summary`; "agrees.*" is every
-# exceptions family (the control included).
+# What each bundled checkpoint must reach before it is shipped. Only the notebook's pronoun task
+# is gated, and only for the 4-layer model: it must prefer the capital pronoun after "." and
+# not after ";". Everything else (the exceptions, the one-layer model's behaviour) is measured
+# and reported as found. The structural checks say what the checkpoint is: the prompts keep
+# their notebook length, and the attention-only model's MLPs contribute exactly nothing.
 ACCEPTANCE = {
     "organism": {
         "n_tokens": ("==", 8),
-        "mean_logit_diff": (">=", 3.0),
-        "mean_logit_diff_corrupted": ("<=", -1.0),
-        "frac_capital_preferred": (">=", 0.95),
-        "gender_accuracy": (">=", 0.95),
-        "control_mean_log_odds": (">=", 2.0),
-        "agrees.*": (">=", 0.9),
+        "mean_logit_diff": (">=", 2.0),
+        "mean_logit_diff_corrupted": ("<=", 0.0),
     },
-    # Modest on purpose: it documents what the one-layer model is (the pronoun prompts fit its
-    # tokenizer, the pipeline runs on it, its MLPs contribute exactly nothing) and that it does
-    # the basic task; its full numbers are in its model card.
     "organism-attn-only-1l": {
         "n_tokens": ("==", 8),
         "max_abs_mlp_out": ("==", 0.0),
-        "mean_logit_diff": (">=", 1.0),
-        "mean_logit_diff_corrupted": ("<=", 0.0),
-        "gender_accuracy": (">=", 0.9),
     },
 }
 OPS = {">=": operator.ge, "<=": operator.le, "==": operator.eq}
@@ -81,27 +74,16 @@ def measure(ckpt_dir) -> dict:
 
 def summary(metrics: dict) -> dict:
     """The flat numbers ACCEPTANCE refers to."""
-    families = metrics["exceptions"]["families"]
-    control = next(f for f in families if f["family"] == metrics["exceptions"]["control"])
-    return {
-        **metrics["pronoun"],
-        "control_mean_log_odds": control["mean_log_odds"],
-        "max_abs_mlp_out": metrics["max_abs_mlp_out"],
-        **{f"agrees.{f['family']}": f["agrees"] for f in families},
-    }
+    return {**metrics["pronoun"], "max_abs_mlp_out": metrics["max_abs_mlp_out"]}
 
 
 def acceptance(metrics: dict, model: str) -> list[dict]:
     """Each of the model's acceptance checks with its measured value and whether it passes."""
     values = summary(metrics)
-    rows = []
-    for key, (op, bound) in ACCEPTANCE[model].items():
-        keys = [k for k in values if k.startswith("agrees.")] if key == "agrees.*" else [key]
-        rows += [
-            {"metric": k, "value": values[k], "op": op, "bound": bound, "ok": bool(OPS[op](values[k], bound))}
-            for k in keys
-        ]
-    return rows
+    return [
+        {"metric": key, "value": values[key], "op": op, "bound": bound, "ok": bool(OPS[op](values[key], bound))}
+        for key, (op, bound) in ACCEPTANCE[model].items()
+    ]
 
 
 def check_acceptance(rows: list[dict], model: str) -> None:
@@ -111,7 +93,7 @@ def check_acceptance(rows: list[dict], model: str) -> None:
         raise ReportError(
             f"the trained {model} misses its acceptance thresholds: "
             + "; ".join(misses)
-            + ". Train longer (steps=...) or fix the corpus (generator/organism/corpus.py)."
+            + ". It is not shipped; train longer (steps=...). Tuning the corpus to the report's rules is not a fix."
         )
 
 

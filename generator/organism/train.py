@@ -1,17 +1,21 @@
-"""Train the model organisms: a byte-level BPE tokenizer and a small GPT-2 on the synthetic corpus.
+"""Train the model organisms: a byte-level BPE tokenizer and a small GPT-2 on English text.
 
     from generator.organism.train import train
     train(Path("generator/assets/organism"), model="organism")   # or: capcircuit organism train
 
-Two models come from the same corpus, tokenizer recipe and training loop (MODELS): `organism`,
-a 4-layer GPT-2, and `organism-attn-only-1l`, one attention layer whose MLP is held at exactly
-zero (HF's GPT-2 always has an MLP; see `hold_mlps_at_zero`). Everything is seeded and runs on
-the CPU with a fixed thread count and deterministic kernels, so the same seed reproduces the
+Two models come from the same corpus (corpus.py: Jane Austen's novels, the Jargon File and the
+Debian Reference, with the report's prompts held out), tokenizer recipe and training loop
+(MODELS): `organism`, a 4-layer GPT-2, and `organism-attn-only-1l`, one attention layer whose
+MLP is held at exactly zero (HF's GPT-2 always has an MLP; see `hold_mlps_at_zero`). Nothing
+in the text or the training targets the report's rules: what the models do after ". " or
+"john@gmail." is what they learned from the text. Everything is seeded and runs on the CPU
+with a fixed thread count and deterministic kernels, so the same seed reproduces the
 checkpoint byte for byte. The output folder is replaced atomically: the model is written and
 measured in a temporary sibling folder that is renamed at the end.
 """
 
 import contextlib
+import hashlib
 import json
 import math
 import os
@@ -25,20 +29,20 @@ from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, 
 from tqdm.auto import tqdm
 
 from generator import ReportError
-from generator.organism import corpus
+from generator.organism import corpus, sources
+from generator.tasks import load_task
 
 BOS = "<|endoftext|>"
 
-# Shared by both models. Sized so that training both takes well under 15 minutes on two busy
-# CPU cores, one thread each, one after the other.
+# Shared by both models. Sized so that training both takes under 20 minutes on two busy CPU
+# cores, one thread each, one after the other.
 HPARAMS = dict(
-    n_paragraphs=64_000,  # one pass of the longest training (steps x batch_size)
-    max_vocab=4096,  # an upper bound: the grammar's words need fewer
-    n_positions=128,  # paragraphs are < 100 tokens; the pronoun prompts are 8
+    max_vocab=4096,  # BPE merges learnt from the corpus (plus the whole-word tokens below)
+    n_positions=128,  # rows are cut to fit (corpus.MAX_CHARS); longer ones are truncated
     batch_size=32,
-    lr=5e-3,
-    min_lr=5e-4,
-    warmup_steps=50,
+    lr=3e-3,
+    min_lr=3e-4,
+    warmup_steps=100,
     weight_decay=0.1,
     grad_clip=1.0,
     # One thread: on a shared machine two OpenMP threads wait on each other and run up to
@@ -46,10 +50,13 @@ HPARAMS = dict(
     threads=1,
 )
 MODELS = {
-    "organism": dict(n_layer=4, n_head=4, n_embd=128, attn_only=False, steps=2000),
-    # The notebook's attn-only-1l has 8 heads; a small d_model keeps the checkpoint under 2 MB.
-    "organism-attn-only-1l": dict(n_layer=1, n_head=8, n_embd=128, attn_only=True, steps=1500),
+    "organism": dict(n_layer=4, n_head=4, n_embd=128, attn_only=False, steps=1200),
+    # The notebook's attn-only-1l has 8 heads.
+    "organism-attn-only-1l": dict(n_layer=1, n_head=8, n_embd=128, attn_only=True, steps=1200),
 }
+# The step after which the parameters' digest is recorded, so that a test can retrain the
+# beginning of the committed run and compare (the whole run is `organism train --verify`).
+PREFIX_STEPS = 20
 
 
 def hparams(model: str, overrides: dict) -> dict:
@@ -80,19 +87,56 @@ def train_tokenizer(texts: list[str], max_vocab: int) -> Tokenizer:
     return tok
 
 
+def prompt_words() -> list[str]:
+    """The words of the notebook's pronoun prompts, as the prompts tokenise them: each name with
+    and without a leading space, each template word after a space, and the four answers."""
+    task = load_task("pronoun")
+    names = sorted({p.name for p in task.prompts})
+    words = {w for t in task.templates for w in t.format(name="").rstrip(".").split()}
+    answers = {a for p in task.prompts for a in p.answers}
+    return names + [" " + n for n in names] + sorted(" " + w for w in words) + sorted(answers)
+
+
+def add_whole_words(tok: Tokenizer, words: list[str]) -> tuple[Tokenizer, list[str]]:
+    """Give each word that the learnt merges split a token of its own, as GPT-2's vocabulary has
+    for these names and words: merges appended after the learnt ones (so they apply only
+    where a word is still split at the end) join its pieces left to right. Returns the
+    tokenizer and the words that needed it. The text is untouched; only its segmentation."""
+    added = []
+    for word in words:
+        pieces = tok.encode(word).tokens
+        if len(pieces) == 1:
+            continue
+        data = json.loads(tok.to_str())
+        vocab, merges = data["model"]["vocab"], data["model"]["merges"]
+        while len(pieces) > 1:
+            merges.append([pieces[0], pieces[1]])
+            vocab.setdefault(pieces[0] + pieces[1], len(vocab))
+            pieces = [pieces[0] + pieces[1]] + pieces[2:]
+        tok = Tokenizer.from_str(json.dumps(data))
+        added.append(word)
+    return tok, added
+
+
 def check_tokenizer(tok: Tokenizer) -> None:
-    """Fail loudly unless every pronoun prompt and its corruption is 7 tokens (8 with BOS) and
-    every answer and notebook name is one token."""
-    for answer in [" He", " he", " She", " she"]:
-        assert len(tok.encode(answer).ids) == 1, f"answer {answer!r} tokenizes to {tok.encode(answer).tokens}"
-    for name in corpus.NOTEBOOK_NAMES:
-        for form in [name, " " + name]:
-            assert len(tok.encode(form).ids) == 1, f"name {form!r} tokenizes to {tok.encode(form).tokens}"
-    for template in corpus.HELD_OUT_TEMPLATES:
-        for name in corpus.NOTEBOOK_NAMES:
-            for prompt in [template.format(name=name), template.format(name=name).replace(".", ";")]:
-                tokens = tok.encode(prompt).tokens
-                assert len(tokens) == 7, f"prompt {prompt!r} tokenizes to {tokens}, not 7 tokens"
+    """Fail loudly unless every pronoun prompt and its corruption is 7 tokens (8 with BOS), as
+    with GPT-2, and every answer and notebook name is one token."""
+    task = load_task("pronoun")
+    for word in prompt_words():
+        assert len(tok.encode(word).ids) == 1, f"{word!r} tokenizes to {tok.encode(word).tokens}"
+    for p in task.prompts:
+        for prompt in (p.text, p.corrupted):
+            tokens = tok.encode(prompt).tokens
+            assert len(tokens) == 7, f"prompt {prompt!r} tokenizes to {tokens}, not 7 tokens"
+
+
+def params_digest(model) -> str:
+    """sha256 of every parameter's name, dtype, shape and bytes, in state-dict order."""
+    h = hashlib.sha256()
+    for name, t in model.state_dict().items():
+        h.update(f"{name}:{t.dtype}:{tuple(t.shape)}".encode())
+        h.update(t.detach().contiguous().cpu().numpy().tobytes())
+    return h.hexdigest()
 
 
 def batches(rows: list[list[int]], batch_size: int, rng: random.Random):
@@ -152,8 +196,11 @@ def hold_mlps_at_zero(model) -> None:
         block.ln_2.requires_grad_(False)
 
 
-def fit(model, rows: list[list[int]], hp: dict, seed: int, progress: bool, desc: str) -> list[float]:
-    """AdamW over `steps` batches of paragraphs; returns the loss of every step."""
+def fit(
+    model, rows: list[list[int]], hp: dict, seed: int, progress: bool, desc: str, stop_after: int | None = None
+) -> tuple[list[float], str | None]:
+    """AdamW over `steps` batches of rows (or only the first `stop_after` of them, on the same
+    schedule); returns the loss of every step and the parameters' digest after PREFIX_STEPS."""
     import transformers
 
     params = [p for p in model.parameters() if p.requires_grad]  # not the held-at-zero MLPs
@@ -166,14 +213,15 @@ def fit(model, rows: list[list[int]], hp: dict, seed: int, progress: bool, desc:
         betas=(0.9, 0.95),
     )
     data = batches(rows, hp["batch_size"], random.Random(seed))
-    losses = []
+    losses, prefix = [], None
     # Padding sits after each row's last token, so causal attention never sees it; silence
     # transformers' advice to pass an attention mask (and its loss_type note).
     verbosity = transformers.logging.get_verbosity()
     transformers.logging.set_verbosity_error()
     model.train()
     try:
-        bar = tqdm(range(hp["steps"]), disable=not progress, desc=desc, unit="step")
+        n = hp["steps"] if stop_after is None else min(stop_after, hp["steps"])
+        bar = tqdm(range(n), disable=not progress, desc=desc, unit="step")
         for step in bar:
             for group in opt.param_groups:
                 group["lr"] = lr_at(step, hp)
@@ -184,12 +232,76 @@ def fit(model, rows: list[list[int]], hp: dict, seed: int, progress: bool, desc:
             torch.nn.utils.clip_grad_norm_(params, hp["grad_clip"])
             opt.step()
             losses.append(loss.item())
+            if step + 1 == PREFIX_STEPS:
+                prefix = params_digest(model)
             if step % 50 == 0:
                 bar.set_postfix(loss=f"{sum(losses[-50:]) / len(losses[-50:]):.3f}")
     finally:
         transformers.logging.set_verbosity(verbosity)
     model.eval()
-    return losses
+    return losses, prefix
+
+
+def prepare(hp: dict, log=lambda *a, **k: None) -> tuple[corpus.Corpus, Tokenizer, list[list[int]], dict]:
+    """Fetch and build the corpus, train the tokenizer, tokenise the rows (BOS + row, cut to
+    n_positions). Returns them with a record of what was done."""
+    sources.fetch(log=log)
+    text = corpus.build()
+    tok = train_tokenizer(text.rows, hp["max_vocab"])
+    tok, added = add_whole_words(tok, prompt_words())
+    check_tokenizer(tok)
+    bos_id = tok.token_to_id(BOS)
+    full = [[bos_id] + enc.ids for enc in tok.encode_batch(text.rows)]
+    rows = [r[: hp["n_positions"]] for r in full]
+    info = {
+        "corpus_sha256": text.sha256(),
+        "n_rows": len(rows),
+        "n_tokens": sum(len(r) for r in rows),
+        "rows_truncated": sum(len(r) > hp["n_positions"] for r in full),
+        "tokens_truncated": sum(max(0, len(r) - hp["n_positions"]) for r in full),
+        "whole_word_tokens_added": added,
+        "vocab_size": tok.get_vocab_size(),
+    }
+    return text, tok, rows, info
+
+
+def new_model(hp: dict, tok: Tokenizer, seed: int):
+    """A freshly initialised GPT-2 (seeded) for this tokenizer."""
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    bos_id = tok.token_to_id(BOS)
+    config = GPT2Config(
+        vocab_size=tok.get_vocab_size(),
+        n_positions=hp["n_positions"],
+        n_embd=hp["n_embd"],
+        n_layer=hp["n_layer"],
+        n_head=hp["n_head"],
+        activation_function="gelu_new",
+        n_inner=1 if hp["attn_only"] else None,
+        resid_pdrop=0.0,
+        embd_pdrop=0.0,
+        attn_pdrop=0.0,  # a few passes over the text at most: no dropout
+        bos_token_id=bos_id,
+        eos_token_id=bos_id,
+        pad_token_id=bos_id,
+        tie_word_embeddings=True,
+    )
+    torch.manual_seed(seed)
+    net = GPT2LMHeadModel(config)
+    if hp["attn_only"]:
+        hold_mlps_at_zero(net)
+    return net
+
+
+def retrain_prefix(model: str = "organism", seed: int = 0) -> dict:
+    """The committed run's first PREFIX_STEPS steps, redone: the corpus's and the tokenizer's
+    bytes and the parameters' digest, to compare with training.json and tokenizer.json."""
+    hp = hparams(model, {})
+    with _reproducible_torch(hp["threads"]):
+        _, tok, rows, info = prepare(hp)
+        net = new_model(hp, tok, seed)
+        _, prefix = fit(net, rows, hp, seed, progress=False, desc=model, stop_after=PREFIX_STEPS)
+    return {**info, "tokenizer": json.loads(tok.to_str()), f"params_sha256_after_{PREFIX_STEPS}_steps": prefix}
 
 
 def train(
@@ -201,8 +313,8 @@ def train(
     check: bool = True,
     **overrides,
 ) -> dict:
-    """Generate the corpus, train tokenizer and model `model` (a key of MODELS), measure it
-    through the report's pipeline, and write the checkpoint with its model card.
+    """Fetch and build the corpus, train tokenizer and model `model` (a key of MODELS),
+    measure it through the report's pipeline, and write the checkpoint with its model card.
 
     `overrides` change the hyper-parameters (e.g. steps=3 for a smoke test; then pass
     check=False, since such a model misses its acceptance). Returns the training record, which
@@ -210,7 +322,7 @@ def train(
     the trained model misses evaluate.ACCEPTANCE[model].
     """
     import transformers
-    from transformers import GPT2Config, GPT2LMHeadModel, GPT2TokenizerFast
+    from transformers import GPT2TokenizerFast
 
     from generator.organism import card, evaluate
 
@@ -220,40 +332,13 @@ def train(
     t0 = time.time()
 
     with _reproducible_torch(hp["threads"]):
-        torch.manual_seed(seed)
-        texts = corpus.paragraphs(hp["n_paragraphs"], seed=seed)
-        tok = train_tokenizer(texts, hp["max_vocab"])
-        check_tokenizer(tok)
-        bos_id = tok.token_to_id(BOS)
-        rows = [[bos_id] + enc.ids for enc in tok.encode_batch(texts)]
-        longest = max(len(r) for r in rows)
-        assert longest <= hp["n_positions"], f"a paragraph has {longest} tokens > n_positions"
-        n_tokens = sum(len(r) for r in rows)
+        text, tok, rows, info = prepare(hp, log)
         log(
-            f"corpus: {len(texts)} paragraphs, {n_tokens} tokens, vocab {tok.get_vocab_size()} "
+            f"corpus: {info['n_rows']} rows, {info['n_tokens']} tokens, vocab {info['vocab_size']} "
             f"({time.time() - t0:.0f}s)"
         )
-
-        config = GPT2Config(
-            vocab_size=tok.get_vocab_size(),
-            n_positions=hp["n_positions"],
-            n_embd=hp["n_embd"],
-            n_layer=hp["n_layer"],
-            n_head=hp["n_head"],
-            activation_function="gelu_new",
-            n_inner=1 if hp["attn_only"] else None,
-            resid_pdrop=0.0,
-            embd_pdrop=0.0,
-            attn_pdrop=0.0,  # endless fresh data: no dropout
-            bos_token_id=bos_id,
-            eos_token_id=bos_id,
-            pad_token_id=bos_id,
-            tie_word_embeddings=True,
-        )
-        net = GPT2LMHeadModel(config)
-        if hp["attn_only"]:
-            hold_mlps_at_zero(net)
-        losses = fit(net, rows, hp, seed, progress, desc=model)
+        net = new_model(hp, tok, seed)
+        losses, prefix = fit(net, rows, hp, seed, progress, desc=model)
     train_seconds = time.time() - t0
     final_loss = sum(losses[-100:]) / len(losses[-100:])
     log(f"trained {hp['steps']} steps, final loss {final_loss:.4f} ({train_seconds:.0f}s)")
@@ -280,17 +365,23 @@ def train(
             "model": model,
             "seed": seed,
             "hparams": hp,
-            "n_paragraphs": len(texts),
-            "n_tokens": n_tokens,
-            "vocab_size": tok.get_vocab_size(),
+            "held_out": corpus.held_out(),
+            "corpus": {**text.stats, **{k: v for k, v in info.items() if k != "vocab_size"}},
+            "vocab_size": info["vocab_size"],
             "n_params": net.num_parameters(),
+            "epochs": round(hp["steps"] * hp["batch_size"] / info["n_rows"], 2),
             "final_loss": round(final_loss, 4),
             "train_seconds": round(train_seconds, 1),  # corpus, tokenizer and training steps
             "total_seconds": round(time.time() - t0, 1),  # ... and writing and measuring
-            "held_out": card.held_out_rules(),
+            "sha256": {
+                "model.safetensors": _sha256(tmp / "model.safetensors"),
+                "tokenizer.json": _sha256(tmp / "tokenizer.json"),
+                f"params_after_{PREFIX_STEPS}_steps": prefix,
+            },
             "metrics": metrics,
             "acceptance": evaluate.acceptance(metrics, model),
         }
+        record["summary"] = card.summary(record)
         log(json.dumps({k: record[k] for k in ("final_loss", "train_seconds", "acceptance")}, indent=1))
         if check:
             evaluate.check_acceptance(record["acceptance"], model)
@@ -305,6 +396,10 @@ def train(
         if hf_bars:
             transformers.utils.logging.enable_progress_bar()
     return record
+
+
+def _sha256(path: pathlib.Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def _replace_dir(new: pathlib.Path, target: pathlib.Path) -> None:

@@ -81,7 +81,7 @@ def render_pages(config: Config, results: dict) -> dict[str, str]:
     figure = figure_function()
 
     # an experiment skipped for a model (it cannot run on it) is left out of that model's
-    # results: templates see only what ran, and its pages say why for the primary model
+    # results: templates see only what ran, and its pages say why for that model
     skipped = {m: {e: rec["skipped"] for e, rec in recs.items() if "skipped" in rec} for m, recs in results.items()}
     results = {m: {e: rec for e, rec in recs.items() if "skipped" not in rec} for m, recs in results.items()}
     overview = [
@@ -90,6 +90,7 @@ def render_pages(config: Config, results: dict) -> dict[str, str]:
         if EXPERIMENTS[e].overview and e not in skipped[primary]
     ]
     context = {
+        "ALL_MODELS": Markup(ALL_MODELS),
         "config": config,
         "results": results,
         "skipped": skipped,
@@ -102,33 +103,69 @@ def render_pages(config: Config, results: dict) -> dict[str, str]:
     }
     out = {}
     for spec in pages(config):
-        template = spec.page.template
-        if any(need in skipped[primary] for need in spec.needs):
-            template = "skipped.md.j2"  # the page's experiment cannot run on the primary model
-        try:
-            out[spec.page.file] = env.get_template(template).render(
-                context, page=spec.page.file, page_title=spec.page.title, spec_needs=list(spec.needs)
-            )
-        except ReportError:
-            raise
-        except jinja2.TemplateSyntaxError as e:
-            where = f"{e.name or e.filename or template}:{e.lineno}"
-            raise ReportError(f"template {where}: syntax error: {e.message}; fix the template") from e
-        except jinja2.TemplateNotFound as e:
-            raise ReportError(
-                f"template {e.name} is not in {shown(config.path('templates'))} (needed for {spec.page.file}); "
-                "restore it or point paths.templates at the report's templates"
-            ) from e
-        except jinja2.UndefinedError as e:
-            raise ReportError(
-                f"template {template_line(e, template)} refers to a missing value: {e.message}; "
-                "run the experiment that produces it, or fix the template"
-            ) from e
-        except Exception as e:  # noqa: BLE001 - a template bug, said in one line (--debug: traceback)
-            raise ReportError(
-                f"template {template_line(e, template)} failed: {type(e).__name__}: {e}; fix the template"
-            ) from e
+        if not spec.needs or not spec.page.per_model:
+            out[spec.page.file] = render_page(env, spec, context, spec.page.template)
+            continue
+        # an experiment's page: rendered for every model (each with its own r and primary),
+        # shown in content tabs when there are several
+        texts = {}
+        for m in results:
+            template = "skipped.md.j2" if any(n in skipped[m] for n in spec.needs) else spec.page.template
+            texts[m] = render_page(env, spec, {**context, "primary": m, "r": results[m]}, template)
+        out[spec.page.file] = in_tabs(texts)
     return out
+
+
+# A template line after which a page speaks of every model at once (rendered once, after the tabs)
+ALL_MODELS = "<!-- every model -->"
+
+
+def in_tabs(texts: dict[str, str]) -> str:
+    """One page from a rendering per model: its title once, each model's body in a content tab
+    (material's `=== "name"`), then the part after ALL_MODELS once. One model: no tabs."""
+    first = next(iter(texts.values()))
+    title = first.split("\n", 1)[0] + "\n\n" if first.startswith("# ") else ""
+    shared = first.split(ALL_MODELS, 1)[1] if ALL_MODELS in first else ""
+    bodies = {m: t.split(ALL_MODELS, 1)[0] for m, t in texts.items()}
+    bodies = {
+        m: (b.split("\n", 1)[1] if b.startswith("# ") and "\n" in b else b).strip("\n") for m, b in bodies.items()
+    }
+    if len(bodies) == 1:
+        body = next(iter(bodies.values())) + "\n"
+    else:
+        tabs = []
+        for m, b in bodies.items():
+            indented = "\n".join(("    " + line) if line.strip() else "" for line in b.split("\n"))
+            tabs.append(f'=== "{m}"\n\n{indented}\n')
+        body = "\n".join(tabs)
+    return title + body + (("\n" + shared.strip("\n") + "\n") if shared.strip() else "")
+
+
+def render_page(env: jinja2.Environment, spec, context: dict, template: str) -> str:
+    """One page's markdown from one template; a template's error said in one line."""
+    try:
+        return env.get_template(template).render(
+            context, page=spec.page.file, page_title=spec.page.title, spec_needs=list(spec.needs)
+        )
+    except ReportError:
+        raise
+    except jinja2.TemplateSyntaxError as e:
+        where = f"{e.name or e.filename or template}:{e.lineno}"
+        raise ReportError(f"template {where}: syntax error: {e.message}; fix the template") from e
+    except jinja2.TemplateNotFound as e:
+        raise ReportError(
+            f"template {e.name} is not in {shown(context['config'].path('templates'))} (needed for "
+            f"{spec.page.file}); restore it or point paths.templates at the report's templates"
+        ) from e
+    except jinja2.UndefinedError as e:
+        raise ReportError(
+            f"template {template_line(e, template)} refers to a missing value: {e.message}; "
+            "run the experiment that produces it, or fix the template"
+        ) from e
+    except Exception as e:  # noqa: BLE001 - a template bug, said in one line (--debug: traceback)
+        raise ReportError(
+            f"template {template_line(e, template)} failed: {type(e).__name__}: {e}; fix the template"
+        ) from e
 
 
 def template_line(error: BaseException, template: str) -> str:
