@@ -73,29 +73,82 @@ def test_graph_has_mibs_edge_count_for_gpt2_small():
     assert int(EdgeGraph(12, 12).upstream().sum()) == 32491  # MIB's GPT-2 small graph
 
 
-@pytest.mark.parametrize("which", ["organism", "tiny"])
-def test_eap_scores_equal_transformer_lens_attribution_patch(which, request):
-    """Position-aware EAP scores = TransformerLens's edge scores (averaged over the prompts)."""
-    model, batch = case(request, which)
-    runner = runner_for(model, batch)
-    ours = runner.scores(ig_steps=1)
+def transformer_lens_edge_scores(model, batch, swap: bool) -> dict:
+    """TransformerLens's `attribution_patch` edge scores averaged over the prompts: (clean −
+    corrupted activation) · gradient at the corrupted run; with `swap` the two runs trade
+    places, so the gradient is the clean run's and the product has the opposite sign."""
     totals: dict = {}
     for i in range(len(batch.clean_tokens)):
         metric = lambda logits, i=i: logit_diff(logits, batch.answer_tokens[i : i + 1])[0]  # noqa: E731
+        runs = (batch.clean_tokens[i : i + 1], batch.corrupted_tokens[i : i + 1])
         with torch.enable_grad():
             result = attribution_patch(
-                model,
-                batch.clean_tokens[i : i + 1],
-                batch.corrupted_tokens[i : i + 1],
-                metric,
-                EdgeAttributionConfig(granularity="edge"),
+                model, *(runs[::-1] if swap else runs), metric, EdgeAttributionConfig(granularity="edge")
             )
         for edge, score in result.edge_scores.items():
             totals[edge] = totals.get(edge, 0.0) + score / len(batch.clean_tokens)
+    return totals
+
+
+@pytest.mark.parametrize("which", ["organism", "tiny"])
+@pytest.mark.parametrize("at", ["corrupted", "clean"])
+def test_gradient_scores_equal_transformer_lens_attribution_patch(which, at, request):
+    """Position-aware scores with the gradient at the corrupted run (attribution patching) =
+    TransformerLens's edge scores; at the clean run (MIB's EAP) = minus TransformerLens's with
+    clean and corrupted swapped."""
+    model, batch = case(request, which)
+    runner = runner_for(model, batch)
+    ours = runner.scores(1, at)
+    totals = transformer_lens_edge_scores(model, batch, swap=at == "clean")
+    sign = -1.0 if at == "clean" else 1.0
     assert len(totals) == int(runner.graph.upstream().sum()) * runner.n_pos
     for (writer, reader), expected in totals.items():
         (w, p), (r, _) = runner.graph.from_transformer_lens(writer), runner.graph.from_transformer_lens(reader)
-        assert abs(float(ours[w, r, p]) - expected) < TOL_REFERENCE, (writer, reader, float(ours[w, r, p]), expected)
+        got = float(ours[w, r, p])
+        assert abs(got - sign * expected) < TOL_REFERENCE, (writer, reader, got, sign * expected)
+
+
+def test_mibs_eap_by_hand_on_the_edges_into_the_logits(tiny):
+    """MIB's EAP (eap/attribute.py get_scores_eap) by hand on the tiny model: each writer's
+    clean − corrupted output (from the caches) dotted with the gradient of the mean logit
+    difference at the clean run's final residual stream, summed over positions; and it is not
+    attribution patching's number (the gradient at the corrupted run differs)."""
+    model, batch = tiny
+    runner = runner_for(model, batch)
+    n_layers = model.cfg.n_layers
+    captured = {}
+
+    def keep(act, hook):
+        act.retain_grad()
+        captured["resid"] = act
+        return act
+
+    with torch.enable_grad():
+        logits = model.run_with_hooks(batch.clean_tokens, fwd_hooks=[(f"blocks.{n_layers - 1}.hook_resid_post", keep)])
+        logit_diff(logits, batch.answer_tokens).mean().backward()
+    grad = captured["resid"].grad.detach()  # [B, P, D]
+    with torch.no_grad():
+        _, clean = model.run_with_cache(batch.clean_tokens)
+        _, corrupted = model.run_with_cache(batch.corrupted_tokens)
+
+    def output(cache, writer):
+        kind, *where = writer
+        if kind == "embed":
+            return cache["hook_embed"]
+        if kind == "mlp":
+            return cache[f"blocks.{where[0]}.hook_mlp_out"]
+        layer, head = where
+        return cache[f"blocks.{layer}.attn.hook_z"][:, :, head] @ model.blocks[layer].attn.W_O[head]
+
+    mib, patching = runner.scores(1, "clean").sum(-1), runner.scores(1, "corrupted").sum(-1)
+    differ = 0
+    for w, writer in enumerate(runner.graph.writers):
+        with torch.no_grad():
+            delta = output(clean, writer) - output(corrupted, writer)
+        expected = float((delta * grad).sum())  # the gradient of the mean holds the 1/B already
+        assert abs(float(mib[w, -1]) - expected) < TOL_REFERENCE, (writer, float(mib[w, -1]), expected)
+        differ += abs(float(patching[w, -1]) - expected) > 10 * TOL_REFERENCE
+    assert differ > 0  # the two gradients are two numbers on this model
 
 
 @pytest.mark.parametrize("which", ["organism", "tiny"])
@@ -249,7 +302,7 @@ def test_curves_areas_and_smallest_circuit(organism, few_prompts, result):
         )
         assert abs(float(f[0]) - smallest["faithfulness"]) < 1e-4 and float(f[0]) >= m["faithful"]
     assert m["held_out"]["n_scoring"] + m["held_out"]["n_testing"] == len(PROMPTS)
-    assert set(result.timings) >= {"eap", "eap_ig", "exact_node", "random"}
+    assert set(result.timings) >= {"eap", "attribution_patching", "eap_ig", "exact_node", "random"}
 
 
 def test_sizes_are_mibs_int_of_fraction_times_edges():

@@ -4,10 +4,13 @@ Edges of the residual-stream graph (generator.engine.graph: writers = token embe
 MLPs; readers = each head's q / k / v input, each MLP's input, the logits) are ranked by four
 methods, each over all prompts of the task at once:
 
-* EAP: (clean − corrupted writer output) · ∂(mean logit difference)/∂(reader input) at the
-  corrupted run (equal to TransformerLens's `attribution_patch` edge scores; tested);
+* EAP, as MIB computes it: (clean − corrupted writer output) · ∂(mean logit difference)/∂(reader
+  input) at the clean run (hannamw/EAP-IG, src/eap/attribute.py get_scores_eap; tested);
+* attribution patching: the same product with the gradient at the corrupted run (equal to
+  TransformerLens's `attribution_patch` edge scores; tested);
 * EAP-IG: the same with the gradient averaged over `ig_steps` inputs whose token embeddings
-  are interpolated from corrupted to clean (Hanna et al. 2024; TransformerLens has no EAP-IG);
+  are interpolated from corrupted to clean, starting at the corrupted run (Hanna et al. 2024,
+  get_scores_eap_ig; TransformerLens has no EAP-IG);
 * exact node ranking: each writer's exact effect, patching all of its outputs clean into the
   corrupted run; an edge ranks by its writer, ties by its reader's effect;
 * random: a random order (several seeds), the baseline any method must beat.
@@ -213,9 +216,13 @@ def edge_effects(runner: CircuitRunner, evaluator: Evaluator, order: torch.Tenso
 def methods(runner: CircuitRunner, evaluator: Evaluator, params: Params, position_aware: bool):
     """{method: (edge scores, tie-breaker or None, seconds)} for this graph."""
     out = {}
-    for name, steps in (("eap", 1), ("eap_ig", params.ig_steps)):
+    # (method, steps, where the gradient starts): MIB's EAP at the clean run, attribution
+    # patching at the corrupted run, EAP-IG from the corrupted run towards the clean one
+    gradients = [("eap", 1, "clean"), ("attribution_patching", 1, "corrupted")]
+    gradients.append(("eap_ig", params.ig_steps, "corrupted"))
+    for name, steps, at in gradients:
         start = time.perf_counter()
-        scores = evaluator.edge_scores(runner.scores(steps))
+        scores = evaluator.edge_scores(runner.scores(steps, at))
         out[name] = (scores, None, time.perf_counter() - start)
     if params.node_ranking:
         start = time.perf_counter()

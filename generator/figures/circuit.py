@@ -11,8 +11,20 @@ from plotly.subplots import make_subplots
 from generator.figures.plot import NEGATIVE, POSITIVE, plotly_spec
 from generator.heads import node_name
 
-METHOD_NAMES = {"eap": "EAP", "eap_ig": "EAP-IG", "exact_node": "exact node ranking", "random": "random"}
-COLOURS = {"eap": "#1f77b4", "eap_ig": "#d62728", "exact_node": "#2ca02c", "random": "#7f7f7f"}
+METHOD_NAMES = {
+    "eap": "EAP (MIB)",
+    "attribution_patching": "attribution patching",
+    "eap_ig": "EAP-IG",
+    "exact_node": "exact node ranking",
+    "random": "random",
+}
+COLOURS = {
+    "eap": "#1f77b4",
+    "attribution_patching": "#9467bd",
+    "eap_ig": "#d62728",
+    "exact_node": "#2ca02c",
+    "random": "#7f7f7f",
+}
 
 
 def figures(m) -> dict:

@@ -54,7 +54,8 @@ class Chosen(Circuit):
 class ByPosition(Strict):
     """The position-aware graph: method -> curves, and the drawn circuit."""
 
-    eap: Method
+    eap: Method  # MIB's EAP: the gradient at the clean run
+    attribution_patching: Method  # the gradient at the corrupted run (TransformerLens)
     eap_ig: Method
     exact_node: Method | None = None  # with params.node_ranking
     random: Method
@@ -109,7 +110,7 @@ class Metrics(Strict):
     confidence: float
     bootstrap: int
     random_seeds: int
-    methods: dict[str, Method]  # "eap" | "eap_ig" | "exact_node" | "random"
+    methods: dict[str, Method]  # "eap" | "attribution_patching" | "eap_ig" | "exact_node" | "random"
     by_position: ByPosition | None
     circuit: Chosen
     drawn: Circuit
