@@ -179,6 +179,18 @@ def few_prompts(pronoun_batch):
     return subset(pronoun_batch)
 
 
+@pytest.fixture(scope="session")
+def circuit_result(organism, few_prompts):
+    """The circuit experiment on the organism and a few prompts (shared by the circuit and the
+    export tests)."""
+    from generator.experiments import circuit, params
+    from generator.metrics import check_finite
+
+    out = circuit.run(organism, few_prompts, params.Circuit(bootstrap=200, graph_edges=20, export_edges=1000), {})
+    check_finite("circuit", out.metrics)
+    return out
+
+
 def write_config(folder: Path, **fields) -> Path:
     """A report config in `folder` whose results/docs/site live there, using the repo's
     templates and mkdocs.yml."""

@@ -284,3 +284,93 @@ def test_circuit_graph_slider_changes_the_edges_shown(watched, site_url):
     }""")
     assert len(counts) >= 2 and counts == [[n, n] for n, _ in counts], counts
     assert not watched.errors, watched.errors
+
+
+# ---- layout a reader can trust: at a desktop and a phone width ---------------------------
+
+WIDTHS = {"desktop": 1280, "phone": 390}
+# plotly's text: figure and subplot titles, axis titles, annotations, anything in the info layer
+FIGURE_TEXT = ".gtitle, .xtitle, .ytitle, .annotation-text, g.infolayer text"
+LAYOUT_PROBLEMS = """(selector) => {
+  const problems = [];
+  const box = el => el.getBoundingClientRect();
+  const span = (a, b) => `${a.toFixed(0)}–${b.toFixed(0)}`;
+  const article = document.querySelector('article.md-content__inner');
+  const column = box(article);
+  // every table's header cells sit over their columns
+  document.querySelectorAll('article table').forEach((table, t) => {
+    const head = table.querySelector('thead tr');
+    if (!head) return;
+    const ths = [...head.children].filter(th => getComputedStyle(th).display !== 'none');
+    const all = [...head.children];
+    table.querySelectorAll('tbody tr').forEach((row, r) => {
+      const tds = [...row.children];
+      if (tds.length !== all.length)
+        problems.push(`table ${t} row ${r}: ${tds.length} cells under ${all.length} headers`);
+      ths.forEach(th => {
+        const i = all.indexOf(th), td = tds[i];
+        if (!td) return;
+        const a = box(th), b = box(td);
+        if (Math.abs(a.left - b.left) > 1 || Math.abs(a.right - b.right) > 1)
+          problems.push(`table ${t}: header "${th.textContent.trim()}" spans x ${span(a.left, a.right)} ` +
+                        `but its column's cell in row ${r} spans ${span(b.left, b.right)}`);
+      });
+      if (ths.length !== all.length && r === 0)
+        problems.push(`table ${t}: ${all.length - ths.length} header cells hidden`);
+    });
+  });
+  document.querySelectorAll('.report-plotly').forEach(fig => {
+    if (fig.offsetParent === null) return;  // in a hidden tab
+    // no figure is wider than its column
+    const f = box(fig);
+    [fig, ...fig.querySelectorAll('.main-svg')].forEach(el => {
+      const b = box(el);
+      if (b.left < column.left - 1 || b.right > column.right + 1)
+        problems.push(`figure ${fig.id}: x ${span(b.left, b.right)} outside its column ` +
+                      span(column.left, column.right));
+    });
+    // no two text elements overlap
+    const texts = [...new Set(fig.querySelectorAll(selector))]
+      .filter(el => el.textContent.trim())
+      .map(el => ({text: el.textContent.trim(), b: box(el)}))
+      .filter(t => t.b.width > 0 && t.b.height > 0);
+    texts.forEach(t => {  // and none runs off its figure
+      if (t.b.left < f.left - 1 || t.b.right > f.right + 1 || t.b.top < f.top - 1 || t.b.bottom > f.bottom + 1)
+        problems.push(`figure ${fig.id}: "${t.text}" runs off the figure (x ${span(t.b.left, t.b.right)}, ` +
+                      `y ${span(t.b.top, t.b.bottom)}; figure x ${span(f.left, f.right)}, y ${span(f.top, f.bottom)})`);
+    });
+    for (let i = 0; i < texts.length; i++) {
+      for (let j = i + 1; j < texts.length; j++) {
+        const a = texts[i].b, b = texts[j].b;
+        const dx = Math.min(a.right, b.right) - Math.max(a.left, b.left);
+        const dy = Math.min(a.bottom, b.bottom) - Math.max(a.top, b.top);
+        // more than a glyph box's padding (a colorbar's top tick touching its title: 3 px)
+        if (dx > 4 && dy > 4)
+          problems.push(`figure ${fig.id}: "${texts[i].text}" overlaps "${texts[j].text}" ` +
+                        `(${dx.toFixed(0)} × ${dy.toFixed(0)} px)`);
+      }
+    }
+  });
+  return problems;
+}"""
+FIGURES_SIZED = """() => [...document.querySelectorAll('.report-plotly')].every(el =>
+  el.offsetParent === null || (el._fullLayout && Math.abs(el._fullLayout.width - el.clientWidth) <= 2))"""
+
+
+def test_every_page_is_laid_out_at_desktop_and_phone_widths(watched, site_url):
+    """At 1280 and 390 px, on every page: each table header sits over its column, no two texts
+    of a figure overlap, no figure is wider than the content column."""
+    page = watched.page
+    page.goto(site_url)
+    pages = watched.nav_links()
+    problems = []
+    for name, width in WIDTHS.items():
+        page.set_viewport_size({"width": width, "height": 900})
+        for url in pages:
+            page.goto(url)
+            watched.figures_drawn(url)
+            page.wait_for_function(FIGURES_SIZED, timeout=10_000)
+            found = page.evaluate(LAYOUT_PROBLEMS, FIGURE_TEXT)
+            problems += [f"{name} {url.removeprefix(site_url) or '/'}: {p}" for p in found]
+    assert not problems, "\n".join(problems)
+    assert not watched.errors, watched.errors

@@ -15,7 +15,7 @@ from transformer_lens.tools.analysis import EdgeAttributionConfig, attribution_p
 from generator.engine import PatchingEngine
 from generator.engine.graph import CircuitRunner
 from generator.experiments import circuit, params
-from generator.metrics import check_finite, logit_diff
+from generator.metrics import logit_diff
 from generator.tasks import build, load_task
 
 
@@ -73,29 +73,82 @@ def test_graph_has_mibs_edge_count_for_gpt2_small():
     assert int(EdgeGraph(12, 12).upstream().sum()) == 32491  # MIB's GPT-2 small graph
 
 
-@pytest.mark.parametrize("which", ["organism", "tiny"])
-def test_eap_scores_equal_transformer_lens_attribution_patch(which, request):
-    """Position-aware EAP scores = TransformerLens's edge scores (averaged over the prompts)."""
-    model, batch = case(request, which)
-    runner = runner_for(model, batch)
-    ours = runner.scores(ig_steps=1)
+def transformer_lens_edge_scores(model, batch, swap: bool) -> dict:
+    """TransformerLens's `attribution_patch` edge scores averaged over the prompts: (clean −
+    corrupted activation) · gradient at the corrupted run; with `swap` the two runs trade
+    places, so the gradient is the clean run's and the product has the opposite sign."""
     totals: dict = {}
     for i in range(len(batch.clean_tokens)):
         metric = lambda logits, i=i: logit_diff(logits, batch.answer_tokens[i : i + 1])[0]  # noqa: E731
+        runs = (batch.clean_tokens[i : i + 1], batch.corrupted_tokens[i : i + 1])
         with torch.enable_grad():
             result = attribution_patch(
-                model,
-                batch.clean_tokens[i : i + 1],
-                batch.corrupted_tokens[i : i + 1],
-                metric,
-                EdgeAttributionConfig(granularity="edge"),
+                model, *(runs[::-1] if swap else runs), metric, EdgeAttributionConfig(granularity="edge")
             )
         for edge, score in result.edge_scores.items():
             totals[edge] = totals.get(edge, 0.0) + score / len(batch.clean_tokens)
+    return totals
+
+
+@pytest.mark.parametrize("which", ["organism", "tiny"])
+@pytest.mark.parametrize("at", ["corrupted", "clean"])
+def test_gradient_scores_equal_transformer_lens_attribution_patch(which, at, request):
+    """Position-aware scores with the gradient at the corrupted run (attribution patching) =
+    TransformerLens's edge scores; at the clean run (MIB's EAP) = minus TransformerLens's with
+    clean and corrupted swapped."""
+    model, batch = case(request, which)
+    runner = runner_for(model, batch)
+    ours = runner.scores(1, at)
+    totals = transformer_lens_edge_scores(model, batch, swap=at == "clean")
+    sign = -1.0 if at == "clean" else 1.0
     assert len(totals) == int(runner.graph.upstream().sum()) * runner.n_pos
     for (writer, reader), expected in totals.items():
         (w, p), (r, _) = runner.graph.from_transformer_lens(writer), runner.graph.from_transformer_lens(reader)
-        assert abs(float(ours[w, r, p]) - expected) < TOL_REFERENCE, (writer, reader, float(ours[w, r, p]), expected)
+        got = float(ours[w, r, p])
+        assert abs(got - sign * expected) < TOL_REFERENCE, (writer, reader, got, sign * expected)
+
+
+def test_mibs_eap_by_hand_on_the_edges_into_the_logits(tiny):
+    """MIB's EAP (eap/attribute.py get_scores_eap) by hand on the tiny model: each writer's
+    clean − corrupted output (from the caches) dotted with the gradient of the mean logit
+    difference at the clean run's final residual stream, summed over positions; and it is not
+    attribution patching's number (the gradient at the corrupted run differs)."""
+    model, batch = tiny
+    runner = runner_for(model, batch)
+    n_layers = model.cfg.n_layers
+    captured = {}
+
+    def keep(act, hook):
+        act.retain_grad()
+        captured["resid"] = act
+        return act
+
+    with torch.enable_grad():
+        logits = model.run_with_hooks(batch.clean_tokens, fwd_hooks=[(f"blocks.{n_layers - 1}.hook_resid_post", keep)])
+        logit_diff(logits, batch.answer_tokens).mean().backward()
+    grad = captured["resid"].grad.detach()  # [B, P, D]
+    with torch.no_grad():
+        _, clean = model.run_with_cache(batch.clean_tokens)
+        _, corrupted = model.run_with_cache(batch.corrupted_tokens)
+
+    def output(cache, writer):
+        kind, *where = writer
+        if kind == "embed":
+            return cache["hook_embed"]
+        if kind == "mlp":
+            return cache[f"blocks.{where[0]}.hook_mlp_out"]
+        layer, head = where
+        return cache[f"blocks.{layer}.attn.hook_z"][:, :, head] @ model.blocks[layer].attn.W_O[head]
+
+    mib, patching = runner.scores(1, "clean").sum(-1), runner.scores(1, "corrupted").sum(-1)
+    differ = 0
+    for w, writer in enumerate(runner.graph.writers):
+        with torch.no_grad():
+            delta = output(clean, writer) - output(corrupted, writer)
+        expected = float((delta * grad).sum())  # the gradient of the mean holds the 1/B already
+        assert abs(float(mib[w, -1]) - expected) < TOL_REFERENCE, (writer, float(mib[w, -1]), expected)
+        differ += abs(float(patching[w, -1]) - expected) > 10 * TOL_REFERENCE
+    assert differ > 0  # the two gradients are two numbers on this model
 
 
 @pytest.mark.parametrize("which", ["organism", "tiny"])
@@ -214,10 +267,8 @@ def test_node_effects_equal_the_engines_head_output_patching(organism, few_promp
 
 
 @pytest.fixture(scope="module")
-def result(organism, few_prompts):
-    out = circuit.run(organism, few_prompts, params.Circuit(bootstrap=200, graph_edges=20, export_edges=50), {})
-    check_finite("circuit", out.metrics)
-    return out
+def result(circuit_result):
+    return circuit_result
 
 
 def test_curves_areas_and_smallest_circuit(organism, few_prompts, result):
@@ -234,7 +285,11 @@ def test_curves_areas_and_smallest_circuit(organism, few_prompts, result):
             trapezoid = float(((x[1:] - x[:-1]) * (y[1:] + y[:-1]) / 2).sum())
             assert abs(c["area"] - trapezoid) < 1e-4, (name, kind)
             assert c["area_ci"][0] <= c["area"] + 1e-4 and c["area"] - 1e-4 <= c["area_ci"][1], (name, kind)
-            assert c["sizes"] == circuit.sizes_for(fractions, m["n_edges"])
+            # MIB's sizes, by hand: int(fraction × edges), so the smallest circuits are empty
+            assert c["sizes"] == [int(f * m["n_edges"]) for f in fractions], (name, kind)
+            for n, value in zip(c["sizes"], c["faithfulness"]):
+                if n == 0:  # the empty circuit is the corrupted run: f = 0 exactly
+                    assert abs(value) < 1e-6, (name, kind, value)
     smallest = m["circuit"]["smallest_faithful"]
     if smallest:  # re-run that circuit: the top edges by |EAP-IG|, exactly
         evaluator = circuit.Evaluator(runner, False)
@@ -247,7 +302,17 @@ def test_curves_areas_and_smallest_circuit(organism, few_prompts, result):
         )
         assert abs(float(f[0]) - smallest["faithfulness"]) < 1e-4 and float(f[0]) >= m["faithful"]
     assert m["held_out"]["n_scoring"] + m["held_out"]["n_testing"] == len(PROMPTS)
-    assert set(result.timings) >= {"eap", "eap_ig", "exact_node", "random"}
+    assert set(result.timings) >= {"eap", "attribution_patching", "eap_ig", "exact_node", "random"}
+
+
+def test_sizes_are_mibs_int_of_fraction_times_edges():
+    """MIB's evaluate_area_under_curve keeps int(pct * n) edges: on the organism's 479 edges
+    [0, 0, 2, 4, 9, 23, 47, 95, 239, 479] (the issue's numbers), never rounded up to one."""
+    fractions = list(params.Circuit().sizes)
+    assert fractions == [0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0]
+    assert circuit.sizes_for(fractions, 479) == [0, 0, 2, 4, 9, 23, 47, 95, 239, 479]
+    # a float product truncated, as Python computes it in MIB: 0.29 × 100 = 28.999… -> 28
+    assert circuit.sizes_for([0.29, 1.0], 100) == [28, 100]
 
 
 def test_drawn_edges_carry_their_exact_effects(organism, few_prompts, result):

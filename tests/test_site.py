@@ -200,6 +200,14 @@ def test_circuit_graph_download_is_linked_and_holds_the_stored_graph(built, resu
     assert data["model_clean_logit_diff"] == stored.clean_logit_diff
     assert data["methods"]["eap_ig"]["cpr"]["area"] == stored.methods["eap_ig"].cpr.area
     assert data["columns"][:2] == ["writer", "reader"] and data["edges"]
+    # the exports (tests/test_exports.py checks their formats) are linked and published beside it
+    from generator import exports
+
+    made = {"mib": exports.mib_circuit(stored), "neuronpedia": exports.neuronpedia_graph(stored, primary)}
+    for kind, expected in made.items():
+        path = download_path(primary, "circuit", kind)
+        assert f"]({path})" in (built.path("docs") / "circuit.md").read_text()
+        assert json.loads((built.path("site") / path).read_text()) == json.loads(json.dumps(expected)), kind
 
 
 def test_site_command_builds_from_stored_results_without_torch(tmp_path):

@@ -16,8 +16,9 @@ does all of it on whole batches: with `ablate` = the edges outside a circuit and
 corrupted run's writer outputs, on the clean tokens, it is MIB's exact circuit evaluation
 (one batched forward per circuit); with `ablate` = one edge and `other` = the clean run's, on
 the corrupted tokens, it patches that edge alone (an edge's exact effect); with nothing
-ablated and each reader's input tapped for its gradient, it gives EAP scores, and averaged
-over inputs interpolated from corrupted to clean, EAP-IG scores.
+ablated and each reader's input tapped for its gradient, it gives EAP scores (the gradient at
+the clean run, MIB's EAP; at the corrupted run, attribution patching), and averaged over
+inputs interpolated from corrupted to clean, EAP-IG scores.
 
 Positions before the first token where any clean/corrupted pair differs see the same tokens in
 both runs, so every writer's output there is the same too: runs start after that shared prefix,
@@ -148,7 +149,7 @@ class CircuitRunner:
         differs = (self.clean_tokens != self.corrupted_tokens).any(0).nonzero()
         self.start = (int(differs[0]) if len(differs) else self.n_pos - 1) if share_prefix else 0
         self.start = min(self.start, self.n_pos - 1)  # the final position is always computed
-        self._scores: dict[int, torch.Tensor] = {}
+        self._scores: dict[tuple, torch.Tensor] = {}
         self.memo: dict = {}  # derived quantities that callers compute once per runner
         with torch.no_grad():
             self.prefix_kv = self._prefix_keys_values()
@@ -312,23 +313,33 @@ class CircuitRunner:
             base=self.corrupted_writers,
         )
 
-    def scores(self, ig_steps: int = 1) -> torch.Tensor:
+    def scores(self, ig_steps: int = 1, at: str = "corrupted") -> torch.Tensor:
         """[W, R, n_pos] position-aware edge scores (clean − corrupted writer output) ·
-        d(mean logit difference)/d(reader input), the gradient taken at the corrupted run
-        (ig_steps = 1: EAP) or averaged over inputs interpolated from corrupted to clean
-        (EAP-IG: token embeddings corrupted + α (clean − corrupted), α = k/m for k = 0..m−1, a
-        left Riemann sum as in hannamw/EAP-IG; m = 1 is EAP). Zero for edges not in the graph.
-        Computed once per number of steps."""
-        if ig_steps not in self._scores:
-            self._scores[ig_steps] = self._integrated_scores(ig_steps)
-        return self._scores[ig_steps]
+        d(mean logit difference)/d(reader input), the gradient taken
 
-    def _integrated_scores(self, ig_steps: int) -> torch.Tensor:
+        * at="clean", ig_steps = 1: at the clean run: MIB's EAP (hannamw/EAP-IG,
+          src/eap/attribute.py get_scores_eap: the backward pass runs on the clean tokens,
+          times corrupted − clean activations, of the loss −logit difference: the same sign);
+        * at="corrupted", ig_steps = 1: at the corrupted run: attribution patching, as
+          TransformerLens's `attribution_patch` (tested);
+        * ig_steps = m > 1: averaged over inputs interpolated from corrupted to clean, EAP-IG
+          (get_scores_eap_ig: token embeddings corrupted + α (clean − corrupted), α = k/m for
+          k = 0..m−1, a left Riemann sum, so its first step is the corrupted run).
+
+        Zero for edges not in the graph. Computed once per (steps, run)."""
+        if at not in ("clean", "corrupted") or (at == "clean" and ig_steps != 1):
+            raise ValueError(f"scores: at={at!r} with {ig_steps} steps; allowed: 'corrupted', or 'clean' with 1 step")
+        if (ig_steps, at) not in self._scores:
+            self._scores[(ig_steps, at)] = self._integrated_scores(ig_steps, at == "clean")
+        return self._scores[(ig_steps, at)]
+
+    def _integrated_scores(self, ig_steps: int, at_clean: bool = False) -> torch.Tensor:
         clean, corrupted = self.embed(self.clean_tokens), self.embed(self.corrupted_tokens)
         grads = None
         for k in range(ig_steps):
             taps: list[torch.Tensor] = []
-            embed = (corrupted + (k / ig_steps) * (clean - corrupted)).detach().requires_grad_(True)
+            alpha = 1.0 if at_clean else k / ig_steps
+            embed = (corrupted + alpha * (clean - corrupted)).detach().requires_grad_(True)
             with torch.enable_grad():
                 self.forward(embed, taps=taps).mean().backward()
             g = torch.cat([t.grad for t in taps])  # [R, B, P, D], readers in graph order

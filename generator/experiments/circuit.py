@@ -4,10 +4,13 @@ Edges of the residual-stream graph (generator.engine.graph: writers = token embe
 MLPs; readers = each head's q / k / v input, each MLP's input, the logits) are ranked by four
 methods, each over all prompts of the task at once:
 
-* EAP: (clean − corrupted writer output) · ∂(mean logit difference)/∂(reader input) at the
-  corrupted run (equal to TransformerLens's `attribution_patch` edge scores; tested);
+* EAP, as MIB computes it: (clean − corrupted writer output) · ∂(mean logit difference)/∂(reader
+  input) at the clean run (hannamw/EAP-IG, src/eap/attribute.py get_scores_eap; tested);
+* attribution patching: the same product with the gradient at the corrupted run (equal to
+  TransformerLens's `attribution_patch` edge scores; tested);
 * EAP-IG: the same with the gradient averaged over `ig_steps` inputs whose token embeddings
-  are interpolated from corrupted to clean (Hanna et al. 2024; TransformerLens has no EAP-IG);
+  are interpolated from corrupted to clean, starting at the corrupted run (Hanna et al. 2024,
+  get_scores_eap_ig; TransformerLens has no EAP-IG);
 * exact node ranking: each writer's exact effect, patching all of its outputs clean into the
   corrupted run; an edge ranks by its writer, ties by its reader's effect;
 * random: a random order (several seeds), the baseline any method must beat.
@@ -39,8 +42,12 @@ from generator.tasks import UNUSABLE, TaskBatch
 
 
 def sizes_for(fractions: list[float], n_edges: int) -> list[int]:
-    """Edge counts for fractions of the graph (MIB: int(fraction × edges); at least one edge)."""
-    return [max(1, min(n_edges, round(f * n_edges))) for f in fractions]
+    """Edge counts for fractions of the graph as MIB counts them: int(fraction × edges), a Python
+    float product truncated, so the smallest fractions of a small graph keep no edge at all (an
+    empty circuit: the corrupted run, f = 0). hannamw/MIB-circuit-track,
+    MIB_circuit_track/evaluation.py, evaluate_area_under_curve: `curr_num_items = int(pct *
+    n_scored_items)`."""
+    return [min(n_edges, int(f * n_edges)) for f in fractions]
 
 
 def ranking(scores: torch.Tensor, absolute: bool, tie: torch.Tensor | None = None) -> torch.Tensor:
@@ -209,9 +216,13 @@ def edge_effects(runner: CircuitRunner, evaluator: Evaluator, order: torch.Tenso
 def methods(runner: CircuitRunner, evaluator: Evaluator, params: Params, position_aware: bool):
     """{method: (edge scores, tie-breaker or None, seconds)} for this graph."""
     out = {}
-    for name, steps in (("eap", 1), ("eap_ig", params.ig_steps)):
+    # (method, steps, where the gradient starts): MIB's EAP at the clean run, attribution
+    # patching at the corrupted run, EAP-IG from the corrupted run towards the clean one
+    gradients = [("eap", 1, "clean"), ("attribution_patching", 1, "corrupted")]
+    gradients.append(("eap_ig", params.ig_steps, "corrupted"))
+    for name, steps, at in gradients:
         start = time.perf_counter()
-        scores = evaluator.edge_scores(runner.scores(steps))
+        scores = evaluator.edge_scores(runner.scores(steps, at))
         out[name] = (scores, None, time.perf_counter() - start)
     if params.node_ranking:
         start = time.perf_counter()
@@ -434,7 +445,15 @@ def run(model, batch, params: Params, inputs: dict) -> Result:
         "n_edges": evaluator.n_edges,
         "n_edges_by_position": evaluator.n_edges * runner.n_pos,
         "shared_prefix": runner.start,
-        "graph_shape": {"n_layers": graph.n_layers, "n_heads": graph.n_heads, "n_pos": runner.n_pos},
+        "graph_shape": {
+            "n_layers": graph.n_layers,
+            "n_heads": graph.n_heads,
+            "n_pos": runner.n_pos,
+            "d_model": model.cfg.d_model,
+        },
+        "example_prompt": batch.spec.prompts[0].text,
+        "example_tokens": model.to_str_tokens(batch.clean_tokens[0]),
+        "answers": list(batch.spec.prompts[0].answers),
         "fractions": list(params.sizes),
         "ig_steps": params.ig_steps,
         "top_edges": params.top_edges,
@@ -476,7 +495,8 @@ def by_position(runner: CircuitRunner, params: Params, timings: dict) -> dict:
 
 
 def download(graph, evaluator: Evaluator, table: dict, top: torch.Tensor) -> dict:
-    """The top edges (by EAP-IG |score|) with every method's score: [writer, reader, scores…]."""
+    """The top edges (by EAP-IG |score|, best first: the circuit is their first edges) with every
+    method's score: [writer, reader, scores…]."""
     scores = {name: row["scores"] for name, row in table.items() if "scores" in row}
     n_readers = len(graph.readers)
     return {

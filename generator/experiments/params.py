@@ -102,7 +102,9 @@ MIB_SIZES = [0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0]
 
 
 class Circuit(Params):
-    ig_steps: int = Field(5, ge=1, le=100, description="EAP-IG interpolation steps (1 = plain EAP)")
+    ig_steps: int = Field(
+        5, ge=1, le=100, description="EAP-IG interpolation steps (1: the corrupted run's gradient alone)"
+    )
     sizes: list[float] = Field(
         default_factory=lambda: list(MIB_SIZES),
         min_length=2,

@@ -11,8 +11,20 @@ from plotly.subplots import make_subplots
 from generator.figures.plot import NEGATIVE, POSITIVE, plotly_spec
 from generator.heads import node_name
 
-METHOD_NAMES = {"eap": "EAP", "eap_ig": "EAP-IG", "exact_node": "exact node ranking", "random": "random"}
-COLOURS = {"eap": "#1f77b4", "eap_ig": "#d62728", "exact_node": "#2ca02c", "random": "#7f7f7f"}
+METHOD_NAMES = {
+    "eap": "EAP (MIB)",
+    "attribution_patching": "attribution patching",
+    "eap_ig": "EAP-IG",
+    "exact_node": "exact node ranking",
+    "random": "random",
+}
+COLOURS = {
+    "eap": "#1f77b4",
+    "attribution_patching": "#9467bd",
+    "eap_ig": "#d62728",
+    "exact_node": "#2ca02c",
+    "random": "#7f7f7f",
+}
 
 
 def figures(m) -> dict:
@@ -132,7 +144,8 @@ def graph(
     for e in edges:
         fig.add_trace(edge_trace(e, largest, n_heads, n_layers, n_pos))
     fig.add_trace(node_trace(positions, n_heads, n_layers, n_pos))
-    steps_at = sorted({n for n in sizes if n <= len(edges)} | ({selected} if selected else set()) | {len(edges)})
+    # MIB's smallest sizes can keep no edge: no slider step for an empty circuit
+    steps_at = sorted({n for n in sizes if 0 < n <= len(edges)} | ({selected} if selected else set()) | {len(edges)})
     steps = []
     for n in steps_at:
         visible = [i < n for i in range(len(edges))] + [True]

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from generator import ReportError
+from generator import ReportError, exports
 from generator.config import Config
 from generator.files import check_writable, remove_dead_temps, shown, write_all
 from generator.render.checks import load_results
@@ -30,13 +30,19 @@ __all__ = [
 
 
 def downloads(config: Config, results: dict) -> dict[str, str]:
-    """The JSON files the pages link for download: each stored result's `download` metric."""
-    return {
-        download_path(m, e): dumps(download(record["metrics"]))
-        for m, records in results.items()
-        for e, record in records.items()
-        if getattr(record["metrics"], "download", None) is not None
-    }
+    """The JSON files the pages link for download: each stored result's `download` metric, and
+    a circuit's exports in MIB's and Neuronpedia's formats (generator.exports)."""
+    out = {}
+    for m, records in results.items():
+        for e, record in records.items():
+            metrics = record["metrics"]
+            if getattr(metrics, "download", None) is None:
+                continue
+            out[download_path(m, e)] = dumps(download(metrics))
+            if e == "circuit":
+                out[download_path(m, e, "mib")] = dumps(exports.mib_circuit(metrics))
+                out[download_path(m, e, "neuronpedia")] = dumps(exports.neuronpedia_graph(metrics, m))
+    return out
 
 
 def render(config: Config, log=print, allow_stale: bool = False) -> list[Path]:

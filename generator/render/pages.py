@@ -46,6 +46,7 @@ def nav(config: Config) -> list:
     return entries
 
 
-def download_path(model: str, experiment: str) -> str:
-    """Where a result's downloadable data lies in docs/ (a page links it relatively)."""
-    return f"downloads/{slug(model)}-{experiment}.json"
+def download_path(model: str, experiment: str, kind: str = "") -> str:
+    """Where a result's downloadable data lies in docs/ (a page links it relatively); `kind`
+    names another format of it ("mib", "neuronpedia")."""
+    return f"downloads/{slug(model)}-{experiment}{'-' + kind if kind else ''}.json"

@@ -54,7 +54,8 @@ class Chosen(Circuit):
 class ByPosition(Strict):
     """The position-aware graph: method -> curves, and the drawn circuit."""
 
-    eap: Method
+    eap: Method  # MIB's EAP: the gradient at the clean run
+    attribution_patching: Method  # the gradient at the corrupted run (TransformerLens)
     eap_ig: Method
     exact_node: Method | None = None  # with params.node_ranking
     random: Method
@@ -83,7 +84,8 @@ class Download(Strict):
 
     writers: list[Node]
     readers: list[Node]
-    edges: list[list[int | float]]  # [writer index, reader index, then a score per method in `columns`]
+    # [writer index, reader index, then a score per method in `columns`], by |EAP-IG| best first
+    edges: list[list[int | float]]
     columns: list[str]
 
 
@@ -91,6 +93,7 @@ class GraphShape(Strict):
     n_layers: int
     n_heads: int
     n_pos: int
+    d_model: int  # MIB's graph config needs it (eap/graph.py Graph.from_model)
 
 
 class Metrics(Strict):
@@ -107,7 +110,7 @@ class Metrics(Strict):
     confidence: float
     bootstrap: int
     random_seeds: int
-    methods: dict[str, Method]  # "eap" | "eap_ig" | "exact_node" | "random"
+    methods: dict[str, Method]  # "eap" | "attribution_patching" | "eap_ig" | "exact_node" | "random"
     by_position: ByPosition | None
     circuit: Chosen
     drawn: Circuit
@@ -118,3 +121,7 @@ class Metrics(Strict):
     negligible_edges: int
     graph_shape: GraphShape
     selected_edges: int  # edges of the drawn circuit highlighted as the circuit
+    # the first prompt, for the exports (Neuronpedia's graph shows one prompt)
+    example_prompt: str
+    example_tokens: list[str]
+    answers: list[str]  # its (capital, lowercase) answer pair

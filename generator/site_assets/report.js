@@ -83,12 +83,99 @@
     });
   }
 
+  // plotly never wraps text: a title longer than its room runs into its neighbour or off the
+  // figure (on a phone: two subplot titles or x titles side by side, a long figure title).
+  // Once drawn, each title is measured against its room (the figure, its subplot's width, its
+  // axis's length) and broken into lines at spaces where it does not fit; on a narrow figure
+  // the legend moves under the plot, so the plot keeps the width. Then one relayout.
+  var NARROW = 600;
+  function wrap(text, room, charWidth) {
+    var max = Math.max(6, Math.floor(room / charWidth));
+    if (text.length <= max) return text;
+    var lines = [""];
+    text.split(" ").forEach(function (word) {
+      var line = lines[lines.length - 1];
+      if (line && (line + " " + word).length > max) lines.push(word);
+      else lines[lines.length - 1] = line ? line + " " + word : word;
+    });
+    return lines.join("<br>");
+  }
+
+  // [text, room] -> wrapped text and the height its extra lines take
+  function fit(node, text, room) {
+    if (!node || typeof text !== "string" || !text || text.indexOf("<br>") >= 0) return null;
+    var width = node.getBBox().width;
+    if (width <= room) return null;
+    var out = wrap(text, room, width / text.length), line = node.getBBox().height;
+    return { text: out, line: line, height: out.split("<br>").length * line };
+  }
+
+  // On a narrow figure the legend goes under the plot, so the plot keeps the width; then
+  // the titles are fitted to the room that leaves.
+  function fitFigure(el, layout) {
+    var L = el._fullLayout, legend = el.querySelector(".legend");
+    if (!(L.width < NARROW && L.showlegend && legend && L.legend.orientation !== "h")) {
+      return fitText(el, layout);
+    }
+    var b = L._size.b;
+    return Plotly.relayout(el, {
+      "legend.orientation": "h", "legend.x": 0, "legend.xanchor": "left",
+      "legend.yref": "container", "legend.y": 0, "legend.yanchor": "bottom",
+    }).then(function () {
+      var height = el.querySelector(".legend").getBBox().height + 12;
+      return Plotly.relayout(el, { "margin.b": b + height, height: L.height + height });
+    }).then(function () { return fitText(el, layout); });
+  }
+
+  function fitText(el, layout) {
+    var L = el._fullLayout, update = {};
+    var title = layout.title && (typeof layout.title === "string" ? layout.title : layout.title.text);
+    var titleNode = el.querySelector(".g-gtitle .gtitle");
+    var t = fit(titleNode, title, L.width - 20);
+    if (t) update["title.text"] = t.text;
+    var grown = 0, subplotTitles = 0;
+    (layout.annotations || []).forEach(function (a, i) {
+      if (a.yref !== "paper" || !(a.y >= 1)) return;  // subplot titles
+      var domain = [0, 1];
+      Object.keys(L).forEach(function (k) {
+        var d = /^xaxis\d*$/.test(k) && L[k].domain;
+        if (d && d[0] <= a.x && a.x <= d[1]) domain = d;
+      });
+      var node = el.querySelector('.annotation[data-index="' + i + '"] .annotation-text');
+      var f = fit(node, a.text, L._size.w * (domain[1] - domain[0]));
+      if (node) subplotTitles = Math.max(subplotTitles, f ? f.height : node.getBBox().height);
+      if (f) { update["annotations[" + i + "].text"] = f.text; grown = 1; }
+    });
+    Object.keys(L).forEach(function (k) {
+      var m = /^([xy])axis(\d*)$/.exec(k), axis = L[k];
+      if (!m || !axis.title || !axis.title.text) return;
+      var f = fit(el.querySelector("." + m[1] + m[2] + "title"), axis.title.text, axis._length);
+      if (f) update[k + ".title.text"] = f.text;
+    });
+    var top = 0;
+    if (t || grown) {  // the title from the top down, then the subplot titles, then the plot
+      var titleHeight = t ? t.height : titleNode ? titleNode.getBBox().height : 0;
+      top = Math.max(0, 16 + titleHeight + 10 + subplotTitles + 8 - L._size.t);
+      update["margin.t"] = L._size.t + top;
+      // 16 px from the top (a multi-line title's top, anchored, sits a line's padding higher)
+      Object.assign(update, { "title.yref": "container", "title.y": 1 - 16 / (L.height + top), "title.yanchor": "top" });
+    }
+    if (!Object.keys(update).length) return null;
+    if (top) update.height = L.height + top;
+    return Plotly.relayout(el, update);
+  }
+
   function drawPlotly(el) {
     var fig = spec(el).figure;
     el.setAttribute("data-scheme", scheme());
     var first = !el.hasAttribute("data-drawn");
-    return Plotly.react(el, themedData(fig.data || []), themed(fig.layout || {}), {
+    var layout = themed(fig.layout || {});
+    return Plotly.react(el, themedData(fig.data || []), layout, {
       responsive: true, displaylogo: false, modeBarButtonsToRemove: ["select2d", "lasso2d"],
+    }).then(function () {
+      return first ? null : Plotly.Plots.resize(el);  // a redraw at a new width
+    }).then(function () {
+      return el.clientWidth ? fitFigure(el, layout) : null;  // hidden (a tab): when shown
     }).then(function () {
       el.setAttribute("data-drawn", "1");
       if (first) {
@@ -115,7 +202,8 @@
       var before = widths.get(el);
       widths.set(el, width);
       if (before === undefined || width === 0 || before === width || !el.isConnected) return;
-      Plotly.Plots.resize(el).catch(function () {});
+      // redrawn, not only resized: where its text wraps depends on the width
+      drawPlotly(el).catch(function () {});
     });
   });
 
