@@ -7,6 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from generator.config import Config
+from generator.disclosure import CARDS, cards
 from generator.files import check_writable, write_atomic
 from generator.render.checks import load_results
 from generator.render.jinja import environment, render_pages
@@ -44,6 +45,7 @@ def render(config: Config, log=print, allow_stale: bool = False) -> list[Path]:
     Every page is rendered before any is written: an error leaves docs/ as it was."""
     results = load_results(config, allow_stale=allow_stale, log=log)
     texts = render_pages(config, results)
+    texts.update(cards(list(results)))  # the bundled models' cards, which the overview links
     docs = config.path("docs")
     written = []
     pages_only = set(texts)
@@ -55,7 +57,7 @@ def render(config: Config, log=print, allow_stale: bool = False) -> list[Path]:
         if not path.exists() or path.read_text(encoding="utf-8") != text:
             write_atomic(path, text)
             written.append(path)
-    for old in [*docs.glob("*.md"), *docs.glob("downloads/*.json")]:
+    for old in [*docs.glob("*.md"), *docs.glob(f"{CARDS}/*.md"), *docs.glob("downloads/*.json")]:
         if str(old.relative_to(docs)) not in texts:
             old.unlink()
     log(f"rendered {len(pages_only)} pages into {docs} ({len(written)} files changed)")

@@ -1,0 +1,81 @@
+"""What the bundled models are, for the overview: each one's description, how it was accepted,
+what that makes true by construction and what not, and its model card as a page of the site.
+
+Torch-free (render side). Read from each bundled model's folder (generator/assets/<model>/):
+training.json's `summary` (a paragraph the trainer writes) or, without one, the model card's
+(README.md) first paragraph; training.json's `acceptance` (the checks a trained model had to
+pass before it was committed)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from markupsafe import Markup, escape
+
+from generator.models import BUNDLED, slug
+from generator.reproduction import is_gpt2_small
+
+# acceptance checks about what a model *is* (its prompts' length, an MLP held at zero); every
+# other check is about what it does, so passing it is a condition of the model, not a finding
+STRUCTURAL = {"n_tokens", "max_abs_mlp_out", "n_params"}
+OPS = {">=": "≥", "<=": "≤", "==": "=", ">": ">", "<": "<"}
+CARDS = "model-cards"
+
+
+def card_page(model: str) -> str:
+    """The model card's page in docs/ (relative)."""
+    return f"{CARDS}/{slug(model)}.md"
+
+
+def first_paragraph(markdown: str) -> str:
+    """The first paragraph of a markdown text that is not a heading."""
+    for block in markdown.split("\n\n"):
+        block = block.strip()
+        if block and not block.startswith("#"):
+            return " ".join(line.strip() for line in block.splitlines())
+    return ""
+
+
+def check_words(check: dict) -> str:
+    """One acceptance check as text: 'mean_logit_diff ≥ 3.0'."""
+    return f"{check['metric']} {OPS.get(check['op'], check['op'])} {check['bound']}"
+
+
+def describe(model: str, folder: Path) -> dict:
+    """One bundled model: its description (markdown, HTML-escaped), its acceptance split into
+    checks of what it does and of what it is, and its card's page."""
+    training = folder / "training.json"
+    record = json.loads(training.read_text(encoding="utf-8")) if training.is_file() else {}
+    card = folder / "README.md"
+    card_text = card.read_text(encoding="utf-8") if card.is_file() else ""
+    text = record.get("summary") or first_paragraph(card_text)
+    acceptance = record.get("acceptance") or []
+    return {
+        "model": model,
+        # the trainer's own markdown (code spans for file names): shown as markdown, never as HTML
+        "description": Markup(escape(text)) if text else None,
+        "from_summary": bool(record.get("summary")),
+        "accepted_on_behaviour": [check_words(c) for c in acceptance if c["metric"] not in STRUCTURAL],
+        "accepted_on_structure": [check_words(c) for c in acceptance if c["metric"] in STRUCTURAL],
+        "acceptance_recorded": "acceptance" in record,
+        "card": card_page(model) if card_text else None,
+    }
+
+
+def disclosure(results: dict) -> dict:
+    """The overview's disclosure: every bundled model of this build, and whether GPT-2 small's
+    results are in it. `results`: {model: {experiment: record}}."""
+    return {
+        "bundled": [describe(m, BUNDLED[m]) for m in results if m in BUNDLED],
+        "gpt2_small": any("baseline" in r and is_gpt2_small(r["baseline"]) for r in results.values()),
+    }
+
+
+def cards(models: list[str]) -> dict[str, str]:
+    """The model cards of the bundled models among `models`, as pages: {docs path: markdown}."""
+    return {
+        card_page(m): (BUNDLED[m] / "README.md").read_text(encoding="utf-8")
+        for m in models
+        if m in BUNDLED and (BUNDLED[m] / "README.md").is_file()
+    }
