@@ -155,8 +155,10 @@ class Findings(BaseModel):
     behaviour: bool  # a capital preference to explain (clean ≥ thresholds.behaviour)
     gap_ok: bool  # clean − corrupted ≥ thresholds.gap: shares of the gap are read
     dla: Dla | None
+    dla_total: float | None  # what the components write directly (nats), when attribution ran
     patching: Patching | None
     circuit: Faithful | None
+    no_faithful_circuit: bool  # the circuit ran, and no size it evaluated reached the faithfulness asked
     route: Route | None
     agreement: Agreement | None
     unexplained: Unexplained
@@ -171,7 +173,12 @@ def findings(model: str, records: dict, thresholds: Thresholds | None = None) ->
     behaviour = clean is not None and clean >= t.behaviour
     gap_ok = behaviour and corrupted is not None and clean - corrupted >= t.gap
     attn_only = bool(m["baseline"].model_shape.attn_only) if "baseline" in m else False
-    dla = _dla(m["attribution"], t, attn_only) if "attribution" in m and behaviour else None
+    # shares of a total that is not positive do not say who writes the preference
+    dla = (
+        _dla(m["attribution"], t, attn_only)
+        if "attribution" in m and behaviour and m["attribution"].total > 0
+        else None
+    )
     patching = _patching(m["patching"], t) if "patching" in m and gap_ok else None
     circuit = _faithful(m["circuit"]) if "circuit" in m and gap_ok else None
     route = _route(m["circuit"], m.get("baseline"), t) if circuit else None
@@ -191,8 +198,10 @@ def findings(model: str, records: dict, thresholds: Thresholds | None = None) ->
         behaviour=behaviour,
         gap_ok=gap_ok,
         dla=dla,
+        dla_total=m["attribution"].total if "attribution" in m else None,
         patching=patching,
         circuit=circuit,
+        no_faithful_circuit="circuit" in m and gap_ok and circuit is None,
         route=route,
         agreement=_agreement(named) if named else None,
         unexplained=_unexplained(m, dla, patching, circuit, t),

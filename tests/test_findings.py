@@ -137,7 +137,7 @@ def test_words_name_only_what_the_findings_name(model):
         assert f"{x.name} (" in text
     assert "mostly" not in text
     if f.dla.most is None:
-        assert "most of them" not in text
+        assert "most of that" not in text
     short = worded(f, "short")
     assert set(COMPONENT.findall(short)) <= names_in(f)
     assert f"{f.circuit.edges} of {f.circuit.n_edges} edges" in short
@@ -352,3 +352,34 @@ def test_disclosure_knows_when_gpt2_small_is_in_the_build():
     found = disclosure({"gpt2-small": {"baseline": gpt2}, "organism": records})
     assert found["gpt2_small"] is True
     assert [b["model"] for b in found["bundled"]] == ["organism"]
+
+
+def test_a_circuit_that_never_reaches_the_faithfulness_asked_is_said_so():
+    records = committed("organism")
+    c = records["circuit"]["metrics"]
+    unfaithful = edited(records, "circuit", circuit=c.circuit.model_copy(update={"smallest_faithful": None}))
+    f = findings("organism", unfaithful)
+    assert f.circuit is None and f.route is None and f.no_faithful_circuit
+    assert "No circuit EAP-IG ranks reaches the faithfulness asked" in worded(f)
+    assert not findings("organism", records).no_faithful_circuit
+
+
+def test_a_total_that_is_not_positive_names_no_writer():
+    records = committed("organism")
+    f = findings("organism", edited(records, "attribution", total=-0.5))
+    assert f.dla is None and f.dla_total == -0.5
+    assert "not a positive total" in worded(f)
+
+
+@pytest.mark.parametrize(
+    "low, high, estimate", [(0.985589, 0.986378, 0.985969), (0.849204, 0.865779, 0.857), (0.2, 0.9, 0.5)]
+)
+def test_intervals_print_apart_and_around_their_estimate(low, high, estimate):
+    from generator.words import interval
+
+    text = interval(low, high, estimate)
+    lo, hi = text.split("–")
+    digits = len(lo.split(".")[1])
+    assert lo != hi and float(lo) <= round(estimate, digits) <= float(hi)
+    assert digits == 2 or interval(low, high, estimate, digits) == text  # the fewest digits that do
+    assert abs(float(lo) - low) <= 0.5 * 10**-digits and abs(float(hi) - high) <= 0.5 * 10**-digits
