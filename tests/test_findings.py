@@ -381,5 +381,29 @@ def test_intervals_print_apart_and_around_their_estimate(low, high, estimate):
     lo, hi = text.split("–")
     digits = len(lo.split(".")[1])
     assert lo != hi and float(lo) <= round(estimate, digits) <= float(hi)
-    assert digits == 2 or interval(low, high, estimate, digits) == text  # the fewest digits that do
+    if digits > 2:  # the fewest digits that do: one fewer prints the bounds together or misses the estimate
+        fewer = [round(x, digits - 1) for x in (low, high, estimate)]
+        assert fewer[0] == fewer[1] or not fewer[0] <= fewer[2] <= fewer[1]
     assert abs(float(lo) - low) <= 0.5 * 10**-digits and abs(float(hi) - high) <= 0.5 * 10**-digits
+
+
+def test_disclosure_reads_the_summary_else_the_cards_first_paragraph(tmp_path):
+    import json
+
+    from generator.disclosure import describe
+
+    (tmp_path / "README.md").write_text("# A card\n\nA small model of `x.py`,\ntrained here.\n\n## More\n\ntext\n")
+    acceptance = [
+        {"metric": "n_tokens", "op": "==", "bound": 8},
+        {"metric": "mean_logit_diff", "op": ">=", "bound": 2.0},
+    ]
+    (tmp_path / "training.json").write_text(json.dumps({"acceptance": acceptance}))
+    card = describe("m", tmp_path)
+    assert card["description"] == "A small model of `x.py`, trained here." and not card["from_summary"]
+    assert card["accepted_on_behaviour"] == ["mean_logit_diff ≥ 2.0"]
+    assert card["accepted_on_structure"] == ["n_tokens = 8"]
+    assert card["card"] == "model-cards/m.md"
+    (tmp_path / "training.json").write_text(json.dumps({"summary": "A <b>summary</b>.", "acceptance": acceptance[:1]}))
+    card = describe("m", tmp_path)
+    assert card["description"] == "A &lt;b&gt;summary&lt;/b&gt;." and card["from_summary"]  # markdown, never HTML
+    assert card["accepted_on_behaviour"] == [] and card["acceptance_recorded"]
