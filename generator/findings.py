@@ -327,7 +327,7 @@ def _route(c, baseline, t: Thresholds) -> Route:
         )
         small = e.exact_effect is not None and abs(e.exact_effect) < c.negligible * gap
         (negligible if small else edges).append(edge)
-    paths = _paths(edges)
+    paths, n_paths = _paths(edges)
     tokens = baseline.position_str_tokens if baseline else None
     final_token = tokens[c.shared_prefix] if tokens and c.shared_prefix == len(tokens) - 1 else None
     return Route(
@@ -335,31 +335,55 @@ def _route(c, baseline, t: Thresholds) -> Route:
         writes_logits=sorted((e for e in edges if e.reader == "logits"), key=lambda e: -(e.effect or 0)),
         between=[e for e in edges if e.writer != "embed" and e.reader != "logits"],
         paths=paths[: t.paths],
-        n_paths=len(paths),
+        n_paths=n_paths,
         negligible=negligible,
         final_token=final_token,
     )
 
 
-def _paths(edges: list[Edge]) -> list[list[str]]:
-    """Every path embed → … → logits along the edges, the strongest first: by the exact effect
-    of its weakest edge (an edge with no stored effect counts as the weakest)."""
-    out: dict[tuple, float] = {}
-    strength = {}
+def _paths(edges: list[Edge], budget: int = 2000) -> tuple[list[list[str]], int]:
+    """Paths embed → … → logits along the edges, the strongest first (by the exact effect of a
+    path's weakest edge; an edge with no stored effect counts as the weakest), and how many
+    there are. The edges only run forward (later layers), so paths are counted exactly; they
+    are listed when there are at most `budget`, else only the widest one is (a large circuit
+    can have exponentially many)."""
+    strength: dict[str, dict[str, float]] = {}
     for e in edges:
-        key = (e.writer, e.reader)
-        strength[key] = max(strength.get(key, float("-inf")), e.effect if e.effect is not None else float("-inf"))
+        out = strength.setdefault(e.writer, {})
+        out[e.reader] = max(out.get(e.reader, float("-inf")), e.effect if e.effect is not None else float("-inf"))
+
+    counts: dict[str, int] = {"logits": 1}
+
+    def count(node: str) -> int:
+        if node not in counts:
+            counts[node] = 0  # a cycle (none in a forward graph) counts nothing
+            counts[node] = sum(count(r) for r in strength.get(node, {}))
+        return counts[node]
+
+    total = count("embed")
+    if total > budget:
+        widest: dict[str, tuple[float, list[str]]] = {"logits": (float("inf"), ["logits"])}
+
+        def best(node: str) -> tuple[float, list[str]]:
+            if node not in widest:
+                widest[node] = (float("-inf"), [])
+                options = [(min(s, best(r)[0]), [node, *best(r)[1]]) for r, s in strength.get(node, {}).items()]
+                options = [o for o in options if o[1][-1] == "logits"]
+                widest[node] = max(options, key=lambda o: o[0]) if options else (float("-inf"), [])
+            return widest[node]
+
+        return [best("embed")[1]], total
+    found: dict[tuple, float] = {}
 
     def walk(path: list[str], weakest: float):
-        for (w, r), s in strength.items():
-            if w == path[-1] and r not in path:
-                if r == "logits":
-                    out[tuple(path + [r])] = min(weakest, s)
-                else:
-                    walk(path + [r], min(weakest, s))
+        for r, s in strength.get(path[-1], {}).items():
+            if r == "logits":
+                found[(*path, r)] = min(weakest, s)
+            elif r not in path:
+                walk([*path, r], min(weakest, s))
 
     walk(["embed"], float("inf"))
-    return [list(p) for p in sorted(out, key=lambda p: -out[p])]
+    return [list(p) for p in sorted(found, key=lambda p: -found[p])], total
 
 
 def _agreement(named: dict[str, list[str]]) -> Agreement:

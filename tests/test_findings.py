@@ -407,3 +407,24 @@ def test_disclosure_reads_the_summary_else_the_cards_first_paragraph(tmp_path):
     card = describe("m", tmp_path)
     assert card["description"] == "A &lt;b&gt;summary&lt;/b&gt;." and card["from_summary"]  # markdown, never HTML
     assert card["accepted_on_behaviour"] == [] and card["acceptance_recorded"]
+
+
+def test_paths_are_counted_exactly_and_listed_widest_first():
+    from generator.findings import Edge, _paths
+
+    def edge(w, r, effect):
+        return Edge(writer=w, reader=r, via="input", effect=effect)
+
+    edges = [edge("embed", "A", 3.0), edge("embed", "B", 1.0), edge("A", "B", 2.0)]
+    edges += [edge("A", "logits", 0.5), edge("B", "logits", 4.0)]
+    paths, n = _paths(edges)
+    # embed→A→B→logits (weakest 2), embed→B→logits (1), embed→A→logits (0.5)
+    assert n == 3
+    assert paths == [["embed", "A", "B", "logits"], ["embed", "B", "logits"], ["embed", "A", "logits"]]
+    # over the budget: counted, and only the widest listed
+    assert _paths(edges, budget=2) == ([["embed", "A", "B", "logits"]], 3)
+    # a layered graph with 4 ** 6 paths is counted without listing them
+    layers = [["embed"]] + [[f"n{i}{j}" for j in range(4)] for i in range(6)] + [["logits"]]
+    many = [edge(a, b, 1.0) for x, y in zip(layers, layers[1:]) for a in x for b in y]
+    paths, n = _paths(many)
+    assert n == 4**6 and len(paths) == 1 and paths[0][0] == "embed" and paths[0][-1] == "logits"
