@@ -46,7 +46,7 @@ class Thresholds(BaseModel):
         description="patching names a component when its clean output, patched alone into the corrupted run, "
         "restores at least this share of the clean − corrupted gap",
     )
-    most: float = Field(0.5, gt=0, le=1, description="a share above which one component writes most of the total")
+    most: float = Field(0.5, ge=0.5, le=1, description="a share above which one component writes 'more than half'")
     behaviour: float = Field(
         1.0, gt=0, description="mean logit difference (nats) below which there is no capital preference to explain"
     )
@@ -78,7 +78,7 @@ class Dla(BaseModel):
     carriers: list[Part]  # share ≥ carries, largest first
     opposers: list[Part]  # share ≤ −carries, most negative first
     largest: Part
-    most: Part | None  # the one carrier with share ≥ most, if any
+    most: Part | None  # the one carrier with share > most, if any
     n_components: int
     by_kind: dict[str, float]  # "heads" | "mlps" | "embeddings" | "attn_bias" -> share of the total
     attn_only: bool
@@ -247,7 +247,7 @@ def _dla(a, t: Thresholds, attn_only: bool) -> Dla:
         carriers=carriers,
         opposers=opposers,
         largest=largest,
-        most=largest if largest.share >= t.most else None,
+        most=largest if largest.share > t.most else None,
         n_components=len(parts),
         by_kind={k: sum(p.share for p in parts if p.kind in v) for k, v in kinds.items()},
         attn_only=attn_only,
