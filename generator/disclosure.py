@@ -42,6 +42,29 @@ def check_words(check: dict) -> str:
     return f"{check['metric']} {OPS.get(check['op'], check['op'])} {check['bound']}"
 
 
+def training_words(record: dict) -> str | None:
+    """How it was trained, from the record's numbers: 'for 2,000 steps on a corpus of 1,838,709 tokens
+    (seed 0; final training loss 1.53)'; None when the record has none of them."""
+    steps = (record.get("hparams") or {}).get("steps")
+    tokens = record.get("n_tokens") or (record.get("corpus") or {}).get("n_tokens")
+    if steps is None and tokens is None:
+        return None
+    what = " ".join(
+        part
+        for part in (
+            f"for {steps:,} steps" if steps is not None else "",
+            f"on a corpus of {tokens:,} tokens" if tokens else "",
+        )
+        if part
+    )
+    notes = [f"seed {record['seed']}"] if "seed" in record else []
+    if record.get("epochs") is not None:
+        notes.append(f"{record['epochs']} epochs")
+    if record.get("final_loss") is not None:
+        notes.append(f"final training loss {record['final_loss']:.2f}")
+    return what + (f" ({'; '.join(notes)})" if notes else "")
+
+
 def describe(model: str, folder: Path) -> dict:
     """One bundled model: its description (markdown, HTML-escaped), its acceptance split into
     checks of what it does and of what it is, and its card's page."""
@@ -56,6 +79,7 @@ def describe(model: str, folder: Path) -> dict:
         # the trainer's own markdown (code spans for file names): shown as markdown, never as HTML
         "description": Markup(escape(text)) if text else None,
         "from_summary": bool(record.get("summary")),
+        "training": training_words(record),
         "accepted_on_behaviour": [check_words(c) for c in acceptance if c["metric"] not in STRUCTURAL],
         "accepted_on_structure": [check_words(c) for c in acceptance if c["metric"] in STRUCTURAL],
         "acceptance_recorded": "acceptance" in record,

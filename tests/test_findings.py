@@ -396,8 +396,10 @@ def test_disclosure_reads_the_summary_else_the_cards_first_paragraph(tmp_path):
         {"metric": "n_tokens", "op": "==", "bound": 8},
         {"metric": "mean_logit_diff", "op": ">=", "bound": 2.0},
     ]
-    (tmp_path / "training.json").write_text(json.dumps({"acceptance": acceptance}))
+    record = {"acceptance": acceptance, "seed": 3, "n_tokens": 1234567, "hparams": {"steps": 2000}, "final_loss": 1.5}
+    (tmp_path / "training.json").write_text(json.dumps(record))
     card = describe("m", tmp_path)
+    assert card["training"] == "for 2,000 steps on a corpus of 1,234,567 tokens (seed 3; final training loss 1.50)"
     assert card["description"] == "A small model of `x.py`, trained here." and not card["from_summary"]
     assert card["accepted_on_behaviour"] == ["mean_logit_diff ≥ 2.0"]
     assert card["accepted_on_structure"] == ["n_tokens = 8"]
@@ -406,6 +408,10 @@ def test_disclosure_reads_the_summary_else_the_cards_first_paragraph(tmp_path):
     card = describe("m", tmp_path)
     assert card["description"] == "A &lt;b&gt;summary&lt;/b&gt;." and card["from_summary"]  # markdown, never HTML
     assert card["accepted_on_behaviour"] == [] and card["acceptance_recorded"]
+    assert card["training"] is None
+    # the retrained organisms' record keeps the tokens under `corpus`
+    (tmp_path / "training.json").write_text(json.dumps({"corpus": {"n_tokens": 10}, "epochs": 1.5}))
+    assert describe("m", tmp_path)["training"] == "on a corpus of 10 tokens (1.5 epochs)"
 
 
 def test_paths_are_counted_exactly_and_listed_widest_first():
