@@ -183,7 +183,8 @@ def test_missing_results_are_said_and_the_rest_still_read():
     assert f.dla and f.patching is None and f.circuit is None and f.route is None
     assert f.agreement.methods == ["dla"]
     text = worded(f)
-    assert "No patching result" in text and "not run for this model" in text
+    assert "No patching result" in text and text.count("Not run for this model: patching and circuit") == 1
+    assert "Without a circuit result, how much of the gap the components leave unexplained is not measured" in text
     assert "Only DLA could be read" in text
 
 
