@@ -91,6 +91,7 @@ class Patching(BaseModel):
     spread_layers: list[Part]  # attention layers restoring ≥ restores while none of their heads does
     changed_positions: list[int]
     changed_is_final: bool
+    resid_positions: list[str]  # positions where patching the residual stream (any layer) restores ≥ restores
 
 
 class Edge(BaseModel):
@@ -279,6 +280,11 @@ def _patching(p, t: Thresholds) -> Patching:
         largest_mlp=max(mlps, key=lambda x: x.share) if mlps else None,
         spread_layers=spread,
         changed_positions=p.resid_flow.changed_positions,
+        resid_positions=[
+            label
+            for pos, label in enumerate(p.positions)
+            if max(row[pos] for row in p.sweeps["resid_pre"]) >= t.restores
+        ],
         changed_is_final=p.resid_flow.changed_is_final,
     )
 

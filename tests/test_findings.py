@@ -85,6 +85,9 @@ def test_components_named_are_exactly_those_above_the_thresholds(model):
     }
     restoring |= {f"MLP{l}" for l, row in enumerate(p.sweeps["mlp_out"]) if row[final] >= t.restores}
     assert {x.name for x in f.patching.named} == restoring
+    resid = p.sweeps["resid_pre"]
+    at = {p.positions[i] for i in range(len(p.positions)) if max(r[i] for r in resid) >= t.restores}
+    assert set(f.patching.resid_positions) == at
 
     # the circuit: the writers of its edges
     writers = {node_name(e.writer) for e in c.circuit.edges}
