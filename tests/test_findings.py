@@ -139,6 +139,7 @@ def test_words_name_only_what_the_findings_name(model):
     for x in f.dla.carriers + f.patching.named:
         assert f"{x.name} (" in text
     assert "mostly" not in text
+    assert "&lt;" not in text, "markup printed as text"
     assert ("more than half" in text) == (f.dla.largest.share > 0.5)
     short = worded(f, "short")
     assert set(COMPONENT.findall(short)) <= names_in(f)
