@@ -2,9 +2,9 @@
 what that makes true by construction and what not, and its model card as a page of the site.
 
 Torch-free (render side). Read from each bundled model's folder (generator/assets/<model>/):
-training.json's `summary` (a paragraph the trainer writes) or, without one, the model card's
-(README.md) first paragraph; training.json's `acceptance` (the checks a trained model had to
-pass before it was committed)."""
+training.json's fields (architecture, parameters, corpus sources) or, without them, its
+`summary` (a paragraph the trainer writes) or the model card's (README.md) first paragraph;
+training.json's `acceptance` (the checks a trained model had to pass before it was committed)."""
 
 from __future__ import annotations
 
@@ -65,6 +65,25 @@ def training_words(record: dict) -> str | None:
     return what + (f" ({'; '.join(notes)})" if notes else "")
 
 
+def what_it_is(record: dict) -> str | None:
+    """What the model is and what it learned from, from the record's fields (the retrained
+    organisms' format: hparams, n_params, corpus.sources); None when they are not there."""
+    hp, sources = record.get("hparams") or {}, (record.get("corpus") or {}).get("sources")
+    if not sources or "n_layer" not in hp or "n_params" not in record:
+        return None
+    layers = "one-layer" if hp["n_layer"] == 1 else f"{hp['n_layer']}-layer"
+    kind = (
+        f"{layers} attention-only GPT-2 (its MLP computes exactly zero)" if hp.get("attn_only") else f"{layers} GPT-2"
+    )
+    titles = [source["title"].split(" (")[0] for source in sources]
+    texts = titles[0] if len(titles) == 1 else ", ".join(titles[:-1]) + " and " + titles[-1]
+    held = ", with the report's prompts held out" if record.get("held_out") else ""
+    return (
+        f"A {kind} of {record['n_params']:,} parameters, trained from scratch on "
+        f"{len(titles)} English text{'s' if len(titles) != 1 else ''}: {texts}{held}."
+    )
+
+
 def describe(model: str, folder: Path) -> dict:
     """One bundled model: its description (markdown, HTML-escaped), its acceptance split into
     checks of what it does and of what it is, and its card's page."""
@@ -72,7 +91,9 @@ def describe(model: str, folder: Path) -> dict:
     record = json.loads(training.read_text(encoding="utf-8")) if training.is_file() else {}
     card = folder / "README.md"
     card_text = card.read_text(encoding="utf-8") if card.is_file() else ""
-    text = record.get("summary") or first_paragraph(card_text)
+    # the record's fields first: the trainer's summary also words the acceptance, which the
+    # overview states itself (every check that gates behaviour makes that behaviour by construction)
+    text = what_it_is(record) or record.get("summary") or first_paragraph(card_text)
     acceptance = record.get("acceptance") or []
     return {
         "model": model,

@@ -81,6 +81,29 @@ def layer_range(layers: list[int]) -> str:
     return f"L{layers[0]}" if len(layers) == 1 else f"L{layers[0]}–L{layers[-1]}"
 
 
+FILTERS = {
+    "head": head_name,
+    "cell": cell_name,
+    "node": node_name,
+    "target": target_title,
+    "join_words": join_words,
+    "reader_counts": reader_counts,
+    "layer_range": layer_range,
+}
+GLOBALS = {
+    "COMPONENTS": COMPONENTS,
+    "COMPONENTS_PLURAL": COMPONENTS_PLURAL,
+    "GROUPS": GROUPS,
+    "group_layers": group_layers,
+    "compare_models": compare_models,
+    "reproduction": reproduction.for_model,
+    "notebook": reproduction.reference,
+}
+
+
+# The findings' wording (templates/partials/findings.md.j2)
+
+
 def share(x: float) -> str:
     """A share as a percentage with the digits it needs: '46%', '0.9%', '-0.1%'."""
     value = 100 * float(x)
@@ -110,28 +133,13 @@ def route(path: list[str]) -> str:
     return " → ".join(path)
 
 
-FILTERS = {
-    "capitalize_first": lambda text: text[:1].upper() + text[1:],
-    "share": share,
-    "parts": parts,
-    "interval": interval,
-    "route": route,
-    "head": head_name,
-    "cell": cell_name,
-    "node": node_name,
-    "target": target_title,
-    "join_words": join_words,
-    "reader_counts": reader_counts,
-    "layer_range": layer_range,
-}
-GLOBALS = {
-    "findings": findings,
-    "disclosure": disclosure,
-    "COMPONENTS": COMPONENTS,
-    "COMPONENTS_PLURAL": COMPONENTS_PLURAL,
-    "GROUPS": GROUPS,
-    "group_layers": group_layers,
-    "compare_models": compare_models,
-    "reproduction": reproduction.for_model,
-    "notebook": reproduction.reference,
-}
+FILTERS.update(
+    {
+        "capitalize_first": lambda text: text[:1].upper() + text[1:],
+        "share": share,
+        "parts": parts,
+        "interval": interval,
+        "route": route,
+    }
+)
+GLOBALS.update({"findings": findings, "disclosure": disclosure})

@@ -414,6 +414,19 @@ def test_disclosure_reads_the_summary_else_the_cards_first_paragraph(tmp_path):
     assert card["description"] == "A &lt;b&gt;summary&lt;/b&gt;." and card["from_summary"]  # markdown, never HTML
     assert card["accepted_on_behaviour"] == [] and card["acceptance_recorded"]
     assert card["training"] is None
+    # the retrained organisms' fields win over the summary (which words the acceptance its own way)
+    fields = {
+        "summary": "A summary.",
+        "hparams": {"n_layer": 1, "attn_only": True},
+        "n_params": 1000,
+        "corpus": {"sources": [{"title": "Emma (Gutenberg)"}, {"title": "The Jargon File"}]},
+        "held_out": {"x": []},
+    }
+    (tmp_path / "training.json").write_text(json.dumps(fields))
+    assert describe("m", tmp_path)["description"] == (
+        "A one-layer attention-only GPT-2 (its MLP computes exactly zero) of 1,000 parameters, trained from "
+        "scratch on 2 English texts: Emma and The Jargon File, with the report&#39;s prompts held out."
+    )
     # the retrained organisms' record keeps the tokens under `corpus`
     (tmp_path / "training.json").write_text(json.dumps({"corpus": {"n_tokens": 10}, "epochs": 1.5}))
     assert describe("m", tmp_path)["training"] == "on a corpus of 10 tokens (1.5 epochs)"
