@@ -80,7 +80,7 @@ def what_it_is(record: dict) -> str | None:
     held = ", with the report's prompts held out" if record.get("held_out") else ""
     return (
         f"A {kind} of {record['n_params']:,} parameters, trained from scratch on "
-        f"{len(titles)} English text{'s' if len(titles) != 1 else ''}: {texts}{held}."
+        f"English text from {len(titles)} source{'s' if len(titles) != 1 else ''}: {texts}{held}."
     )
 
 

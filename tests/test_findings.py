@@ -425,7 +425,7 @@ def test_disclosure_reads_the_summary_else_the_cards_first_paragraph(tmp_path):
     (tmp_path / "training.json").write_text(json.dumps(fields))
     assert describe("m", tmp_path)["description"] == (
         "A one-layer attention-only GPT-2 (its MLP computes exactly zero) of 1,000 parameters, trained from "
-        "scratch on 2 English texts: Emma and The Jargon File, with the report&#39;s prompts held out."
+        "scratch on English text from 2 sources: Emma and The Jargon File, with the report&#39;s prompts held out."
     )
     # the retrained organisms' record keeps the tokens under `corpus`
     (tmp_path / "training.json").write_text(json.dumps({"corpus": {"n_tokens": 10}, "epochs": 1.5}))
