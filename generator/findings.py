@@ -180,7 +180,7 @@ def findings(model: str, records: dict, thresholds: Thresholds | None = None) ->
         if "attribution" in m and behaviour and m["attribution"].total > 0
         else None
     )
-    patching = _patching(m["patching"], t) if "patching" in m and gap_ok else None
+    patching = _patching(m["patching"], t, attn_only) if "patching" in m and gap_ok else None
     circuit = _faithful(m["circuit"]) if "circuit" in m and gap_ok else None
     route = _route(m["circuit"], m.get("baseline"), t) if circuit else None
     named = {}
@@ -255,7 +255,7 @@ def _dla(a, t: Thresholds, attn_only: bool) -> Dla:
     )
 
 
-def _patching(p, t: Thresholds) -> Patching:
+def _patching(p, t: Thresholds, attn_only: bool) -> Patching:
     final = p.resid_flow.final_position
     heads = [
         Part(name=head_name((layer, h)), kind="head", value=v, share=v)
@@ -266,7 +266,8 @@ def _patching(p, t: Thresholds) -> Patching:
         Part(name=f"MLP{layer}", kind="mlp", value=row[final], share=row[final])
         for layer, row in enumerate(p.sweeps["mlp_out"])
     ]
-    if all(m.value == 0 for m in mlps):  # an attention-only model: no MLP to name
+    # an attention-only model has no MLP to name (its zero MLP's patching leaves float rounding)
+    if attn_only or all(abs(m.value) < 1e-6 for m in mlps):
         mlps = []
     named = sorted((x for x in heads + mlps if x.share >= t.restores), key=lambda x: -x.share)
     spread = [

@@ -152,6 +152,12 @@ def test_the_two_bundled_mechanisms_differ_and_the_words_follow():
     assert attn.dla.attn_only and all(x.kind == "head" for x in attn.dla.carriers)
     assert "(the model has no MLPs)" in worded(attn)
     assert "(the model has no MLPs)" not in worded(mlp)
+    assert attn.patching.largest_mlp is None and "no MLP does" not in worded(attn)
+    # also when its zero MLP's patching leaves float rounding (as float32 does)
+    records = committed(BUNDLED[1])
+    p = records["patching"]["metrics"]
+    noisy = {**p.sweeps, "mlp_out": [[1.2e-7] * len(row) for row in p.sweeps["mlp_out"]]}
+    assert findings("a", edited(records, "patching", sweeps=noisy)).patching.largest_mlp is None
 
 
 # --- cases no committed model shows ---------------------------------------------------------
