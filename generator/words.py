@@ -5,6 +5,8 @@ prints and never decides a threshold or spells a head name itself."""
 from __future__ import annotations
 
 from generator import reproduction
+from generator.disclosure import disclosure
+from generator.findings import findings
 from generator.heads import GROUPS, group_layers, head_name, node_name
 from generator.patch_targets import TARGETS
 
@@ -120,3 +122,47 @@ GLOBALS = {
     "reproduction": reproduction.for_model,
     "notebook": reproduction.reference,
 }
+
+
+# The findings' wording (templates/partials/findings.md.j2)
+
+
+def share(x: float) -> str:
+    """A share as a percentage with the digits it needs: '46%', '0.9%', '-0.1%'."""
+    value = 100 * float(x)
+    return f"{value:.0f}%" if abs(value) >= 9.5 else f"{value:.1f}%" if abs(value) >= 0.05 else f"{value:.2f}%"
+
+
+def parts(items) -> str:
+    """Components with their shares (generator.findings.Part): 'MLP2 (46%) and MLP1 (27%)'."""
+    return join_words(f"{p.name} ({share(p.share)})" for p in items)
+
+
+def interval(low: float, high: float, estimate: float | None = None, digits: int = 2) -> str:
+    """'0.849–0.866': the fewest decimals (from `digits`) at which the bounds print apart and
+    the estimate, printed the same way, lies between them (an interval never seems to miss it)."""
+    low, high = float(low), float(high)
+    shown = digits
+    for shown in range(digits, 7):
+        lo, hi = round(low, shown), round(high, shown)
+        est = round(estimate, shown) if estimate is not None else None
+        if lo != hi and (est is None or lo <= est <= hi):
+            break
+    return f"{low:.{shown}f}–{high:.{shown}f}"
+
+
+def route(path: list[str]) -> str:
+    """A path of components: 'embed → MLP0 → logits'."""
+    return " → ".join(path)
+
+
+FILTERS.update(
+    {
+        "capitalize_first": lambda text: text[:1].upper() + text[1:],
+        "share": share,
+        "parts": parts,
+        "interval": interval,
+        "route": route,
+    }
+)
+GLOBALS.update({"findings": findings, "disclosure": disclosure})

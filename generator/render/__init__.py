@@ -8,6 +8,7 @@ from pathlib import Path
 
 from generator import ReportError, exports
 from generator.config import Config
+from generator.disclosure import CARDS, cards
 from generator.files import check_writable, remove_dead_temps, shown, write_all
 from generator.render.checks import load_results
 from generator.render.jinja import environment, render_pages
@@ -53,6 +54,7 @@ def render(config: Config, log=print, allow_stale: bool = False) -> list[Path]:
     a full disk) leaves docs/ as it was. Temp files of a render that was killed are removed."""
     results = load_results(config, allow_stale=allow_stale, log=log)
     texts = render_pages(config, results)
+    texts.update(cards(list(results)))  # the bundled models' cards, which the overview links
     docs = config.path("docs")
     pages_only = set(texts)
     texts.update(downloads(config, results))
@@ -61,7 +63,7 @@ def render(config: Config, log=print, allow_stale: bool = False) -> list[Path]:
     remove_dead_temps(docs)
     changed = {docs / page: text for page, text in texts.items() if not unchanged(docs / page, text)}
     write_all(changed)
-    for old in [*docs.glob("*.md"), *docs.glob("downloads/*.json")]:
+    for old in [*docs.glob("*.md"), *docs.glob(f"{CARDS}/*.md"), *docs.glob("downloads/*.json")]:
         if str(old.relative_to(docs)) not in texts:
             try:
                 old.unlink()

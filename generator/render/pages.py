@@ -7,6 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from generator.config import Config
+from generator.disclosure import card_page, cards
 from generator.experiments import EXPERIMENTS, Page
 from generator.models import slug
 
@@ -43,6 +44,8 @@ def nav(config: Config) -> list:
             sections[spec.page.section].append(item)
         else:
             entries.append(item)
+    if cards(config.models):
+        entries.append({"Model cards": [{m: card_page(m)} for m in config.models if card_page(m) in cards([m])]})
     return entries
 
 
