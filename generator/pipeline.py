@@ -171,12 +171,22 @@ def stored_model(store: Store, name: str, experiments: list[str]) -> dict | None
 
 def load(config: Config, model_name: str, stale: list[Plan]):
     """The model and the task batches its stale experiments need."""
-    from generator import experiments, models, tasks
+    from generator import experiments, models
 
     model = models.load_model(models.resolve(model_name), config.device, config.dtype)
     main = {experiments.get(p.experiment).task for p in stale}
-    extra = {t for p in stale for t in experiments.get(p.experiment).extra_tasks} - main
-    specs = {task: tasks.load_task(task) for task in sorted(main | extra)}
+    extra = {t for p in stale for t in experiments.get(p.experiment).extra_tasks}
+    return model, build_batches(model, model_name, main, extra)
+
+
+def build_batches(model, model_name: str, main: set[str], extra: set[str]) -> dict:
+    """The task batches for one model: every task's prompts checked against its context first
+    (before any is built), the main tasks built, and each extra task built or, where this
+    model's tokenizer breaks it, passed on as tasks.Unbuildable with the reason."""
+    from generator import tasks
+
+    extra = set(extra) - set(main)
+    specs = {task: tasks.load_task(task) for task in sorted(set(main) | extra)}
     for spec in specs.values():  # every task, before any is built or any experiment runs
         tasks.check_context(spec, model, model_name)
     batches = {task: tasks.build(specs[task], model) for task in sorted(main)}
@@ -187,7 +197,7 @@ def load(config: Config, model_name: str, stale: list[Plan]):
             batches[task] = tasks.build(specs[task], model)
         except ReportError as e:
             batches[task] = tasks.Unbuildable(task, str(e))
-    return model, batches
+    return batches
 
 
 def execute(config: Config, p: Plan, model, batches: dict, store: Store):

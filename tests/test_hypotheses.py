@@ -20,6 +20,7 @@ from generator.experiments import get
 from generator.experiments.hypotheses import copying, run
 from generator.experiments.hypotheses.roles import batch_roles, position_roles, prompt_roles
 from generator.experiments.params import Hypotheses
+from generator.pipeline import build_batches
 from generator.tasks import build, load_task
 
 NO_HEADS = SimpleNamespace(top_positive=[], top_negative=[])
@@ -28,7 +29,7 @@ NO_HEADS = SimpleNamespace(top_positive=[], top_negative=[])
 def run_all(model, attribution=NO_HEADS, patching=None, params=None):
     spec = get("hypotheses")
     batch = build(load_task("pronoun"), model)
-    tasks = {t: build(load_task(t), model) for t in spec.extra_tasks}
+    tasks = build_batches(model, "test", set(), set(spec.extra_tasks))  # as the pipeline builds them
     inputs = {"attribution": attribution, "tasks": tasks}
     if patching is not None:
         inputs["patching"] = patching
@@ -186,10 +187,10 @@ def test_positions_match_transformer_lens(organism, organism_result):
 
     from generator.metrics import mean_logit_diff_metric
 
-    batch = subset(build(load_task("positions_subject"), organism), [0, 7, 30, 44])
+    batch = subset(build(load_task("positions_name_gender"), organism), [0, 7, 30, 44])
     from generator.experiments.hypotheses import positions
 
-    mine = positions.analyse(organism, batch, 0.1, 0.1)
+    mine = positions.analyse(organism, batch, 0.1, 0.0)  # always localise: this compares the arithmetic
     _, cache = organism.run_with_cache(batch.clean_tokens)
     metric = mean_logit_diff_metric(batch.answer_tokens)
     tl = tl_patching.get_act_patch_resid_pre(organism, batch.corrupted_tokens, cache, metric)

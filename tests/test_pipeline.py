@@ -166,7 +166,10 @@ def test_registry_declares_every_page_and_template(tmp_path):
             else [x for item in next(iter(entry.values())) for x in item.values()]
         )
     ]
-    assert sorted(flat) == sorted(files)
+    # and, for the bundled models configured, their model cards (generator.disclosure)
+    cards = [v for entry in nav(config) for item in entry.get("Model cards", []) for v in item.values()]
+    assert sorted(flat) == sorted(files + cards)
+    assert cards == [f"model-cards/{m}.md" for m in config.models]
     assert [p.file for p in REPORT_PAGES] == ["models.md", "reproducibility.md"]
     only_baseline = load_config(write_config(tmp_path, experiments={"baseline": {}}))
     assert "circuit.md" not in [s.page.file for s in pages(only_baseline)]  # not configured: no page
