@@ -216,7 +216,7 @@ def test_path_patching_equals_transformer_lens(model, batch, paths):
     scale = m["clean_logit_diff"] - m["corrupted_logit_diff"]
     for s in m["senders"]:
         sender = Head.of(s["sender"])
-        for c in m["components"]:
+        for c in ("q", "k", "v"):
             expected = get_act_patch_direct_path(
                 model,
                 batch.corrupted_tokens,
@@ -269,6 +269,100 @@ def test_path_patching_matches_naive_recompute(model, batch, reference, paths):
                 assert abs(got - expected) < TOL, (c, layer, h, got, expected)
 
 
+def sender_write(model, cache, corrupted_cache, sender):
+    """The sender head's clean − corrupted write into the residual stream, [batch, pos, d_model]."""
+    z = f"blocks.{sender.layer}.attn.hook_z"
+    return (cache[z][:, :, sender.head] - corrupted_cache[z][:, :, sender.head]) @ model.blocks[sender.layer].attn.W_O[
+        sender.head
+    ]
+
+
+def add_at_norm_input(norm, delta, corrupted_cache, final_only=False):
+    """Hooks that add `delta` to one LayerNorm's input only (the residual stream itself is
+    untouched) and hold that norm's scale at the corrupted run's."""
+
+    def add(x, hook):
+        x = x.clone()
+        if final_only:
+            x[:, -1] = x[:, -1] + delta[:, -1]
+        else:
+            x = x + delta
+        return x
+
+    scale = corrupted_cache[f"{norm}.hook_scale"]
+    return [(f"{norm}.hook_in", add), (f"{norm}.hook_scale", lambda s, hook: scale)]
+
+
+def test_path_patching_into_mlps_and_logits_matches_hooks(model, batch, reference, paths):
+    """The paths sender -> MLP input and sender -> logits: the sender's clean − corrupted write
+    added at ln2's (or ln_final's) input hook on the corrupted run, that norm's scale held at
+    the corrupted run's, every other component corrupted. The MLP of the sender's own layer
+    reads it too (it reads the residual after attention); earlier MLPs are no path (null)."""
+    cache, clean, corrupted = reference
+    with torch.no_grad():
+        _, corrupted_cache = model.run_with_cache(batch.corrupted_tokens)
+    m = paths.metrics
+    assert {"mlp", "logits"} <= set(m["components"])
+    checked = 0
+    for s in m["senders"]:
+        sender = Head.of(s["sender"])
+        delta = sender_write(model, cache, corrupted_cache, sender)
+        for layer in range(model.cfg.n_layers):
+            got = s["mlps"][layer]
+            if layer < sender.layer:
+                assert got is None
+                continue
+            hooks = add_at_norm_input(f"blocks.{layer}.ln2", delta, corrupted_cache)
+            expected = normalised(model, batch, reference, hooks)
+            assert abs(got - expected) < TOL, ("mlp", sender, layer, got, expected)
+            checked += 1
+        expected = normalised(model, batch, reference, add_at_norm_input("ln_final", delta, corrupted_cache, True))
+        assert abs(s["logits"] - expected) < TOL, ("logits", sender, s["logits"], expected)
+    assert checked >= model.cfg.n_layers
+
+
+def test_path_patching_hook_fallback_equals_the_engine(model, batch, paths):
+    """The TransformerLens fallback (hooks) gives the engine's numbers for MLPs and the logits."""
+    with torch.no_grad():
+        hooks = path_patching.HookSweeps(model, batch)
+    m = paths.metrics
+    scale = m["clean_logit_diff"] - m["corrupted_logit_diff"]
+    for s in m["senders"]:
+        sender = Head.of(s["sender"])
+        with torch.no_grad():
+            values, reached = hooks.mlps(sender)
+            direct = float(hooks.logits(sender))
+        assert list(reached) == [i for i, v in enumerate(s["mlps"]) if v is not None]
+        for layer in reached:
+            assert abs((float(values[layer]) - m["corrupted_logit_diff"]) / scale - s["mlps"][layer]) < TOL
+        assert abs((direct - m["corrupted_logit_diff"]) / scale - s["logits"]) < TOL
+
+
+def test_path_patching_picks_only_senders_above_negligible(model, batch, result):
+    """No sender fills the quota with a negligible effect: heads below the threshold are listed
+    as passed over, and the route keeps only paths that reach it, with their share of the sender."""
+    typed_result = typed("patching", result)
+    effects = sorted(abs(h.effect) for h in typed_result.top_heads)
+    threshold = (effects[-1] + effects[-2]) / 2  # between the strongest head and the next
+    out = path_patching.run(
+        model, batch, params.PathPatching(sources=3, negligible=threshold), {"patching": typed_result}
+    ).metrics
+    assert len(out["senders"]) == 1 and abs(out["senders"][0]["sender_effect"]) >= threshold
+    assert len(out["passed_over"]) == len(effects) - 1 and not out["beyond_quota"]
+    assert all(abs(p["effect"]) < threshold for p in out["passed_over"])
+    quota = path_patching.run(
+        model, batch, params.PathPatching(sources=1, negligible=1e-9), {"patching": typed_result}
+    ).metrics
+    assert len(quota["senders"]) == 1 and len(quota["beyond_quota"]) == len(effects) - 1
+    s = out["senders"][0]
+    every = [p for p in out["top_paths"]]
+    for step in s["route"]:
+        assert abs(step["effect"]) >= threshold
+        assert abs(step["share"] - step["effect"] / s["sender_effect"]) < 1e-5
+    assert [abs(x["effect"]) for x in s["route"]] == sorted((abs(x["effect"]) for x in s["route"]), reverse=True)
+    assert every
+
+
 @pytest.fixture(scope="module")
 def refused(tmp_path_factory):
     """A model the engine refuses (GPT-NeoX: rotary positions, parallel attention and MLP) that
@@ -318,6 +412,8 @@ def test_fallback_runs_transformer_lens_for_a_model_the_engine_refuses(refused):
             cell = result.metrics["sweeps"][target][layer]
             cell = cell[p] if p is not None else cell[h]
             assert abs(cell - expected) < TOL, (target, layer, p, h)
-    paths = path_patching.run(model, batch, params.PathPatching(sources=1), {"patching": typed("patching", result)})
-    assert paths.metrics["backend"] == "transformer_lens"
+    paths = path_patching.run(
+        model, batch, params.PathPatching(sources=1, negligible=1e-9), {"patching": typed("patching", result)}
+    )
+    assert paths.metrics["backend"] == "transformer_lens" and paths.metrics["senders"]
     check_finite("path_patching", paths.metrics)

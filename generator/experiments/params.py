@@ -87,10 +87,13 @@ class PathPatching(Params):
         3,
         ge=1,
         le=20,
-        description="strongest heads (by head-output patching, outside the last layer) whose direct paths are patched",
+        description="strongest heads (by head-output patching, with an effect of at least `negligible`) "
+        "whose direct paths are patched",
     )
-    components: list[Literal["q", "k", "v"]] = Field(
-        ["q", "k", "v"], min_length=1, description="receiver inputs to patch"
+    components: list[Literal["q", "k", "v", "mlp", "logits"]] = Field(
+        ["q", "k", "v", "mlp", "logits"],
+        min_length=1,
+        description="receivers to patch: later heads' query, key and value inputs, MLP inputs, the logits",
     )
     top_paths: int = Field(10, ge=1, le=100, description="paths listed in the table")
     negligible: float = Field(
