@@ -119,11 +119,13 @@ class Circuit(Params):
         description="sizes tried between the first evaluated size that reaches `faithful` and the one before it",
     )
     node_ranking: bool = Field(True, description="also rank edges by their writers' exact node effects")
-    random_seeds: int = Field(3, ge=1, le=20, description="random edge orders (the baseline)")
-    bootstrap: int = Field(1000, ge=100, le=100_000, description="bootstrap resamples of the prompts")
+    random_seeds: int = Field(10, ge=1, le=100, description="random edge orders (the baseline)")
+    bootstrap: int = Field(
+        1000, ge=100, le=100_000, description="bootstrap resamples of the prompts' clusters (names; templates)"
+    )
     confidence: float = Field(0.95, gt=0, lt=1, description="level of the bootstrap intervals")
     position_aware: bool = Field(True, description="also score and verify the graph with one edge per position")
-    held_out: bool = Field(True, description="score on half of the prompts, verify on the other half")
+    held_out: bool = Field(True, description="score on half of the names' prompts, verify on the other names'")
     graph_edges: int = Field(
         60,
         ge=1,
@@ -137,7 +139,7 @@ class Circuit(Params):
         gt=0,
         description="an edge whose exact effect is below this share of the clean − corrupted gap is called negligible",
     )
-    seed: int = Field(0, description="seed of the random baseline, the bootstrap and the half split")
+    seed: int = Field(0, description="seed of the random baseline, the bootstrap and the name split")
 
     @field_validator("sizes")
     @classmethod
