@@ -174,12 +174,29 @@ def test_attribution_agreement_is_recomputed_from_the_stored_sweeps(model, batch
             ]
         ).flatten()
         assert int(differs.sum()) == a["n_cells"], t
+        if a["n_cells"] < m["attribution_fit"]["min_points"]:  # never a correlation on < 10 points
+            assert a["pearson"] is None and a["spearman"] is None and t in m["attribution_fit"]["undefined"], t
+            continue
         if a["pearson"] is None:
             continue
         x, y = pd.Series(exact[differs].double().numpy()), pd.Series(estimate[differs].double().numpy())
         assert a["pearson"] == pytest.approx(x.corr(y), abs=1e-4), t
         assert a["spearman"] == pytest.approx(x.rank().corr(y.rank()), abs=1e-4), t  # Spearman: Pearson of ranks
     assert patching.ranks(torch.tensor([3.0, 1.0, 1.0, 2.0])).tolist() == [3.0, 0.5, 0.5, 2.0]
+    assert m["attribution_fit"]["min_points"] == 10
+    assert any(a["n_cells"] < 10 for a in m["agreement"].values())  # the case is exercised here
+
+
+def test_no_correlation_on_fewer_than_min_points():
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(12, generator=g)
+    y = x + 0.1 * torch.randn(12, generator=g)
+    for n, reported in ((3, False), (9, False), (10, True), (12, True)):
+        mask = torch.arange(12) < n
+        a = patching.correlations(x, y, mask, 10)
+        assert (a["pearson"] is not None) == reported and (a["spearman"] is not None) == reported, n
+        assert a["n_cells"] == n
+    assert patching.correlations(x, y, torch.arange(12) < 4, 3)["pearson"] is not None
 
 
 def test_top_heads_and_groups(model, result):

@@ -60,6 +60,9 @@ class Patching(Params):
         le=1,
         description="Pearson correlation above which the page calls attribution patching a good approximation",
     )
+    min_correlation_points: int = Field(
+        10, ge=3, description="fewest differing cells on which a correlation is reported (else: too few points)"
+    )
     large_error: float = Field(
         0.1,
         gt=0,
