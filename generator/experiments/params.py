@@ -160,6 +160,13 @@ class Attention(Params):
     top_k: int = Field(
         3, ge=1, le=20, description="heads shown per sign, from attribution's top heads (at most attribution.top_k)"
     )
+    mostly: float = Field(
+        0.5,
+        ge=0.5,
+        lt=1,
+        description="share of its attention above which a head is said to attend 'mostly' to a position "
+        "(below it: 'most strongly')",
+    )
 
 
 class Exceptions(Params):

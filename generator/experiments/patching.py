@@ -170,7 +170,7 @@ def run(model, batch, params: Params, inputs: dict) -> Result:
     heads_table = top_heads(
         exact["head_out"], exact["head_v"], exact["head_pattern"], min(params.top_heads, n_layers * n_heads)
     )
-    positions = batch.position_labels
+    positions = batch.position_roles or batch.position_labels  # the maps average over prompts
     metrics = {
         "clean_logit_diff": num(clean),
         "corrupted_logit_diff": num(corrupted),
