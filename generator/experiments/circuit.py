@@ -360,7 +360,7 @@ def held_out(model, batch, params: Params) -> dict | None:
     evaluator = Evaluator(testing, False)
     fractions = list(params.sizes)
     sizes = sizes_for(fractions, evaluator.n_edges)
-    out = {"n_scoring": len(scoring_idx), "n_testing": len(testing_idx)}
+    out = {"n_scoring": len(scoring_idx), "n_testing": len(testing_idx), "small": params.small_difference}
     curves = {}
     for name, source in (("held_out", scoring), ("in_sample", testing)):
         order = ranking(evaluator.edge_scores(source.scores(params.ig_steps)), absolute=False)

@@ -129,6 +129,11 @@ class Circuit(Params):
     confidence: float = Field(0.95, gt=0, lt=1, description="level of the bootstrap intervals")
     position_aware: bool = Field(True, description="also score and verify the graph with one edge per position")
     held_out: bool = Field(True, description="score on half of the names' prompts, verify on the other names'")
+    small_difference: float = Field(
+        0.01,
+        gt=0,
+        description="a held-out − in-sample difference in CPR below this is called small, whatever its interval",
+    )
     graph_edges: int = Field(
         60,
         ge=1,

@@ -190,8 +190,10 @@ def run(model, batch, params: Params, inputs: dict) -> Result:
             }
         )
     paths.sort(key=lambda p: abs(p["effect"]), reverse=True)
-    kinds = [c for c in params.components]
-    totals = {c: num(sum(abs(p["effect"]) for p in paths if p["receiver"]["kind"] == c)) for c in kinds}
+    kinds = list(params.components)
+    # only the kinds with a receiver (a one-layer model has no later head)
+    present = [c for c in kinds if any(p["receiver"]["kind"] == c for p in paths)]
+    totals = {c: num(sum(abs(p["effect"]) for p in paths if p["receiver"]["kind"] == c)) for c in present}
     largest = abs(paths[0]["effect"]) if paths else 0.0
     metrics = {
         "clean_logit_diff": num(clean),

@@ -89,6 +89,7 @@ class Difference(Strict):
 class HeldOut(Strict):
     n_scoring: int  # prompts of the names the circuit was scored on
     n_testing: int  # prompts of the other names
+    small: float  # a |difference| below this is called small
     held_out: Curve
     in_sample: Curve
     difference: Difference
