@@ -169,6 +169,9 @@ def test_pages_state_the_stored_numbers(built, results):
         if smallest
         else ("No circuit by EAP-IG" in page["circuit"])
     )
+    # a result the corruption forces is not presented as a finding
+    assert ("This design forces what follows" in page["patching"]) == r["patching"]["resid_flow"]["changed_is_final"]
+    assert "as the\nnotebook found" not in page["patching"] and "what it planned" not in page["index"]
     pp = r["path_patching"]
     assert ("No path carries as much as" in page["path-patching"]) == pp["all_negligible"]
     for s in pp["senders"]:  # each sender's route is named, with its share
@@ -183,7 +186,8 @@ def test_pages_state_the_stored_numbers(built, results):
         both = d["by_name"]["excludes_zero"] and d["by_template"]["excludes_zero"]
         neither = not d["by_name"]["excludes_zero"] and not d["by_template"]["excludes_zero"]
         assert ("Both intervals exclude 0" in page["circuit"]) == both
-        assert ("Both intervals include 0" in page["circuit"]) == neither
+        exact = d["estimate"] == 0 and d["by_name"]["low"] == d["by_name"]["high"] == 0
+        assert ("Both intervals include 0" in page["circuit"]) == (neither and not exact)
         assert "outside the interval" not in page["circuit"]
     assert f"{r['patching']['clean_logit_diff']:.2f}" in page["patching"]
     one_layer = [m for m in built.models if results[m]["baseline"]["metrics"].model_shape.n_layers == 1]
