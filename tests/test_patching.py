@@ -256,9 +256,9 @@ def test_path_patching_equals_transformer_lens(model, batch, paths):
 
 
 def test_path_patching_matches_naive_recompute(model, batch, reference, paths):
-    """The path sender -> receiver.c: recompute the receiver head's q / k / v from the corrupted
-    residual plus the sender's clean-minus-corrupted write (z @ W_O), through the corrupted run's
-    LayerNorm scale, by hand, and patch it in."""
+    """The path sender -> receiver.c: recompute the receiver head's q / k / v by hand from the
+    corrupted residual plus the sender's clean-minus-corrupted write (z @ W_O), through the
+    (folded) LayerNorm recomputed on that sum, and patch it in."""
     cache, clean, corrupted = reference
     with torch.no_grad():
         _, corrupted_cache = model.run_with_cache(batch.corrupted_tokens)
@@ -269,12 +269,12 @@ def test_path_patching_matches_naive_recompute(model, batch, reference, paths):
     for c in ("q", "k", "v"):
         for layer in range(sl + 1, model.cfg.n_layers):
             attn = model.blocks[layer].attn
-            x = corrupted_cache[f"blocks.{layer}.hook_resid_pre"]
+            x = corrupted_cache[f"blocks.{layer}.hook_resid_pre"] + delta
             centred = x - x.mean(-1, keepdim=True)
-            scale = (centred.pow(2).mean(-1, keepdim=True) + model.cfg.eps).sqrt()  # folded LayerNorm
-            w = getattr(attn, f"W_{c.upper()}")
+            normed = centred / (centred.pow(2).mean(-1, keepdim=True) + model.cfg.eps).sqrt()  # folded LayerNorm
+            w, b = getattr(attn, f"W_{c.upper()}"), getattr(attn, f"b_{c.upper()}")
             for h in range(model.cfg.n_heads):
-                new = corrupted_cache[f"blocks.{layer}.attn.hook_{c}"][:, :, h] + (delta / scale) @ w[h]
+                new = normed @ w[h] + b[h]
 
                 def hook(act, hook, h=h, new=new):
                     act = act.clone()
@@ -294,9 +294,9 @@ def sender_write(model, cache, corrupted_cache, sender):
     ]
 
 
-def add_at_norm_input(norm, delta, corrupted_cache, final_only=False):
-    """Hooks that add `delta` to one LayerNorm's input only (the residual stream itself is
-    untouched) and hold that norm's scale at the corrupted run's."""
+def add_at_norm_input(norm, delta, final_only=False):
+    """A hook that adds `delta` to one LayerNorm's input only (the residual stream itself is
+    untouched; the norm recomputes on the sum)."""
 
     def add(x, hook):
         x = x.clone()
@@ -306,14 +306,13 @@ def add_at_norm_input(norm, delta, corrupted_cache, final_only=False):
             x = x + delta
         return x
 
-    scale = corrupted_cache[f"{norm}.hook_scale"]
-    return [(f"{norm}.hook_in", add), (f"{norm}.hook_scale", lambda s, hook: scale)]
+    return [(f"{norm}.hook_in", add)]
 
 
 def test_path_patching_into_mlps_and_logits_matches_hooks(model, batch, reference, paths):
     """The paths sender -> MLP input and sender -> logits: the sender's clean − corrupted write
-    added at ln2's (or ln_final's) input hook on the corrupted run, that norm's scale held at
-    the corrupted run's, every other component corrupted. The MLP of the sender's own layer
+    added at ln2's (or ln_final's) input hook on the corrupted run, every other component
+    corrupted. The MLP of the sender's own layer
     reads it too (it reads the residual after attention); earlier MLPs are no path (null)."""
     cache, clean, corrupted = reference
     with torch.no_grad():
@@ -329,13 +328,41 @@ def test_path_patching_into_mlps_and_logits_matches_hooks(model, batch, referenc
             if layer < sender.layer:
                 assert got is None
                 continue
-            hooks = add_at_norm_input(f"blocks.{layer}.ln2", delta, corrupted_cache)
+            hooks = add_at_norm_input(f"blocks.{layer}.ln2", delta)
             expected = normalised(model, batch, reference, hooks)
             assert abs(got - expected) < TOL, ("mlp", sender, layer, got, expected)
             checked += 1
-        expected = normalised(model, batch, reference, add_at_norm_input("ln_final", delta, corrupted_cache, True))
+        expected = normalised(model, batch, reference, add_at_norm_input("ln_final", delta, True))
         assert abs(s["logits"] - expected) < TOL, ("logits", sender, s["logits"], expected)
     assert checked >= model.cfg.n_layers
+
+
+def test_path_patching_equals_the_circuit_edges(model, batch, paths):
+    """Every path is the circuit graph's edge sender -> receiver patched alone: the circuit
+    runner (generator.engine.graph, another implementation) gives the same effect."""
+    from generator.engine.graph import CircuitRunner
+
+    m = paths.metrics
+    runner = CircuitRunner(model, batch.clean_tokens, batch.corrupted_tokens, batch.answer_tokens)
+    g = runner.graph
+    gap = m["clean_logit_diff"] - m["corrupted_logit_diff"]
+    base = runner.corrupted_metric.mean()
+
+    def edge(writer, reader):
+        patched = torch.zeros(*g.upstream().shape, runner.n_pos, dtype=torch.bool)
+        patched[g.writers.index(writer), g.readers.index(reader)] = True
+        return float(runner.patch_edges(patched).mean() - base) / gap
+
+    for s in m["senders"]:
+        sender = ("head", s["sender"]["layer"], s["sender"]["head"])
+        for layer, got in enumerate(s["mlps"]):
+            if got is not None:
+                assert abs(got - edge(sender, ("mlp", layer))) < TOL, (sender, layer)
+        assert abs(s["logits"] - edge(sender, ("logits",))) < TOL, sender
+        for c, grid in s["grids"].items():
+            for layer in range(sender[1] + 1, m["n_layers"]):
+                for h in range(m["n_heads"]):
+                    assert abs(grid[layer][h] - edge(sender, (c, layer, h))) < TOL, (sender, c, layer, h)
 
 
 def test_path_patching_hook_fallback_equals_the_engine(model, batch, paths):

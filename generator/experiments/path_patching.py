@@ -4,15 +4,17 @@ For each sender head (a head whose output-patching effect, read from the `patchi
 is at least `negligible`) and each receiver — every later head's query, key or value input,
 every MLP that reads the sender's write (its own layer's too: the MLP reads the residual after
 attention), and the logits (the direct path into the unembedding at the final position) — the
-sender's clean-minus-corrupted output (z @ W_O) is added to that one receiver's input alone, on
-the corrupted run, with the receiver's LayerNorm scale held at the corrupted run's; every other
-component sees the corrupted run. For heads this is TransformerLens's
-`get_act_patch_direct_path` (tested equal); MLPs and the logits are the same construction
-(tested against hooks on the model). It runs on generator.engine: all head receivers of a layer
-in one batched run that starts at their layer, each MLP in a run that starts at its layer, the
-logits without any run. The metric is the normalised mean logit difference (0 = corrupted,
-1 = clean), so a path's number is the share of the clean behaviour it carries alone; its share
-of the sender's own effect says which route the sender's effect takes.
+sender's clean-minus-corrupted output (z @ W_O) is added to that one receiver's own copy of the
+residual stream, on the corrupted run, before the receiver's LayerNorm (recomputed); every
+other component sees the corrupted run. This is the exact edge intervention: for heads
+TransformerLens 4's `get_act_patch_direct_path` (tested equal), for MLPs and the logits the
+same construction (tested against hooks on the model), and for every receiver the exact effect
+of the circuit graph's edge sender -> receiver (tested equal to the circuit runner's). It runs
+on generator.engine: all head receivers of a layer in one batched run that starts at their
+layer, each MLP in a run that starts at its layer, the logits without any run. The metric is
+the normalised mean logit difference (0 = corrupted, 1 = clean), so a path's number is the
+share of the clean behaviour it carries alone; its share of the sender's own effect says which
+route the sender's effect takes.
 """
 
 from __future__ import annotations
@@ -57,7 +59,7 @@ class EngineSweeps:
 class HookSweeps:
     """The same paths with TransformerLens hooks, for models the engine does not implement:
     `get_act_patch_direct_path` for heads (one forward per receiver); for an MLP or the logits,
-    the sender's write added at the receiver norm's input hook with its scale hook held."""
+    the sender's write added at the receiver norm's input hook (the norm recomputes)."""
 
     backend = "transformer_lens"
 
@@ -88,8 +90,7 @@ class HookSweeps:
         return d @ self.model.W_O[sender.layer, sender.head]
 
     def through_norm(self, norm: str, delta: torch.Tensor, final_only: bool = False) -> torch.Tensor:
-        """Mean logit difference with `delta` added at `norm`'s input and its scale held."""
-        scale = self.corrupted_cache[f"{norm}.hook_scale"]
+        """Mean logit difference with `delta` added at `norm`'s input only."""
 
         def add(x, hook):
             x = x.clone()
@@ -99,8 +100,7 @@ class HookSweeps:
                 x += delta
             return x
 
-        hooks = [(f"{norm}.hook_in", add), (f"{norm}.hook_scale", lambda s, hook: scale)]
-        return self.metric(self.model.run_with_hooks(self.batch.corrupted_tokens, fwd_hooks=hooks))
+        return self.metric(self.model.run_with_hooks(self.batch.corrupted_tokens, fwd_hooks=[(f"{norm}.hook_in", add)]))
 
     def mlps(self, sender: Head) -> tuple[torch.Tensor, range]:
         n = self.model.cfg.n_layers
