@@ -461,3 +461,14 @@ def test_fallback_runs_transformer_lens_for_a_model_the_engine_refuses(refused):
     )
     assert paths.metrics["backend"] == "transformer_lens" and paths.metrics["senders"]
     check_finite("path_patching", paths.metrics)
+
+
+def test_path_patching_figures_draw_the_stored_numbers(paths):
+    from conftest import drawn
+
+    m, figures = paths.metrics, drawn("path_patching", paths)
+    for s in m["senders"]:
+        bars = figures[f"{s['figure']}_direct"]["figure"]["data"][0]
+        assert list(bars["y"]) == s["mlps"] + [s["logits"]]
+        assert list(bars["x"]) == [f"MLP{layer}" for layer in range(m["n_layers"])] + ["logits"]
+        assert (s["figure"] in figures) == bool(s["grids"])
