@@ -123,7 +123,7 @@ FILTERS = {
     "reader_counts": reader_counts,
     "layer_range": layer_range,
     "receiver": receiver_name,
-    "route": route_phrase,
+    "path_route": route_phrase,
     "receiver_kinds": receiver_kinds,
 }
 GLOBALS = {
