@@ -74,6 +74,41 @@ def reader_counts(kinds: dict[str, int]) -> str:
     return join_words(f"{kinds[k]} {READER_KINDS[k][kinds[k] != 1]}" for k in READER_KINDS if kinds.get(k))
 
 
+def receiver_name(node) -> str:
+    """A path's receiver in words: "L2H1's value input", "MLP0", "the logits"."""
+    kind = node["kind"] if isinstance(node, dict) else node.kind
+    if kind == "logits":
+        return "the logits"
+    if kind == "mlp":
+        return node_name(node)
+    return f"{head_name(node)}'s {COMPONENTS[kind]} input"
+
+
+RECEIVER_KINDS = {"mlp": "the MLPs' inputs", "logits": "the logits directly"}
+
+
+def receiver_kinds(components) -> str:
+    """Path patching's receiver kinds in words: "later heads' query, key and value inputs,
+    the MLPs' inputs and the logits directly"."""
+    inputs = [COMPONENTS[c] for c in components if c in COMPONENTS]
+    parts = [f"later heads' {join_words(inputs)} inputs"] if inputs else []
+    return join_words(parts + [RECEIVER_KINDS[c] for c in components if c in RECEIVER_KINDS])
+
+
+def route_phrase(route) -> str:
+    """Where a sender's effect runs, from its route (path-patching steps, strongest first):
+    'through MLP0 (0.347, 68% of it) and straight to the logits (0.0253, 5%)'."""
+    parts = []
+    for i, step in enumerate(route):
+        node = step["receiver"] if isinstance(step, dict) else step.receiver
+        effect = step["effect"] if isinstance(step, dict) else step.effect
+        share = step["share"] if isinstance(step, dict) else step.share
+        kind = node["kind"] if isinstance(node, dict) else node.kind
+        where = "straight to the logits" if kind == "logits" else f"through {receiver_name(node)}"
+        parts.append(f"{where} ({effect:.3g}, {100 * share:.0f}%{' of it' if i == 0 else ''})")
+    return join_words(parts)
+
+
 def layer_range(layers: list[int]) -> str:
     """'L0–L6', 'L7', or 'none'."""
     if not layers:
@@ -112,6 +147,9 @@ FILTERS = {
     "join_words": join_words,
     "reader_counts": reader_counts,
     "layer_range": layer_range,
+    "receiver": receiver_name,
+    "path_route": route_phrase,
+    "receiver_kinds": receiver_kinds,
 }
 GLOBALS = {
     "COMPONENTS": COMPONENTS,

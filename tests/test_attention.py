@@ -14,7 +14,7 @@ import torch
 from conftest import TOL_REFERENCE as TOL
 from conftest import drawn
 
-from generator.experiments import attention
+from generator.experiments import attention, params
 from generator.experiments.params import Attention
 from generator.heads import Head, group_layers, layer_group
 
@@ -129,7 +129,12 @@ def test_circuitsvis_builds_the_same_props(batch, result, figures):
         assert len(props["tokens"]) == batch.clean_tokens.shape[1]
         assert props["attentionHeadNames"] == [Head.of(h).name for h in group(result, name.split("_")[0])["heads"]]
     final = figures["positive_mean_final"]["figure"]
-    assert final["data"][0]["x"] == batch.position_labels
+    assert final["data"][0]["x"] == batch.position_roles  # averaged: labelled by what each position holds
+    assert figures["positive_example_final"]["figure"]["data"][0]["x"] == batch.position_labels
+    assert figures["positive_mean"]["props"]["tokens"] == batch.position_roles
+    for g in result.metrics["groups"]:
+        for f in g.get("focus") or []:
+            assert f["mostly"] == (f["weight"] > params.Attention().mostly)
     assert torch.allclose(
         torch.tensor(final["data"][0]["z"]), torch.tensor(group(result, "positive")["final_mean"]), atol=1e-4
     )  # the figure stores 4 digits

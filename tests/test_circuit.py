@@ -338,3 +338,114 @@ def test_figures_draw_the_stored_numbers(result):
     assert len(edges) == len(m["drawn"]["edges"])
     steps = graph["layout"]["sliders"][0]["steps"]
     assert all(sum(s["args"][0]["visible"][:-1]) == int(s["label"].split()[0]) for s in steps)
+
+
+# ---- the cluster bootstrap and the paired held-out comparison ---------------------------------
+
+
+def pronoun_prompts():
+    from generator.tasks import load_task
+
+    return load_task("pronoun").prompts  # 20 names x 5 templates
+
+
+def test_cluster_resamples_contain_whole_names_and_templates():
+    prompts = pronoun_prompts()
+    weights = circuit.resamples(prompts, params.Circuit(bootstrap=200), seed=0)
+    assert set(weights) == {"name", "template"}
+    for kind, n_clusters in (("name", 20), ("template", 5)):
+        w = weights[kind]
+        assert w.shape == (200, len(prompts))
+        labels = [getattr(p, kind) for p in prompts]
+        for label in set(labels):
+            members = [i for i, x in enumerate(labels) if x == label]
+            # a cluster is drawn whole: every prompt of it counts the same in each resample
+            assert (w[:, members] == w[:, members[:1]]).all(), (kind, label)
+        per_cluster = len(prompts) // n_clusters
+        assert (w.sum(1) == len(prompts)).all()  # n_clusters draws of per_cluster prompts each
+        assert (w % 1 == 0).all() and w.max() > 1 and (w == 0).any()  # with replacement
+        assert per_cluster * n_clusters == len(prompts)
+
+
+def test_boot_faithfulness_with_unit_weights_is_faithfulness():
+    g = torch.Generator().manual_seed(1)
+    curve, m_n, m_0 = torch.randn(3, 8, generator=g), torch.randn(8, generator=g) + 5, torch.randn(8, generator=g)
+    ones = torch.ones(1, 8, dtype=torch.double)
+    torch.testing.assert_close(
+        circuit.boot_faithfulness(curve, m_n, m_0, ones)[0], circuit.faithfulness(curve, m_n, m_0).double()
+    )
+    # a weight of 2 is the prompt counted twice
+    twice = torch.ones(1, 8, dtype=torch.double)
+    twice[0, 3] = 2
+    idx = torch.tensor([0, 1, 2, 3, 3, 4, 5, 6, 7])
+    torch.testing.assert_close(
+        circuit.boot_faithfulness(curve, m_n, m_0, twice)[0],
+        circuit.faithfulness(curve[:, idx], m_n[idx], m_0[idx]).double(),
+    )
+
+
+def fake_runner(n, seed=2):
+    from types import SimpleNamespace
+
+    g = torch.Generator().manual_seed(seed)
+    return SimpleNamespace(clean_metric=torch.rand(n, generator=g) + 4, corrupted_metric=torch.rand(n, generator=g) - 4)
+
+
+def test_held_out_difference_is_paired():
+    """Both arms are resampled with the same weights: the difference of two identical curves has
+    an interval of exactly 0, and the interval equals a recomputation with one set of resamples
+    (arms resampled independently give another interval, and a width for identical arms)."""
+    prompts = pronoun_prompts()
+    p = params.Circuit(bootstrap=300)
+    runner = fake_runner(len(prompts))
+    fractions = p.sizes
+    g = torch.Generator().manual_seed(3)
+    base = runner.corrupted_metric + (runner.clean_metric - runner.corrupted_metric) * torch.rand(
+        len(fractions), len(prompts), generator=g
+    )
+    other = base + 0.3 * torch.randn(base.shape, generator=g)
+    weights = circuit.resamples(prompts, p, seed=0)
+
+    same = circuit.paired_difference(base, base, runner, fractions, p, weights)
+    assert same["estimate"] == 0
+    for kind in ("by_name", "by_template"):
+        assert same[kind]["low"] == 0 and same[kind]["high"] == 0 and not same[kind]["excludes_zero"]
+
+    diff = circuit.paired_difference(other, base, runner, fractions, p, weights)
+    m_n, m_0 = runner.clean_metric, runner.corrupted_metric
+
+    def areas(curve, w):
+        return circuit.area(fractions, circuit.boot_faithfulness(curve, m_n, m_0, w), False)
+
+    for kind, w in weights.items():
+        paired = circuit.quantiles(areas(other, w) - areas(base, w), p)
+        assert abs(diff[f"by_{kind}"]["low"] - float(paired[0])) < 1e-5
+        assert abs(diff[f"by_{kind}"]["high"] - float(paired[1])) < 1e-5
+        assert diff[f"by_{kind}"]["low"] < diff[f"by_{kind}"]["high"]  # intervals have width
+        # the mutant: each arm on its own resamples
+        fresh = circuit.resamples(prompts, p, seed=99)[kind]
+        unpaired = circuit.quantiles(areas(other, w) - areas(base, fresh), p)
+        assert abs(float(unpaired[0]) - diff[f"by_{kind}"]["low"]) > 1e-4
+        assert diff[f"by_{kind}"]["excludes_zero"] == (paired[0] > 0 or paired[1] < 0)
+
+
+def test_held_out_splits_by_name():
+    prompts = pronoun_prompts()
+    scoring, testing = circuit.name_split(prompts, seed=0)
+    assert sorted(scoring + testing) == list(range(len(prompts)))
+    names = {i: prompts[i].name for i in range(len(prompts))}
+    assert not {names[i] for i in scoring} & {names[i] for i in testing}
+    for group in ("male", "female"):  # half of each group's names score
+        assert len({names[i] for i in scoring if prompts[i].group == group}) == 5
+
+
+def test_intervals_have_width_and_both_cluster_kinds(result):
+    m = result.metrics
+    for name in ("eap", "eap_ig"):
+        c = m["methods"][name]["cpr"]
+        assert c["by_template"] is not None and len(c["by_template"]["low"]) == len(c["sizes"])
+        assert any(lo < hi for lo, hi in zip(c["low"], c["high"]))
+    assert m["random_seeds"] == params.Circuit().random_seeds >= 10
+    assert len(m["methods"]["random"]["seeds"]) == m["random_seeds"]
+    d = m["held_out"]["difference"]
+    assert set(d) == {"estimate", "by_name", "by_template"}

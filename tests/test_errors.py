@@ -909,7 +909,7 @@ def test_grouped_query_sweeps_are_per_query_head_as_transformer_lens_maps_them(f
         v = metrics["sweeps"]["head_v"][row["layer"]][row["head"]]
         assert abs(row["value"] - v) < 1e-6
     paths = json.loads(next((folder / "results").glob("*/path_patching.json")).read_text())["metrics"]
-    assert paths["components"] == ["q"] and paths["left_out"] == ["k", "v"]
+    assert paths["components"] == ["q", "mlp", "logits"] and paths["left_out"] == ["k", "v"]
     assert "Queries only" in (folder / "docs" / "path-patching.md").read_text()
     assert metrics["n_key_value_heads"] == 2
     assert "4 query heads share 2 key/value heads" in " ".join((folder / "docs" / "patching.md").read_text().split())

@@ -174,12 +174,29 @@ def test_attribution_agreement_is_recomputed_from_the_stored_sweeps(model, batch
             ]
         ).flatten()
         assert int(differs.sum()) == a["n_cells"], t
+        if a["n_cells"] < m["attribution_fit"]["min_points"]:  # never a correlation on < 10 points
+            assert a["pearson"] is None and a["spearman"] is None and t in m["attribution_fit"]["undefined"], t
+            continue
         if a["pearson"] is None:
             continue
         x, y = pd.Series(exact[differs].double().numpy()), pd.Series(estimate[differs].double().numpy())
         assert a["pearson"] == pytest.approx(x.corr(y), abs=1e-4), t
         assert a["spearman"] == pytest.approx(x.rank().corr(y.rank()), abs=1e-4), t  # Spearman: Pearson of ranks
     assert patching.ranks(torch.tensor([3.0, 1.0, 1.0, 2.0])).tolist() == [3.0, 0.5, 0.5, 2.0]
+    assert m["attribution_fit"]["min_points"] == 10
+    assert any(a["n_cells"] < 10 for a in m["agreement"].values())  # the case is exercised here
+
+
+def test_no_correlation_on_fewer_than_min_points():
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(12, generator=g)
+    y = x + 0.1 * torch.randn(12, generator=g)
+    for n, reported in ((3, False), (9, False), (10, True), (12, True)):
+        mask = torch.arange(12) < n
+        a = patching.correlations(x, y, mask, 10)
+        assert (a["pearson"] is not None) == reported and (a["spearman"] is not None) == reported, n
+        assert a["n_cells"] == n
+    assert patching.correlations(x, y, torch.arange(12) < 4, 3)["pearson"] is not None
 
 
 def test_top_heads_and_groups(model, result):
@@ -216,7 +233,7 @@ def test_path_patching_equals_transformer_lens(model, batch, paths):
     scale = m["clean_logit_diff"] - m["corrupted_logit_diff"]
     for s in m["senders"]:
         sender = Head.of(s["sender"])
-        for c in m["components"]:
+        for c in ("q", "k", "v"):
             expected = get_act_patch_direct_path(
                 model,
                 batch.corrupted_tokens,
@@ -239,9 +256,9 @@ def test_path_patching_equals_transformer_lens(model, batch, paths):
 
 
 def test_path_patching_matches_naive_recompute(model, batch, reference, paths):
-    """The path sender -> receiver.c: recompute the receiver head's q / k / v from the corrupted
-    residual plus the sender's clean-minus-corrupted write (z @ W_O), through the corrupted run's
-    LayerNorm scale, by hand, and patch it in."""
+    """The path sender -> receiver.c: recompute the receiver head's q / k / v by hand from the
+    corrupted residual plus the sender's clean-minus-corrupted write (z @ W_O), through the
+    (folded) LayerNorm recomputed on that sum, and patch it in."""
     cache, clean, corrupted = reference
     with torch.no_grad():
         _, corrupted_cache = model.run_with_cache(batch.corrupted_tokens)
@@ -252,12 +269,12 @@ def test_path_patching_matches_naive_recompute(model, batch, reference, paths):
     for c in ("q", "k", "v"):
         for layer in range(sl + 1, model.cfg.n_layers):
             attn = model.blocks[layer].attn
-            x = corrupted_cache[f"blocks.{layer}.hook_resid_pre"]
+            x = corrupted_cache[f"blocks.{layer}.hook_resid_pre"] + delta
             centred = x - x.mean(-1, keepdim=True)
-            scale = (centred.pow(2).mean(-1, keepdim=True) + model.cfg.eps).sqrt()  # folded LayerNorm
-            w = getattr(attn, f"W_{c.upper()}")
+            normed = centred / (centred.pow(2).mean(-1, keepdim=True) + model.cfg.eps).sqrt()  # folded LayerNorm
+            w, b = getattr(attn, f"W_{c.upper()}"), getattr(attn, f"b_{c.upper()}")
             for h in range(model.cfg.n_heads):
-                new = corrupted_cache[f"blocks.{layer}.attn.hook_{c}"][:, :, h] + (delta / scale) @ w[h]
+                new = normed @ w[h] + b[h]
 
                 def hook(act, hook, h=h, new=new):
                     act = act.clone()
@@ -267,6 +284,127 @@ def test_path_patching_matches_naive_recompute(model, batch, reference, paths):
                 expected = normalised(model, batch, reference, [(f"blocks.{layer}.attn.hook_{c}", hook)])
                 got = s["grids"][c][layer][h]
                 assert abs(got - expected) < TOL, (c, layer, h, got, expected)
+
+
+def sender_write(model, cache, corrupted_cache, sender):
+    """The sender head's clean − corrupted write into the residual stream, [batch, pos, d_model]."""
+    z = f"blocks.{sender.layer}.attn.hook_z"
+    return (cache[z][:, :, sender.head] - corrupted_cache[z][:, :, sender.head]) @ model.blocks[sender.layer].attn.W_O[
+        sender.head
+    ]
+
+
+def add_at_norm_input(norm, delta, final_only=False):
+    """A hook that adds `delta` to one LayerNorm's input only (the residual stream itself is
+    untouched; the norm recomputes on the sum)."""
+
+    def add(x, hook):
+        x = x.clone()
+        if final_only:
+            x[:, -1] = x[:, -1] + delta[:, -1]
+        else:
+            x = x + delta
+        return x
+
+    return [(f"{norm}.hook_in", add)]
+
+
+def test_path_patching_into_mlps_and_logits_matches_hooks(model, batch, reference, paths):
+    """The paths sender -> MLP input and sender -> logits: the sender's clean − corrupted write
+    added at ln2's (or ln_final's) input hook on the corrupted run, every other component
+    corrupted. The MLP of the sender's own layer
+    reads it too (it reads the residual after attention); earlier MLPs are no path (null)."""
+    cache, clean, corrupted = reference
+    with torch.no_grad():
+        _, corrupted_cache = model.run_with_cache(batch.corrupted_tokens)
+    m = paths.metrics
+    assert {"mlp", "logits"} <= set(m["components"])
+    checked = 0
+    for s in m["senders"]:
+        sender = Head.of(s["sender"])
+        delta = sender_write(model, cache, corrupted_cache, sender)
+        for layer in range(model.cfg.n_layers):
+            got = s["mlps"][layer]
+            if layer < sender.layer:
+                assert got is None
+                continue
+            hooks = add_at_norm_input(f"blocks.{layer}.ln2", delta)
+            expected = normalised(model, batch, reference, hooks)
+            assert abs(got - expected) < TOL, ("mlp", sender, layer, got, expected)
+            checked += 1
+        expected = normalised(model, batch, reference, add_at_norm_input("ln_final", delta, True))
+        assert abs(s["logits"] - expected) < TOL, ("logits", sender, s["logits"], expected)
+    assert checked >= model.cfg.n_layers
+
+
+def test_path_patching_equals_the_circuit_edges(model, batch, paths):
+    """Every path is the circuit graph's edge sender -> receiver patched alone: the circuit
+    runner (generator.engine.graph, another implementation) gives the same effect."""
+    from generator.engine.graph import CircuitRunner
+
+    m = paths.metrics
+    runner = CircuitRunner(model, batch.clean_tokens, batch.corrupted_tokens, batch.answer_tokens)
+    g = runner.graph
+    gap = m["clean_logit_diff"] - m["corrupted_logit_diff"]
+    base = runner.corrupted_metric.mean()
+
+    def edge(writer, reader):
+        patched = torch.zeros(*g.upstream().shape, runner.n_pos, dtype=torch.bool)
+        patched[g.writers.index(writer), g.readers.index(reader)] = True
+        return float(runner.patch_edges(patched).mean() - base) / gap
+
+    for s in m["senders"]:
+        sender = ("head", s["sender"]["layer"], s["sender"]["head"])
+        for layer, got in enumerate(s["mlps"]):
+            if got is not None:
+                assert abs(got - edge(sender, ("mlp", layer))) < TOL, (sender, layer)
+        assert abs(s["logits"] - edge(sender, ("logits",))) < TOL, sender
+        for c, grid in s["grids"].items():
+            for layer in range(sender[1] + 1, m["n_layers"]):
+                for h in range(m["n_heads"]):
+                    assert abs(grid[layer][h] - edge(sender, (c, layer, h))) < TOL, (sender, c, layer, h)
+
+
+def test_path_patching_hook_fallback_equals_the_engine(model, batch, paths):
+    """The TransformerLens fallback (hooks) gives the engine's numbers for MLPs and the logits."""
+    with torch.no_grad():
+        hooks = path_patching.HookSweeps(model, batch)
+    m = paths.metrics
+    scale = m["clean_logit_diff"] - m["corrupted_logit_diff"]
+    for s in m["senders"]:
+        sender = Head.of(s["sender"])
+        with torch.no_grad():
+            values, reached = hooks.mlps(sender)
+            direct = float(hooks.logits(sender))
+        assert list(reached) == [i for i, v in enumerate(s["mlps"]) if v is not None]
+        for layer in reached:
+            assert abs((float(values[layer]) - m["corrupted_logit_diff"]) / scale - s["mlps"][layer]) < TOL
+        assert abs((direct - m["corrupted_logit_diff"]) / scale - s["logits"]) < TOL
+
+
+def test_path_patching_picks_only_senders_above_negligible(model, batch, result):
+    """No sender fills the quota with a negligible effect: heads below the threshold are listed
+    as passed over, and the route keeps only paths that reach it, with their share of the sender."""
+    typed_result = typed("patching", result)
+    effects = sorted(abs(h.effect) for h in typed_result.top_heads)
+    threshold = (effects[-1] + effects[-2]) / 2  # between the strongest head and the next
+    out = path_patching.run(
+        model, batch, params.PathPatching(sources=3, negligible=threshold), {"patching": typed_result}
+    ).metrics
+    assert len(out["senders"]) == 1 and abs(out["senders"][0]["sender_effect"]) >= threshold
+    assert len(out["passed_over"]) == len(effects) - 1 and not out["beyond_quota"]
+    assert all(abs(p["effect"]) < threshold for p in out["passed_over"])
+    quota = path_patching.run(
+        model, batch, params.PathPatching(sources=1, negligible=1e-9), {"patching": typed_result}
+    ).metrics
+    assert len(quota["senders"]) == 1 and len(quota["beyond_quota"]) == len(effects) - 1
+    s = out["senders"][0]
+    every = [p for p in out["top_paths"]]
+    for step in s["route"]:
+        assert abs(step["effect"]) >= threshold
+        assert abs(step["share"] - step["effect"] / s["sender_effect"]) < 1e-5
+    assert [abs(x["effect"]) for x in s["route"]] == sorted((abs(x["effect"]) for x in s["route"]), reverse=True)
+    assert every
 
 
 @pytest.fixture(scope="module")
@@ -318,6 +456,19 @@ def test_fallback_runs_transformer_lens_for_a_model_the_engine_refuses(refused):
             cell = result.metrics["sweeps"][target][layer]
             cell = cell[p] if p is not None else cell[h]
             assert abs(cell - expected) < TOL, (target, layer, p, h)
-    paths = path_patching.run(model, batch, params.PathPatching(sources=1), {"patching": typed("patching", result)})
-    assert paths.metrics["backend"] == "transformer_lens"
+    paths = path_patching.run(
+        model, batch, params.PathPatching(sources=1, negligible=1e-9), {"patching": typed("patching", result)}
+    )
+    assert paths.metrics["backend"] == "transformer_lens" and paths.metrics["senders"]
     check_finite("path_patching", paths.metrics)
+
+
+def test_path_patching_figures_draw_the_stored_numbers(paths):
+    from conftest import drawn
+
+    m, figures = paths.metrics, drawn("path_patching", paths)
+    for s in m["senders"]:
+        bars = figures[f"{s['figure']}_direct"]["figure"]["data"][0]
+        assert list(bars["y"]) == s["mlps"] + [s["logits"]]
+        assert list(bars["x"]) == [f"MLP{layer}" for layer in range(m["n_layers"])] + ["logits"]
+        assert (s["figure"] in figures) == bool(s["grids"])

@@ -100,3 +100,54 @@ def test_every_experiment_page_shows_every_model_in_its_own_tab(tmp_path):
                 for m, start, end in zip(models, starts, starts[1:] + [len(text)]):
                     tab = text[start:end]
                     assert f"({results[m]['path_patching']['metrics'].corrupted_logit_diff:.2f})" in tab, m
+
+
+# ---- how numbers and route sentences print ---------------------------------------------------
+
+INTERVALS = [
+    (0.986, 0.9851, 0.9874),  # "0.986 (0.99–0.99)" at 2 digits
+    (0.986, 0.986, 0.9874),  # a bound equal to the estimate
+    (0.5, 0.1, 0.9),
+    (0.99996, 0.99994, 1.0),
+    (-0.0007, -0.003, 0.0012),
+    (0.3, 0.31, 0.4),  # a percentile interval need not contain its estimate: never shown inside
+    (12.345678, 12.345677, 12.345679),
+    (0.005, 0.004999, 0.005001),
+    (1.0, 1.0, 1.0),
+]
+
+
+def test_interval_prints_the_estimate_where_it_lies():
+    import re
+
+    from generator.render.text import interval, interval_only
+
+    for est, low, high in INTERVALS:
+        text = interval(est, [low, high])
+        m = re.fullmatch(r"(-?[\d.]+) \((-?[\d.]+)–(-?[\d.]+)\)", text)
+        assert m, text
+        e, lo, hi = (float(x) for x in m.groups())
+        for a, b, sa, sb in ((low, est, lo, e), (est, high, e, hi), (low, high, lo, hi)):
+            assert (a < b) == (sa < sb) and (a == b) == (sa == sb), (est, low, high, text)
+        assert len(m.group(1).split(".")[1]) >= 2  # at least the default digits
+        assert interval_only([low, high], est) == text[text.index("(") :]
+    assert interval(0.5, [0.1, 0.9]) == "0.50 (0.10–0.90)"  # no more digits than needed
+    assert interval(0.986, [0.9851, 0.9874]) == "0.986 (0.985–0.987)"
+
+
+def test_route_sentence_names_each_receiver_with_its_share():
+    from generator.words import receiver_kinds, route_phrase
+
+    route = [
+        {"receiver": {"kind": "mlp", "layer": 0}, "effect": 0.347, "share": 0.683},
+        {"receiver": {"kind": "logits"}, "effect": 0.0253, "share": 0.0497},
+        {"receiver": {"kind": "v", "layer": 2, "head": 1}, "effect": -0.012, "share": -0.024},
+    ]
+    assert route_phrase(route) == (
+        "through MLP0 (0.347, 68% of it), straight to the logits (0.0253, 5%) and "
+        "through L2H1's value input (-0.012, -2%)"
+    )
+    assert receiver_kinds(["q", "k", "v", "mlp", "logits"]) == (
+        "later heads' query, key and value inputs, the MLPs' inputs and the logits directly"
+    )
+    assert receiver_kinds(["mlp"]) == "the MLPs' inputs"

@@ -41,7 +41,8 @@ def test_the_results_cover_every_experiment_and_their_null_cases():
     """The stored results exercise the optional branches the schemas allow."""
     assert {p.stem for p in RESULTS} == set(SCHEMAS)
     one_layer = {p.stem: stored("organism-attn-only-1l", p.stem) for p in RESULTS}
-    assert one_layer["path_patching"]["main_component"] is None  # no later layer: no path at all
+    # one layer: no later head reads a head (no q/k/v grids), only its MLP and the logits
+    assert all(not s["grids"] for s in one_layer["path_patching"]["senders"])
     assert one_layer["patching"]["agreement"]["mlp_out"]["pearson"] is None
     assert any(not g["heads"] for g in one_layer["attention"]["groups"])  # an empty group: heads only
     assert validate("attention", one_layer["attention"]).groups[-1].final_mean is None

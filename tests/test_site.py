@@ -18,6 +18,7 @@ from conftest import ROOT, build_report, repo_config, write_config
 from markupsafe import escape
 
 from generator.render import as_text, pages
+from generator.render.text import interval_digits
 
 FIGURE = re.compile(
     r'<figure class="report-figure">\n<div class="report-(plotly|circuitsvis)" id="([^"]+)" '
@@ -145,23 +146,49 @@ def test_pages_state_the_stored_numbers(built, results):
     assert ("does **not** prefer the capital" in page["attribution"]) == (a["total"] <= 0)
     for f in e["families"]:
         assert f"| {f['family'].replace('_', chr(92) + '_')} | {f['expected']} |" in page["exceptions"]
-    for g in r["attention"]["groups"]:
+    at = r["attention"]
+    for g in at["groups"]:
         for focus in g.get("focus", []):
-            position = escape(as_text(r["attention"]["positions"][focus["position"]]))  # as a page prints it
+            position = escape(as_text(at["mean_positions"][focus["position"]]))  # as a page prints it
+            # "mostly" only above the threshold (more than half of its attention)
+            assert focus["mostly"] == (focus["weight"] > at["mostly"] >= 0.5)
+            verb = "mostly" if focus["weight"] > at["mostly"] else "most strongly"
             assert (
-                f"**L{focus['layer']}H{focus['head']}** attends from the final position mostly to **{position}**"
+                f"**L{focus['layer']}H{focus['head']}** attends from the final position {verb} to **{position}**"
                 in page["attention"]
             )
     c = r["circuit"]
-    assert f"| EAP-IG ({c['ig_steps']} steps) | {c['methods']['eap_ig']['cpr']['area']:.3f}" in page["circuit"]
+    eap_ig = c["methods"]["eap_ig"]["cpr"]
+    assert (
+        f"| EAP-IG ({c['ig_steps']} steps) | {eap_ig['area']:.{interval_digits(eap_ig['area'], *eap_ig['area_ci'])}f}"
+        in page["circuit"]
+    )
     smallest = c["circuit"]["smallest_faithful"]
     assert (
         (f"**{smallest['edges']} edges**" in page["circuit"])
         if smallest
         else ("No circuit by EAP-IG" in page["circuit"])
     )
+    # a result the corruption forces is not presented as a finding
+    assert ("This design forces what follows" in page["patching"]) == r["patching"]["resid_flow"]["changed_is_final"]
+    assert "as the\nnotebook found" not in page["patching"] and "what it planned" not in page["index"]
     pp = r["path_patching"]
     assert ("No path carries as much as" in page["path-patching"]) == pp["all_negligible"]
+    for s in pp["senders"]:  # each sender's route is named, with its share
+        name = f"L{s['sender']['layer']}H{s['sender']['head']}"
+        if s["route"]:
+            assert f"**{name}'s effect ({s['sender_effect']:.3g}) runs " in page["path-patching"]
+        else:
+            assert f"**No single direct path from {name} carries" in page["path-patching"]
+    h = c["held_out"]
+    if h:  # the held-out prose says what the paired intervals say
+        d = h["difference"]
+        both = d["by_name"]["excludes_zero"] and d["by_template"]["excludes_zero"]
+        neither = not d["by_name"]["excludes_zero"] and not d["by_template"]["excludes_zero"]
+        assert ("Both intervals exclude 0" in page["circuit"]) == both
+        exact = d["estimate"] == 0 and d["by_name"]["low"] == d["by_name"]["high"] == 0
+        assert ("Both intervals include 0" in page["circuit"]) == (neither and not exact)
+        assert "outside the interval" not in page["circuit"]
     assert f"{r['patching']['clean_logit_diff']:.2f}" in page["patching"]
     one_layer = [m for m in built.models if results[m]["baseline"]["metrics"].model_shape.n_layers == 1]
     for m in one_layer:

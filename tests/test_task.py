@@ -56,8 +56,34 @@ def test_build_gives_equal_length_tokens_and_single_token_answers(tiny_model):
     assert batch.corrupted_tokens.shape == batch.clean_tokens.shape
     assert batch.answer_tokens[0].tolist() == [679, 339]  # John: " He", " he"
     assert batch.position_labels[1] == "John_1" and batch.position_labels[7] == "._7"
+    # averaged maps: each position by what it holds in every prompt (the notebook's 5 templates)
+    assert batch.position_roles == [
+        "<|endoftext|>_0",
+        "{name}_1",
+        "is_2",
+        "a/such_3",
+        "really/a/very_4",
+        "great/good/nice/funny_5",
+        "friend/cook/athlete/person_6",
+        "._7",
+    ]
+    columns = [set(col) for col in zip(*(tiny_model.to_str_tokens(p.text) for p in batch.spec.prompts))]
+    for label, col in zip(batch.position_roles, columns):
+        role = label.rsplit("_", 1)[0]
+        assert role == "{name}" or set(role.split("/")) == {t.strip() or repr(t) for t in col}, label
+
     differ = (batch.clean_tokens != batch.corrupted_tokens).nonzero()[:, 1].unique().tolist()
     assert differ == [7]  # only the final punctuation differs
+
+
+def test_position_roles_name_the_slot_and_count_many_words():
+    from generator.tasks import position_roles
+
+    tokens = [["<s>", "Ann", " x", f" w{i}", "."] for i in range(6)]
+    names = ["Ann"] * 6
+    assert position_roles(tokens, names) == ["<s>_0", "Ann_1", "x_2", "(6 words)_3", "._4"]
+    tokens[1][1] = "Bob"
+    assert position_roles(tokens, ["Ann", "Bob", "Ann", "Ann", "Ann", "Ann"])[1] == "{name}_1"
 
 
 def test_build_fails_loudly_when_lengths_differ(tiny_model):

@@ -45,7 +45,15 @@ def run(model, batch, params: Params, inputs: dict) -> Result:
     tokens = model.to_str_tokens(batch.clean_tokens[example])
     labels = batch.position_labels
     # a list, not a dict: the store sorts keys, and the page shows groups in this order
-    metrics = {"example_prompt": batch.spec.prompts[example].text, "positions": labels, "tokens": tokens, "groups": []}
+    metrics = {
+        "example_prompt": batch.spec.prompts[example].text,
+        "positions": labels,
+        # averaged maps are labelled by what each position holds in every prompt
+        "mean_positions": batch.position_roles or labels,
+        "tokens": tokens,
+        "mostly": params.mostly,
+        "groups": [],
+    }
     for group, heads in groups.items():
         entry = {"group": group, "heads": [h.as_dict() for h in heads]}
         metrics["groups"].append(entry)
@@ -60,9 +68,15 @@ def run(model, batch, params: Params, inputs: dict) -> Result:
             pattern_mean=to_list(mean_pattern, 4),
             final_example=to_list(example_pattern[:, -1]),
             final_mean=to_list(final),
-            # where each head looks most from the final position, on average over prompts
+            # where each head looks most from the final position, on average over prompts, and
+            # whether that is most of its attention (the page says "mostly" only then)
             focus=[
-                {**h.as_dict(), "position": int(final[i].argmax()), "weight": num(final[i].max())}
+                {
+                    **h.as_dict(),
+                    "position": int(final[i].argmax()),
+                    "weight": num(final[i].max()),
+                    "mostly": bool(final[i].max() > params.mostly),
+                }
                 for i, h in enumerate(heads)
             ],
         )

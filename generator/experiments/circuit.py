@@ -98,26 +98,68 @@ def area(fractions: list[float], f: torch.Tensor, cmd: bool) -> torch.Tensor:
     return ((x[1:] - x[:-1]) * (y[..., 1:] + y[..., :-1]) / 2).sum(-1)
 
 
-def summarise(
-    curve: torch.Tensor, runner: CircuitRunner, fractions, sizes, cmd: bool, params: Params, seed: int
-) -> dict:
-    """f at each size with bootstrap intervals over prompts, and the area (CPR or CMD) with its."""
+def cluster_weights(labels: list, n: int, generator: torch.Generator) -> torch.Tensor:
+    """[n, B] bootstrap weights that resample whole clusters: each resample draws as many
+    clusters as there are, with replacement, and a prompt counts as often as its cluster
+    (its name, or its template) was drawn. The 100 prompts are 20 names x 5 templates, not 100
+    independent draws; resampling clusters keeps what a prompt shares with its cluster."""
+    ids = {label: i for i, label in enumerate(dict.fromkeys(labels))}
+    index = torch.tensor([ids[label] for label in labels])
+    draws = torch.randint(len(ids), (n, len(ids)), generator=generator)
+    counts = torch.zeros(n, len(ids), dtype=torch.double).scatter_add_(
+        1, draws, torch.ones(n, len(ids), dtype=torch.double)
+    )
+    return counts[:, index]
+
+
+CLUSTERS = ("name", "template")  # what the bootstrap resamples: the prompts' names, their templates
+
+
+def resamples(prompts, params: Params, seed: int) -> dict[str, torch.Tensor]:
+    """One set of cluster bootstrap weights per kind of cluster, [bootstrap, B] each, drawn
+    once so every curve and every arm of a comparison is resampled the same way (paired)."""
+    g = torch.Generator().manual_seed(seed)
+    return {kind: cluster_weights([getattr(p, kind) for p in prompts], params.bootstrap, g) for kind in CLUSTERS}
+
+
+def boot_faithfulness(curve: torch.Tensor, m_n: torch.Tensor, m_0: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+    """f per resample and circuit, [R, S], from per-prompt metrics [S, B], [B], [B] and weights
+    [R, B]: the weighted means of faithfulness's means."""
+    total = w.sum(-1, keepdim=True)
+    m_c, full, empty = (
+        (w @ curve.double().T) / total,
+        (w @ m_n.double()[:, None]) / total,
+        (w @ m_0.double()[:, None]) / total,
+    )
+    return (m_c - empty) / (full - empty)
+
+
+def quantiles(x: torch.Tensor, params: Params) -> torch.Tensor:
+    """The percentile interval [2, ...] of resamples x [R, ...] at params.confidence."""
+    tail = (1 - params.confidence) / 2
+    return torch.quantile(x, torch.tensor([tail, 1 - tail], dtype=torch.double), dim=0)
+
+
+def summarise(curve: torch.Tensor, runner: CircuitRunner, fractions, sizes, cmd: bool, params: Params, weights) -> dict:
+    """f at each size and the area (CPR or CMD), with cluster-bootstrap intervals: by name
+    (low, high, area_ci) and by template (by_template)."""
     m_n, m_0 = runner.clean_metric, runner.corrupted_metric
     f = faithfulness(curve, m_n, m_0)
-    g = torch.Generator().manual_seed(seed)
-    b = curve.shape[-1]
-    idx = torch.randint(b, (params.bootstrap, b), generator=g)
-    boot = faithfulness(curve[:, idx].transpose(0, 1), m_n[idx], m_0[idx]).double()  # [n_boot, S]
-    tail = (1 - params.confidence) / 2
-    q = torch.tensor([tail, 1 - tail], dtype=torch.double)
-    band = torch.quantile(boot, q, dim=0)  # [2, S]
+    bands = {}
+    for kind, w in weights.items():
+        boot = boot_faithfulness(curve, m_n, m_0, w)  # [R, S]
+        band = quantiles(boot, params)
+        bands[kind] = {
+            "low": to_list(band[0]),
+            "high": to_list(band[1]),
+            "area_ci": to_list(quantiles(area(fractions, boot, cmd), params)),
+        }
     return {
         "sizes": sizes,
         "faithfulness": to_list(f),
-        "low": to_list(band[0]),
-        "high": to_list(band[1]),
+        **bands["name"],
         "area": num(area(fractions, f.double(), cmd)),
-        "area_ci": to_list(torch.quantile(area(fractions, boot, cmd), q)),
+        "by_template": bands["template"],
     }
 
 
@@ -236,10 +278,11 @@ def methods(runner: CircuitRunner, evaluator: Evaluator, params: Params, positio
     return out
 
 
-def run_graph(runner: CircuitRunner, params: Params, position_aware: bool) -> tuple[dict, dict, dict]:
+def run_graph(runner: CircuitRunner, params: Params, position_aware: bool, prompts) -> tuple[dict, dict, dict]:
     """Every method's curves (signed and absolute rankings) on one graph; the evaluator and the
     methods' scores and orders come back for the figures."""
     evaluator = Evaluator(runner, position_aware)
+    weights = resamples(prompts, params, params.seed)
     fractions = list(params.sizes)
     sizes = sizes_for(fractions, evaluator.n_edges)
     table, orders, timings = {}, {}, {}
@@ -250,7 +293,7 @@ def run_graph(runner: CircuitRunner, params: Params, position_aware: bool) -> tu
             order = ranking(scores, absolute, tie)
             orders[(name, kind)] = order
             curve = evaluator.curve(order, sizes)
-            row[kind] = summarise(curve, runner, fractions, sizes, absolute, params, params.seed)
+            row[kind] = summarise(curve, runner, fractions, sizes, absolute, params, weights)
         row["smallest_faithful"] = smallest_faithful(
             evaluator, orders[(name, "cmd")], sizes, row["cmd"]["faithfulness"], params
         )
@@ -263,7 +306,7 @@ def run_graph(runner: CircuitRunner, params: Params, position_aware: bool) -> tu
         order = torch.randperm(evaluator.n_edges, generator=g)
         curve = evaluator.curve(order, sizes)
         randoms.append(
-            {k: summarise(curve, runner, fractions, sizes, k == "cmd", params, params.seed) for k in ("cpr", "cmd")}
+            {k: summarise(curve, runner, fractions, sizes, k == "cmd", params, weights) for k in ("cpr", "cmd")}
         )
     table["random"] = {
         "seeds": randoms,
@@ -286,6 +329,7 @@ def mean_curve(curves: list[dict]) -> dict:
         "high": to_list(f.max(0).values),
         "area": num(areas.mean()),
         "area_ci": [num(areas.min()), num(areas.max())],
+        "by_template": None,  # the range over orders, not a bootstrap
     }
 
 
@@ -294,21 +338,65 @@ def subset(runner_args, idx: torch.Tensor) -> CircuitRunner:
     return CircuitRunner(model, clean[idx], corrupted[idx], answers[idx])
 
 
-def held_out(model, batch, params: Params) -> dict:
-    """EAP-IG scored on one half of the prompts, verified on the other (and, for comparison,
-    scored and verified on that other half)."""
-    g = torch.Generator().manual_seed(params.seed)
-    perm = torch.randperm(len(batch.clean_tokens), generator=g)
-    half = len(perm) // 2
+def name_split(prompts, seed: int) -> tuple[list[int], list[int]]:
+    """(scoring, testing) prompt indices: half of each group's names (seeded) score, the other
+    names' prompts test, so the test prompts have names the scoring never saw. Where every
+    group has a single name, half of all names."""
+    g = torch.Generator().manual_seed(seed)
+    by_group: dict[str, list[str]] = {}
+    for p in prompts:
+        names = by_group.setdefault(p.group, [])
+        if p.name not in names:
+            names.append(p.name)
+    groups = list(by_group.values()) if any(len(n) > 1 for n in by_group.values()) else [sum(by_group.values(), [])]
+    scoring = set()
+    for names in groups:
+        perm = torch.randperm(len(names), generator=g).tolist()
+        scoring |= {names[i] for i in perm[: len(names) // 2]}
+    picked = [i for i, p in enumerate(prompts) if p.name in scoring]
+    return picked, [i for i, p in enumerate(prompts) if p.name not in scoring]
+
+
+def held_out(model, batch, params: Params) -> dict | None:
+    """EAP-IG scored on the prompts of half of the names, verified on the other names' prompts,
+    against the same test prompts scored and verified in sample: a paired comparison (both arms
+    on the same cluster resamples of the test prompts, by name and by template), whose
+    difference in CPR has its own interval."""
+    scoring_idx, testing_idx = name_split(batch.spec.prompts, params.seed)
+    if not scoring_idx or not testing_idx:
+        return None
     args = (model, batch.clean_tokens, batch.corrupted_tokens, batch.answer_tokens)
-    scoring, testing = subset(args, perm[:half]), subset(args, perm[half:])
+    scoring, testing = subset(args, torch.tensor(scoring_idx)), subset(args, torch.tensor(testing_idx))
+    weights = resamples([batch.spec.prompts[i] for i in testing_idx], params, params.seed)
     evaluator = Evaluator(testing, False)
     fractions = list(params.sizes)
     sizes = sizes_for(fractions, evaluator.n_edges)
-    out = {"n_scoring": half, "n_testing": len(perm) - half}
+    out = {"n_scoring": len(scoring_idx), "n_testing": len(testing_idx), "small": params.small_difference}
+    curves = {}
     for name, source in (("held_out", scoring), ("in_sample", testing)):
         order = ranking(evaluator.edge_scores(source.scores(params.ig_steps)), absolute=False)
-        out[name] = summarise(evaluator.curve(order, sizes), testing, fractions, sizes, False, params, params.seed)
+        curves[name] = evaluator.curve(order, sizes)
+        out[name] = summarise(curves[name], testing, fractions, sizes, False, params, weights)
+    out["difference"] = paired_difference(curves["held_out"], curves["in_sample"], testing, fractions, params, weights)
+    return out
+
+
+def paired_difference(
+    a: torch.Tensor, b: torch.Tensor, runner: CircuitRunner, fractions, params: Params, weights
+) -> dict:
+    """CPR(a) − CPR(b) on the same prompts, with its interval from the same resamples for both
+    (paired), per kind of cluster, and whether that interval excludes 0."""
+    m_n, m_0 = runner.clean_metric, runner.corrupted_metric
+    estimate = area(fractions, faithfulness(a, m_n, m_0).double(), False) - area(
+        fractions, faithfulness(b, m_n, m_0).double(), False
+    )
+    out = {"estimate": num(estimate)}
+    for kind, w in weights.items():
+        diff = area(fractions, boot_faithfulness(a, m_n, m_0, w), False) - area(
+            fractions, boot_faithfulness(b, m_n, m_0, w), False
+        )
+        low, high = to_list(quantiles(diff, params))
+        out[f"by_{kind}"] = {"low": low, "high": high, "excludes_zero": bool(low > 0 or high < 0)}
     return out
 
 
@@ -421,7 +509,7 @@ def run(model, batch, params: Params, inputs: dict) -> Result:
     clean, corrupted = runner.clean_metric.mean(), runner.corrupted_metric.mean()
     normalisation_scale("circuit", clean, corrupted)
     graph = runner.graph
-    table, state, timings = run_graph(runner, params, position_aware=False)
+    table, state, timings = run_graph(runner, params, position_aware=False, prompts=batch.spec.prompts)
     evaluator, orders = state["evaluator"], state["orders"]
 
     # the circuit: EAP-IG by |score|, at its smallest faithful size (else the largest drawn)
@@ -436,7 +524,7 @@ def run(model, batch, params: Params, inputs: dict) -> Result:
     circuit = describe(graph, evaluator, order, n, ig_scores, effects, False)
     drawn = describe(graph, evaluator, order, shown, ig_scores, effects, False)
 
-    position = by_position(runner, params, timings) if params.position_aware else None
+    position = by_position(runner, params, timings, batch.spec.prompts) if params.position_aware else None
     methods_table = {k: {kk: vv for kk, vv in v.items() if kk != "scores"} for k, v in table.items()}
     metrics = {
         "clean_logit_diff": num(clean),
@@ -482,9 +570,9 @@ def run(model, batch, params: Params, inputs: dict) -> Result:
     return Result(metrics, timings=timings)
 
 
-def by_position(runner: CircuitRunner, params: Params, timings: dict) -> dict:
+def by_position(runner: CircuitRunner, params: Params, timings: dict, prompts) -> dict:
     """The position-aware graph: every method's curves, and its EAP-IG circuit as drawn."""
-    table, state, seconds = run_graph(runner, params, position_aware=True)
+    table, state, seconds = run_graph(runner, params, position_aware=True, prompts=prompts)
     timings.update({f"{k}_by_position": v for k, v in seconds.items()})
     out = {k: {kk: vv for kk, vv in v.items() if kk != "scores"} for k, v in table.items()}
     order = state["orders"][("eap_ig", "cmd")]

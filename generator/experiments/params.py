@@ -60,6 +60,9 @@ class Patching(Params):
         le=1,
         description="Pearson correlation above which the page calls attribution patching a good approximation",
     )
+    min_correlation_points: int = Field(
+        10, ge=3, description="fewest differing cells on which a correlation is reported (else: too few points)"
+    )
     large_error: float = Field(
         0.1,
         gt=0,
@@ -87,10 +90,13 @@ class PathPatching(Params):
         3,
         ge=1,
         le=20,
-        description="strongest heads (by head-output patching, outside the last layer) whose direct paths are patched",
+        description="strongest heads (by head-output patching, with an effect of at least `negligible`) "
+        "whose direct paths are patched",
     )
-    components: list[Literal["q", "k", "v"]] = Field(
-        ["q", "k", "v"], min_length=1, description="receiver inputs to patch"
+    components: list[Literal["q", "k", "v", "mlp", "logits"]] = Field(
+        ["q", "k", "v", "mlp", "logits"],
+        min_length=1,
+        description="receivers to patch: later heads' query, key and value inputs, MLP inputs, the logits",
     )
     top_paths: int = Field(10, ge=1, le=100, description="paths listed in the table")
     negligible: float = Field(
@@ -118,11 +124,18 @@ class Circuit(Params):
         description="sizes tried between the first evaluated size that reaches `faithful` and the one before it",
     )
     node_ranking: bool = Field(True, description="also rank edges by their writers' exact node effects")
-    random_seeds: int = Field(3, ge=1, le=20, description="random edge orders (the baseline)")
-    bootstrap: int = Field(1000, ge=100, le=100_000, description="bootstrap resamples of the prompts")
+    random_seeds: int = Field(10, ge=1, le=100, description="random edge orders (the baseline)")
+    bootstrap: int = Field(
+        1000, ge=100, le=100_000, description="bootstrap resamples of the prompts' clusters (names; templates)"
+    )
     confidence: float = Field(0.95, gt=0, lt=1, description="level of the bootstrap intervals")
     position_aware: bool = Field(True, description="also score and verify the graph with one edge per position")
-    held_out: bool = Field(True, description="score on half of the prompts, verify on the other half")
+    held_out: bool = Field(True, description="score on half of the names' prompts, verify on the other names'")
+    small_difference: float = Field(
+        0.01,
+        gt=0,
+        description="a held-out − in-sample difference in CPR below this is called small, whatever its interval",
+    )
     graph_edges: int = Field(
         60,
         ge=1,
@@ -136,7 +149,7 @@ class Circuit(Params):
         gt=0,
         description="an edge whose exact effect is below this share of the clean − corrupted gap is called negligible",
     )
-    seed: int = Field(0, description="seed of the random baseline, the bootstrap and the half split")
+    seed: int = Field(0, description="seed of the random baseline, the bootstrap and the name split")
 
     @field_validator("sizes")
     @classmethod
@@ -153,6 +166,13 @@ class Attribution(Params):
 class Attention(Params):
     top_k: int = Field(
         3, ge=1, le=20, description="heads shown per sign, from attribution's top heads (at most attribution.top_k)"
+    )
+    mostly: float = Field(
+        0.5,
+        ge=0.5,
+        lt=1,
+        description="share of its attention above which a head is said to attend 'mostly' to a position "
+        "(below it: 'most strongly')",
     )
 
 

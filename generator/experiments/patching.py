@@ -75,9 +75,10 @@ def attribution(model, batch, targets, scale: float) -> dict[str, tuple[torch.Te
     return out
 
 
-def correlations(exact: torch.Tensor, estimate: torch.Tensor, mask: torch.Tensor) -> dict:
+def correlations(exact: torch.Tensor, estimate: torch.Tensor, mask: torch.Tensor, min_points: int) -> dict:
     """Pearson and Spearman correlation over the cells where clean and corrupted differ; None
-    where fewer than three cells or a constant side leave them undefined."""
+    where fewer than `min_points` cells (a correlation of 4 points says little) or a constant
+    side leave them unreported."""
     x, y = exact[mask].double(), estimate[mask].double()
     result = {
         "n_cells": int(mask.sum()),
@@ -86,7 +87,7 @@ def correlations(exact: torch.Tensor, estimate: torch.Tensor, mask: torch.Tensor
         "spearman": None,
         "max_abs_error": num((exact - estimate).abs().max()) if mask.any() else 0.0,
     }
-    if len(x) >= 3 and x.std() > 0 and y.std() > 0:
+    if len(x) >= max(3, min_points) and x.std() > 0 and y.std() > 0:
         result["pearson"] = num(torch.corrcoef(torch.stack([x, y]))[0, 1])
         rx, ry = ranks(x), ranks(y)
         if rx.std() > 0 and ry.std() > 0:
@@ -169,11 +170,11 @@ def run(model, batch, params: Params, inputs: dict) -> Result:
     # under grouped-query attention the k / v sweeps are per key/value head: per query head here
     exact = {t: per_query_head(model, v, TARGETS[t].axes) for t, v in exact.items()}
     approx = {t: tuple(per_query_head(model, x, TARGETS[t].axes) for x in v) for t, v in approx.items()}
-    agreement = {t: correlations(exact[t], *approx[t]) for t in targets}
+    agreement = {t: correlations(exact[t], *approx[t], params.min_correlation_points) for t in targets}
     heads_table = top_heads(
         exact["head_out"], exact["head_v"], exact["head_pattern"], min(params.top_heads, n_layers * n_heads)
     )
-    positions = batch.position_labels
+    positions = batch.position_roles or batch.position_labels  # the maps average over prompts
     metrics = {
         "clean_logit_diff": num(clean),
         "corrupted_logit_diff": num(corrupted),
@@ -206,7 +207,13 @@ def strongest(values: torch.Tensor, target: str) -> dict:
 def fit_summary(agreement: dict, params: Params) -> dict:
     """Which sweeps the approximation tracks (Pearson >= threshold), which it does not, and
     which have too few differing cells for a correlation."""
-    fit = {"threshold": params.good_correlation, "good": [], "poor": [], "undefined": []}
+    fit = {
+        "threshold": params.good_correlation,
+        "min_points": params.min_correlation_points,
+        "good": [],
+        "poor": [],
+        "undefined": [],
+    }
     for t, a in agreement.items():
         kind = "undefined" if a["pearson"] is None else ("good" if a["pearson"] >= params.good_correlation else "poor")
         fit[kind].append(t)

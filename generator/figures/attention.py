@@ -16,12 +16,14 @@ def figures(m) -> dict:
             continue
         names = [head_name(h) for h in g.heads]
         for kind, pattern in (("example", g.pattern_example), ("mean", g.pattern_mean)):
-            out[f"{g.group}_{kind}"] = lambda p=pattern, n=names: circuitsvis_spec(
+            # averaged maps: each position labelled by what it holds in every prompt
+            tokens, labels = (m.tokens, m.positions) if kind == "example" else (m.mean_positions, m.mean_positions)
+            out[f"{g.group}_{kind}"] = lambda p=pattern, n=names, t=list(tokens): circuitsvis_spec(
                 "AttentionHeads",
-                {"attention": p, "tokens": list(m.tokens), "attentionHeadNames": n, "maskUpperTri": True},
+                {"attention": p, "tokens": t, "attentionHeadNames": n, "maskUpperTri": True},
             )
-            out[f"{g.group}_{kind}_final"] = lambda p=pattern, n=names, g=g.group, k=kind: final_row(
-                [head[-1] for head in p], n, list(m.positions), g, k
+            out[f"{g.group}_{kind}_final"] = lambda p=pattern, n=names, g=g.group, k=kind, x=list(labels): final_row(
+                [head[-1] for head in p], n, x, g, k
             )
     return out
 
@@ -43,7 +45,7 @@ def final_row(rows: list, heads: list[str], labels: list[str], group: str, kind:
     )
     fig.update_layout(
         title=f"Attention from the final position, {group.replace('_', ' ')} heads, {what}",
-        xaxis_title="source position (token_index)",
+        xaxis_title="source position (token_index)" if kind == "example" else "source position (role_index)",
         yaxis_title="head",
         height=160 + 40 * len(heads),
     )

@@ -1,4 +1,5 @@
-"""The path-patching page's figures: for each sender, its direct paths into every later head."""
+"""The path-patching page's figures: for each sender, its direct paths into every later head, and
+into each MLP and the logits."""
 
 from __future__ import annotations
 
@@ -10,7 +11,13 @@ from generator.heads import head_name
 
 
 def figures(m) -> dict:
-    return {s.figure: (lambda s=s: paths(head_name(s.sender), s.grids, m.n_layers, m.n_heads)) for s in m.senders}
+    out = {}
+    for s in m.senders:
+        if s.grids:
+            out[s.figure] = lambda s=s: paths(head_name(s.sender), s.grids, m.n_layers, m.n_heads)
+        if s.mlps is not None or s.logits is not None:
+            out[f"{s.figure}_direct"] = lambda s=s: direct(head_name(s.sender), s.mlps, s.logits, m.n_layers)
+    return out
 
 
 def paths(sender: str, grids: dict, n_layers: int, n_heads: int) -> dict:
@@ -48,4 +55,28 @@ def paths(sender: str, grids: dict, n_layers: int, n_heads: int) -> dict:
     fig.update_yaxes(type="category", autorange="reversed")
     fig.update_yaxes(title_text="receiver layer", row=1, col=1)
     fig.update_layout(title=f"Direct paths from {sender} into later heads", height=420)
+    return plotly_spec(fig)
+
+
+def direct(sender: str, mlps, logits, n_layers: int) -> dict:
+    """The paths into each MLP's input and straight to the logits, as bars on the normalised scale."""
+    labels, values = [], []
+    if mlps is not None:
+        labels += [f"MLP{layer}" for layer in range(n_layers)]
+        values += list(mlps)
+    if logits is not None:
+        labels.append("logits")
+        values.append(logits)
+    fig = go.Figure(
+        go.Bar(
+            x=labels,
+            y=values,
+            marker_color=["#b2182b" if (v or 0) >= 0 else "#2166ac" for v in values],
+            hovertemplate=f"{sender} → %{{x}}<br>%{{y:.4f}}<extra></extra>",
+        )
+    )
+    bound = max([1.0] + [abs(v) for v in values if v is not None])
+    fig.update_xaxes(type="category", title_text="receiver")
+    fig.update_yaxes(range=[-bound, bound], title_text="recovered")
+    fig.update_layout(title=f"Direct paths from {sender} into MLPs and the logits", height=360)
     return plotly_spec(fig)

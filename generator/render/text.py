@@ -68,3 +68,34 @@ def sig(x, digits: int = 3) -> str:
 def seconds(s) -> str:
     s = number(s, "seconds")
     return f"{s:.1f} s" if s < 120 else f"{s / 60:.1f} min"
+
+
+def interval_digits(estimate, low, high, digits: int = 2, most: int = 8) -> int:
+    """The fewest decimals (at least `digits`) at which low, estimate and high print in the
+    order they have: a bound that differs from the estimate prints differently, and none
+    crosses it ("0.986 (0.985–0.987)", never "0.986 (0.99–0.99)")."""
+    values = [number(v, "interval") for v in (low, estimate, high)]
+    for d in range(digits, most + 1):
+        shown = [float(f"{v:.{d}f}") for v in values]
+        if all((a < b) == (sa < sb) and (a == b) == (sa == sb) for a, b, sa, sb in _pairs(values, shown)):
+            return d
+    return most
+
+
+def _pairs(values, shown):
+    (low, est, high), (s_low, s_est, s_high) = values, shown
+    return [(low, est, s_low, s_est), (est, high, s_est, s_high), (low, high, s_low, s_high)]
+
+
+def interval(estimate, bounds, digits: int = 2) -> str:
+    """'estimate (low–high)', all at the digits interval_digits picks."""
+    low, high = bounds
+    d = interval_digits(estimate, low, high, digits)
+    return f"{number(estimate, 'interval'):.{d}f} ({number(low, 'interval'):.{d}f}–{number(high, 'interval'):.{d}f})"
+
+
+def interval_only(bounds, estimate, digits: int = 2) -> str:
+    """'(low–high)' of an estimate printed elsewhere, at the digits interval_digits picks."""
+    low, high = bounds
+    d = interval_digits(estimate, low, high, digits)
+    return f"({number(low, 'interval'):.{d}f}–{number(high, 'interval'):.{d}f})"

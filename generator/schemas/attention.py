@@ -10,6 +10,7 @@ class Focus(Strict):
     head: int
     position: int  # where the head looks most from the final position (mean over prompts)
     weight: float
+    mostly: bool  # weight > Metrics.mostly: the page may say "mostly"
 
 
 class Group(Strict):
@@ -25,6 +26,8 @@ class Group(Strict):
 
 class Metrics(Strict):
     example_prompt: str
-    positions: list[str]
+    positions: list[str]  # the example prompt's tokens, token_index
+    mean_positions: list[str]  # for averaged maps: each position's token where prompts agree, else its role
     tokens: list[str]  # the example prompt's str tokens
+    mostly: float  # the share above which a head attends "mostly" to a position
     groups: list[Group]  # in page order

@@ -5,8 +5,18 @@ from __future__ import annotations
 from generator.schemas.common import Head, Mlp, Node, Strict
 
 
+class Band(Strict):
+    """A cluster-bootstrap interval of f at each size and of the area."""
+
+    low: list[float]
+    high: list[float]
+    area_ci: list[float]  # [low, high]
+
+
 class Curve(Strict):
-    """Faithfulness at each size, with its interval, and the area under it (CPR or CMD)."""
+    """Faithfulness at each size and the area under it (CPR or CMD), with intervals from a
+    bootstrap that resamples names (low, high, area_ci) and one that resamples templates
+    (by_template); for the random baseline's mean, low/high/area_ci are the range over orders."""
 
     sizes: list[int]  # edges, one per fraction
     faithfulness: list[float]  # over sizes
@@ -14,6 +24,7 @@ class Curve(Strict):
     high: list[float]
     area: float
     area_ci: list[float]  # [low, high]
+    by_template: Band | None  # None: the random baseline's mean (a range over orders, not a bootstrap)
 
 
 class Smallest(Strict):
@@ -62,11 +73,27 @@ class ByPosition(Strict):
     drawn: Circuit
 
 
+class PairedInterval(Strict):
+    low: float
+    high: float
+    excludes_zero: bool
+
+
+class Difference(Strict):
+    """CPR held out − CPR in sample on the same test prompts, paired resamples."""
+
+    estimate: float
+    by_name: PairedInterval
+    by_template: PairedInterval
+
+
 class HeldOut(Strict):
-    n_scoring: int
-    n_testing: int
+    n_scoring: int  # prompts of the names the circuit was scored on
+    n_testing: int  # prompts of the other names
+    small: float  # a |difference| below this is called small
     held_out: Curve
     in_sample: Curve
+    difference: Difference
 
 
 class Transfer(Strict):

@@ -28,7 +28,7 @@ class Agreement(Strict):
 
     n_cells: int
     n_total: int
-    pearson: float | None  # None: too few cells or a constant side
+    pearson: float | None  # None: fewer than Fit.min_points cells, or a constant side
     spearman: float | None
     max_abs_error: float
 
@@ -68,6 +68,7 @@ class LargestError(Strict):
 
 class Fit(Strict):
     threshold: float
+    min_points: int  # no correlation is reported on fewer cells
     good: list[str]  # targets
     poor: list[str]
     undefined: list[str]

@@ -68,6 +68,8 @@ class TaskBatch:
     corrupted_tokens: object
     answer_tokens: object  # [batch, 2]: (correct, wrong)
     position_labels: list[str] = field(default_factory=list)  # from the example prompt's tokens
+    # for maps averaged over prompts: what each position holds in every prompt (position_roles)
+    position_roles: list[str] = field(default_factory=list)
 
 
 def available() -> list[str]:
@@ -319,9 +321,15 @@ def build(spec: TaskSpec, model) -> TaskBatch:
     answers = torch.tensor([[single_token(model, a) for a in p.answers] for p in spec.prompts])
     example = spec.example or texts[0]
     labels = position_labels(model.to_str_tokens(example))
+    roles = position_roles([model.to_str_tokens(t) for t in texts], [p.name for p in spec.prompts])
     device = model.cfg.device
     return TaskBatch(
-        spec, model.to_tokens(texts).to(device), model.to_tokens(corrupted).to(device), answers.to(device), labels
+        spec,
+        model.to_tokens(texts).to(device),
+        model.to_tokens(corrupted).to(device),
+        answers.to(device),
+        labels,
+        roles,
     )
 
 
@@ -348,3 +356,24 @@ def build_one_by_one(spec: TaskSpec, model) -> TaskBatch:
 def position_labels(str_tokens: list[str]) -> list[str]:
     """Axis labels like 'John_1', '._7' from a prompt's own tokens (never typed-in indices)."""
     return [f"{t.strip() or repr(t)}_{i}" for i, t in enumerate(str_tokens)]
+
+
+def position_roles(str_tokens: list[list[str]], names: list[str], most: int = 4) -> list[str]:
+    """Axis labels for maps averaged over prompts of one length, by what each position holds
+    in every prompt: its token where all prompts agree ('is_2', '._7'), '{name}_1' where each
+    prompt has its own name, else the words it holds ('really/a/very_4'; '(12 words)_3' beyond
+    `most`). One template's tokens would mislabel a position that other templates fill with
+    another word."""
+    labels = []
+    for i, column in enumerate(zip(*str_tokens)):
+        words = list(dict.fromkeys(t.strip() or repr(t) for t in column))
+        if len(words) == 1:
+            role = words[0]
+        elif all(t.strip() == n for t, n in zip(column, names)):
+            role = "{name}"
+        elif len(words) <= most:
+            role = "/".join(words)
+        else:
+            role = f"({len(words)} words)"
+        labels.append(f"{role}_{i}")
+    return labels
