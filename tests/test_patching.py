@@ -411,25 +411,9 @@ def test_path_patching_picks_only_senders_above_negligible(model, batch, result)
 def refused(tmp_path_factory):
     """A model the engine refuses (GPT-NeoX: rotary positions, parallel attention and MLP) that
     TransformerLens patches: a random tiny one with GPT-2's tokenizer."""
-    from conftest import gpt2_tokenizer
-    from transformers import GPTNeoXConfig, GPTNeoXForCausalLM
+    from conftest import save_random_neox
 
-    tokenizer = gpt2_tokenizer()
-    torch.manual_seed(0)
-    config = GPTNeoXConfig(
-        vocab_size=len(tokenizer),
-        hidden_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        intermediate_size=128,
-        max_position_embeddings=64,
-        rotary_pct=0.25,
-        bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-    )
-    path = tmp_path_factory.mktemp("tiny-neox")
-    GPTNeoXForCausalLM(config).save_pretrained(path)
-    tokenizer.save_pretrained(path)
+    path = save_random_neox(tmp_path_factory.mktemp("tiny-neox"))
     model = load(path)
     from conftest import subset
 
