@@ -176,19 +176,6 @@ def parts(items) -> str:
     return join_words(f"{p.name} ({share(p.share)})" for p in items)
 
 
-def interval(low: float, high: float, estimate: float | None = None, digits: int = 2) -> str:
-    """'0.849–0.866': the fewest decimals (from `digits`) at which the bounds print apart and
-    the estimate, printed the same way, lies between them (an interval never seems to miss it)."""
-    low, high = float(low), float(high)
-    shown = digits
-    for shown in range(digits, 7):
-        lo, hi = round(low, shown), round(high, shown)
-        est = round(estimate, shown) if estimate is not None else None
-        if lo != hi and (est is None or lo <= est <= hi):
-            break
-    return f"{low:.{shown}f}–{high:.{shown}f}"
-
-
 def route(path: list[str]) -> str:
     """A path of components: 'embed → MLP0 → logits'."""
     return " → ".join(path)
@@ -199,7 +186,6 @@ FILTERS.update(
         "capitalize_first": lambda text: text[:1].upper() + text[1:],
         "share": share,
         "parts": parts,
-        "interval": interval,
         "route": route,
     }
 )

@@ -385,9 +385,9 @@ def test_a_total_that_is_not_positive_names_no_writer():
     "low, high, estimate", [(0.985589, 0.986378, 0.985969), (0.849204, 0.865779, 0.857), (0.2, 0.9, 0.5)]
 )
 def test_intervals_print_apart_and_around_their_estimate(low, high, estimate):
-    from generator.words import interval
+    from generator.render.text import interval_bounds
 
-    text = interval(low, high, estimate)
+    text = interval_bounds([low, high], estimate)
     lo, hi = text.split("–")
     digits = len(lo.split(".")[1])
     assert lo != hi and float(lo) <= round(estimate, digits) <= float(hi)

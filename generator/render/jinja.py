@@ -16,7 +16,18 @@ from generator.config import Config
 from generator.experiments import EXPERIMENTS
 from generator.files import shown
 from generator.render.pages import download_path, pages
-from generator.render.text import as_text, code, fmt, interval, interval_only, pct, seconds, sig, verbatim
+from generator.render.text import (
+    as_text,
+    code,
+    fmt,
+    interval,
+    interval_bounds,
+    interval_only,
+    pct,
+    seconds,
+    sig,
+    verbatim,
+)
 from generator.site.fence import figure_html
 from generator.versions import rendering_versions, site_versions
 from generator.words import FILTERS, GLOBALS
@@ -40,6 +51,7 @@ def environment(config: Config) -> jinja2.Environment:
     env.filters["sig"] = sig
     env.filters["interval"] = interval
     env.filters["interval_only"] = interval_only
+    env.filters["interval_bounds"] = interval_bounds
     env.filters["seconds"] = seconds
     env.filters["token"] = code
     env.filters["code"] = code

@@ -96,6 +96,11 @@ def interval(estimate, bounds, digits: int = 2) -> str:
 
 def interval_only(bounds, estimate, digits: int = 2) -> str:
     """'(low–high)' of an estimate printed elsewhere, at the digits interval_digits picks."""
+    return f"({interval_bounds(bounds, estimate, digits)})"
+
+
+def interval_bounds(bounds, estimate, digits: int = 2) -> str:
+    """'low–high' of an estimate printed elsewhere, at the digits interval_digits picks."""
     low, high = bounds
     d = interval_digits(estimate, low, high, digits)
-    return f"({number(low, 'interval'):.{d}f}–{number(high, 'interval'):.{d}f})"
+    return f"{number(low, 'interval'):.{d}f}–{number(high, 'interval'):.{d}f}"
