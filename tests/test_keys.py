@@ -140,3 +140,34 @@ def test_editing_a_task_file_changes_its_digest(tmp_path, monkeypatch, task, old
     monkeypatch.setattr(tasks, "DATA_DIR", data)
     after = tasks.load_task(task).digest()
     assert (after != before) == (old != new)
+
+
+def test_input_key_holds_every_part_but_the_versions(config):
+    base = parts(config, "attention")
+    key = pipeline.input_key(base)
+    assert key == pipeline.input_key({**base, "versions": {"torch": "0"}})  # versions: not an input change
+    for field in sorted(set(base) - {"versions"}):
+        assert pipeline.input_key({**base, field: "changed"}) != key, field
+
+
+def test_model_part_says_where_the_weights_come_from(monkeypatch):
+    from types import SimpleNamespace
+
+    from generator import models
+
+    monkeypatch.setattr(models, "fingerprint", lambda ref: f"w-{ref.name}")
+    hub = SimpleNamespace(name="gpt2-small", source="hub", location="openai-community/gpt2")
+    local = SimpleNamespace(name="organism", source="local", location="/somewhere/organism")
+    assert pipeline.model_part(hub) == {
+        "name": "gpt2-small",
+        "source": "hub",
+        "location": "openai-community/gpt2",
+        "weights": "w-gpt2-small",
+    }
+    # a local folder's path is not part of the key (a copy of the project elsewhere is the same)
+    assert pipeline.model_part(local) == {
+        "name": "organism",
+        "source": "local",
+        "location": "local",
+        "weights": "w-organism",
+    }

@@ -176,3 +176,25 @@ def test_only_gpt2_small_is_judged(rec, judged):
     alone = reproduction.for_model({"baseline": rec})
     assert next(r for r in alone["rows"] if r["what"].startswith("direct logit"))["this"] is None
     assert reproduction.for_model({"attribution": records["attribution"]}) is None
+
+
+def test_rows_of_prompts_out_of_order_a_single_prompt_and_a_missing_probe():
+    baseline, attribution = metrics_from_reference()
+    check = compare(baseline, attribution, judge=True)
+    mean = next(r for r in check["rows"] if r["what"] == "mean logit difference")
+    assert mean["note"] == ""
+    single = next(r for r in check["rows"] if r["what"].startswith("logit difference of"))
+    ref = REFERENCE["single_prompt_checks"][0]
+    assert (single["notebook"], single["this"], single["tolerance"]) == (
+        ref["logit_diff"],
+        baseline["single_prompt"]["logit_diff"],
+        reproduction.TOL_LOGIT_DIFF,
+    )
+    baseline["per_prompt"].reverse()
+    baseline["single_prompt"]["prompt"] = "Another prompt."
+    baseline["probes"][0]["prompt"] = "Not the notebook's probe."
+    rows = compare(baseline, attribution, judge=True)["rows"]
+    mismatched = next(r for r in rows if r["what"] == "per-prompt logit differences")
+    assert mismatched["tolerance"] == reproduction.TOL_LOGIT_DIFF and mismatched["ok"] is False
+    assert mismatched["note"] == "this build's prompts are not the notebook's 100, in its order"
+    assert not any(r["what"].startswith(("logit difference of", "top-10")) for r in rows)
