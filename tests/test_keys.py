@@ -171,3 +171,16 @@ def test_model_part_says_where_the_weights_come_from(monkeypatch):
         "location": "local",
         "weights": "w-organism",
     }
+
+
+def test_an_uncached_hub_model_takes_the_stored_weights_and_nothing_else(config):
+    base = parts(config, "baseline")
+    uncached = {**base, "model": {**MODEL, "source": "hub", "weights": "uncached"}}
+    stored = {"key_parts": {**base, "model": {**MODEL, "source": "hub", "weights": "rev-1"}, "seed": 99}}
+    got = pipeline.comparable(uncached, stored)
+    assert got == {**uncached, "model": {**uncached["model"], "weights": "rev-1"}}  # not the stored seed
+    assert uncached["model"]["weights"] == "uncached"  # the caller's parts are not changed
+    assert pipeline.comparable(uncached, None) is uncached  # nothing stored: nothing to compare
+    assert pipeline.comparable(base, stored) is base  # weights known here: they are what counts
+    assert pipeline.comparable(uncached, {"key_parts": {"model": "old"}}) is uncached
+    assert pipeline.comparable(uncached, {"key_parts": {"model": {"name": "x"}}}) is uncached
