@@ -198,3 +198,23 @@ def test_rows_of_prompts_out_of_order_a_single_prompt_and_a_missing_probe():
     assert mismatched["tolerance"] == reproduction.TOL_LOGIT_DIFF and mismatched["ok"] is False
     assert mismatched["note"] == "this build's prompts are not the notebook's 100, in its order"
     assert not any(r["what"].startswith(("logit difference of", "top-10")) for r in rows)
+
+
+def test_every_top_token_problem_is_named():
+    baseline, attribution = metrics_from_reference()
+    top = baseline["probes"][0]["top"]
+    want = [t["token"] for t in REFERENCE["test_prompt_period"]["top_tokens"]]
+    top[0], top[1] = top[1], top[0]
+    top[6]["logit"] += 1.0
+    top.pop()  # rank 9 missing
+    row = next(r for r in compare(baseline, attribution, judge=True)["rows"] if r["what"].startswith("top-10"))
+    assert row["note"].split("; ") == [
+        f"rank 0: {want[1]!r} instead of {want[0]!r}",
+        f"rank 1: {want[0]!r} instead of {want[1]!r}",
+        f"rank 6 {want[6]!r}: logit {top[6]['logit']:.2f}, probability {top[6]['prob']:.4f}",
+        f"rank 9: 'missing' instead of {want[9]!r}",
+    ]
+    assert row["difference"] == pytest.approx(max(abs(top[0]["logit"] - top[1]["logit"]), 1.0))
+    baseline["probes"][0]["top"] = []
+    row = next(r for r in compare(baseline, attribution, judge=True)["rows"] if r["what"].startswith("top-10"))
+    assert row["this"] is None and row["difference"] is None and row["ok"] is False
