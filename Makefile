@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 # build (CUDA on Linux). Override with `make TORCH="torch==X" ...` or install torch yourself.
 TORCH  ?= torch==2.13.0
 
-.PHONY: install build run render site serve status lint test bench corpus organism clean
+.PHONY: install build run render site serve status lint test bench mutation corpus organism clean
 
 install: $(VENV)/.installed
 
@@ -50,6 +50,16 @@ test: install lint corpus
 bench: install  # both benchmarks, e.g. make bench BENCH_ARGS="--threads 1"
 	$(BIN)/python benchmarks/bench_patching.py $(BENCH_ARGS)
 	$(BIN)/python benchmarks/bench_circuit.py $(BENCH_ARGS)
+
+# Mutation testing of the numeric core ([tool.mutmut] in pyproject.toml says which modules and
+# which tests): not part of `make test` or CI. Bounded by MUTATION_TIMEOUT seconds; mutmut keeps
+# its results in mutants/ and re-runs only the mutants whose code or tests changed.
+MUTATION_TIMEOUT ?= 3600
+mutation: install
+	@# a changed [tool.mutmut] (other modules or tests) needs fresh mutants: mutmut keeps old copies
+	find mutants -maxdepth 0 ! -newer pyproject.toml -exec rm -rf {} + 2>/dev/null || true
+	OMP_NUM_THREADS=1 timeout $(MUTATION_TIMEOUT) $(BIN)/mutmut run --max-children 2 || true
+	$(BIN)/python scripts/mutation_report.py
 
 organism: install
 	$(BIN)/capcircuit organism train

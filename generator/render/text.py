@@ -10,18 +10,25 @@ import re
 import jinja2
 from markupsafe import Markup
 
+# Markdown reads its syntax inside inline HTML too (`<code>[x](y)</code>` becomes a link): in
+# code spans every character markdown could read is an entity, which it leaves alone.
+CODE_ENTITIES = str.maketrans({c: f"&#{ord(c)};" for c in "\\`*_[]|#{}~"})
+
+
+def _code(text: str) -> Markup:
+    return Markup("<code>" + html.escape(text, quote=False).translate(CODE_ENTITIES) + "</code>")
+
 
 def code(text) -> Markup:
     """Text as inline code that survives markdown and tables: spaces shown as ␣, newlines as
     ↵, HTML escaped, pipes as entities. Task data (prompts, tokens) is always shown this way
     or escaped as plain text, never as markup."""
-    shown = str(text).replace(" ", "␣").replace("\n", "↵").replace("\t", "⇥")
-    return Markup("<code>" + html.escape(shown).replace("|", "&#124;") + "</code>")
+    return _code(str(text).replace(" ", "␣").replace("\n", "↵").replace("\t", "⇥"))
 
 
 def verbatim(text) -> Markup:
     """Text as inline code, spaces kept (prompts, templates)."""
-    return Markup("<code>" + html.escape(str(text)).replace("|", "&#124;") + "</code>")
+    return _code(str(text))
 
 
 # Not < > &: autoescape turns them into entities, which markdown shows as text (a backslash

@@ -1,0 +1,93 @@
+"""render/text.py, unit by unit, against naive expectations: every hostile character comes out
+as text (escaped for HTML and for markdown), wherever it is in the string and however often;
+numbers print as their filter says, and a missing or non-finite number is refused."""
+
+from __future__ import annotations
+
+import html
+import math
+import re
+
+import jinja2
+import pytest
+from markupsafe import Markup
+
+from generator.render import text
+
+HOSTILE = "<script>alert('x')</script> *a* _b_ |c| `d` [x](y) {{ e }} &amp; #h \\ \t\nend"
+
+
+MARKDOWN = set("\\`*_[]|#{}~<>")  # what markdown (or HTML) could read inside a code span
+
+
+def inside(got) -> str:
+    assert isinstance(got, Markup) and got.startswith("<code>") and got.endswith("</code>")
+    return got.removeprefix("<code>").removesuffix("</code>")
+
+
+def bare(inner: str) -> set:
+    """The characters of a code span outside its entities."""
+    return set(re.sub(r"&#\d+;|&amp;|&lt;|&gt;", "", inner))
+
+
+def test_code_shows_every_character_as_text():
+    value = HOSTILE + "'\"" + HOSTILE  # twice: every occurrence, not the first
+    inner = inside(text.code(value))
+    assert not MARKDOWN & bare(inner), MARKDOWN & bare(inner)
+    assert html.unescape(inner) == value.replace(" ", "␣").replace("\n", "↵").replace("\t", "⇥")
+
+
+def test_verbatim_keeps_spaces_and_escapes_the_rest():
+    value = HOSTILE + "'\"" + HOSTILE
+    inner = inside(text.verbatim(value))
+    assert not MARKDOWN & bare(inner), MARKDOWN & bare(inner)
+    assert html.unescape(inner) == value and inner.count(" ") == value.count(" ")
+
+
+@pytest.mark.parametrize("char", list("\\`*_[]|#"))
+def test_as_text_escapes_each_markdown_character_everywhere(char):
+    value = f"{char}a{char}{char}b{char}"
+    assert text.as_text(value) == value.replace(char, "\\" + char)
+
+
+def test_as_text_leaves_markup_html_and_numbers_alone():
+    assert text.as_text("<b> & c") == "<b> & c"  # autoescape's job, not markdown's
+    m = Markup("<code>*x*</code>")
+    assert text.as_text(m) is m
+    assert text.as_text(3) == 3 and text.as_text(2.5) == 2.5 and text.as_text(None) is None
+    for bad in (math.inf, -math.inf, math.nan):
+        with pytest.raises(ValueError, match="non-finite"):
+            text.as_text(bad)
+
+
+@pytest.mark.parametrize(
+    ("call", "value", "want"),
+    [
+        (text.pct, 0.1234, "12%"),
+        (lambda x: text.pct(x, 2), 0.1234, "12.34%"),
+        (text.fmt, 2.0 / 3, "0.67"),
+        (lambda x: text.fmt(x, 4), -2.0 / 3, "-0.6667"),
+        (text.sig, 0.000024123, "2.41e-05"),
+        (lambda x: text.sig(x, 2), 123456, "1.2e+05"),
+        (text.seconds, 119.94, "119.9 s"),
+        (text.seconds, 120, "2.0 min"),
+        (text.seconds, 90 * 60, "90.0 min"),
+        (text.fmt, 7, "7.00"),
+    ],
+)
+def test_numbers_print_as_their_filter_says(call, value, want):
+    assert call(value) == want
+
+
+@pytest.mark.parametrize("name", ["pct", "fmt", "sig", "seconds"])
+@pytest.mark.parametrize("bad", [math.nan, math.inf, -math.inf, "3", True, None])
+def test_numbers_refuse_what_is_not_a_finite_number(name, bad):
+    with pytest.raises(ValueError, match=f"`{name}` got"):
+        getattr(text, name)(bad)
+
+
+def test_a_missing_number_names_itself():
+    env = jinja2.Environment(undefined=jinja2.StrictUndefined)
+    env.filters["fmt"] = text.fmt
+    with pytest.raises(jinja2.UndefinedError, match="'missing_value' is undefined"):
+        env.from_string("{{ missing_value | fmt }}").render()
