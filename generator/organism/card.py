@@ -58,7 +58,7 @@ def summary(record: dict) -> str:
         f"`{record['model']}` is {kind} of {record['n_params']:,} parameters, trained from scratch "
         f"on {c['n_tokens']:,} tokens of English that nobody wrote for this report: "
         f"{_corpus_words(record)}, fetched as Debian packages, cleaned of markup only, with the "
-        f"report's prompts held out. {pronoun_finding(record)} On the exceptions (capital log-odds after the period), "
+        f"report's prompts held out. {pronoun_finding(record)} On the exceptions (the capital log-odds of the next token), "
         f"{exceptions_finding(record)[0].lower()}{exceptions_finding(record)[1:]} It was accepted on {gate}"
         f"{' (the pronoun task only)' if 'mean_logit_diff' in gate else ' (what it is, not what it does)'}. "
         "By construction: the architecture, the held-out prompts, and the tokenizer's whole-word "
