@@ -87,7 +87,7 @@ TransformerLens's legacy loader instead of the bridge path every other model tak
 
 The notebook asked whether a one-layer attention-only model does the task when trained on
 language. This one was trained on the same text as `organism`, and nothing about its
-behaviour is gated: {pronoun_finding(record)}
+behaviour is gated. {pronoun_finding(record)}
 
 For comparison, on TransformerLens's own `attn-only-1l` ({NOTEBOOK_REFERENCE.name}): {note}
 """
