@@ -54,12 +54,13 @@ def summary(record: dict) -> str:
         else f"a {hp['n_layer']}-layer GPT-2"
     )
     gate = "; ".join(f"{r['metric']} {r['op']} {r['bound']}" for r in record["acceptance"])
+    exceptions = exceptions_finding(record)
     return (
         f"`{record['model']}` is {kind} of {record['n_params']:,} parameters, trained from scratch "
         f"on {c['n_tokens']:,} tokens of English that nobody wrote for this report: "
         f"{_corpus_words(record)}, fetched as Debian packages, cleaned of markup only, with the "
-        f"report's prompts held out. {pronoun_finding(record)} On the exceptions (the capital log-odds of the next token), "
-        f"{exceptions_finding(record)[0].lower()}{exceptions_finding(record)[1:]} It was accepted on {gate}"
+        f"report's prompts held out. {pronoun_finding(record)} On the exceptions (the capital "
+        f"log-odds of the next token), {exceptions[0].lower()}{exceptions[1:]} It was accepted on {gate}"
         f"{' (the pronoun task only)' if 'mean_logit_diff' in gate else ' (what it is, not what it does)'}. "
         "By construction: the architecture, the held-out prompts, and the tokenizer's whole-word "
         "tokens for the prompts' names and words (so that each prompt is 8 tokens, as with GPT-2). "
