@@ -54,12 +54,13 @@ def summary(record: dict) -> str:
         else f"a {hp['n_layer']}-layer GPT-2"
     )
     gate = "; ".join(f"{r['metric']} {r['op']} {r['bound']}" for r in record["acceptance"])
+    exceptions = exceptions_finding(record)
     return (
         f"`{record['model']}` is {kind} of {record['n_params']:,} parameters, trained from scratch "
         f"on {c['n_tokens']:,} tokens of English that nobody wrote for this report: "
         f"{_corpus_words(record)}, fetched as Debian packages, cleaned of markup only, with the "
-        f"report's prompts held out. {pronoun_finding(record)} On the exceptions (capital log-odds after the period), "
-        f"{exceptions_finding(record)[0].lower()}{exceptions_finding(record)[1:]} It was accepted on {gate}"
+        f"report's prompts held out. {pronoun_finding(record)} On the exceptions (the capital "
+        f"log-odds of the next token), {exceptions[0].lower()}{exceptions[1:]} It was accepted on {gate}"
         f"{' (the pronoun task only)' if 'mean_logit_diff' in gate else ' (what it is, not what it does)'}. "
         "By construction: the architecture, the held-out prompts, and the tokenizer's whole-word "
         "tokens for the prompts' names and words (so that each prompt is 8 tokens, as with GPT-2). "
@@ -87,7 +88,7 @@ TransformerLens's legacy loader instead of the bridge path every other model tak
 
 The notebook asked whether a one-layer attention-only model does the task when trained on
 language. This one was trained on the same text as `organism`, and nothing about its
-behaviour is gated: {pronoun_finding(record)}
+behaviour is gated. {pronoun_finding(record)}
 
 For comparison, on TransformerLens's own `attn-only-1l` ({NOTEBOOK_REFERENCE.name}): {note}
 """
