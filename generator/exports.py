@@ -1,5 +1,8 @@
 """The circuit in the field's own formats, from a circuit result's typed metrics (torch-free):
 
+* this project's graph JSON (project_graph): the logit differences, every method's curves and
+  the top edges with every method's score;
+
 * MIB's circuit track: the JSON that `eap.graph.Graph.to_json` writes and `Graph.from_json`
   (hannamw/EAP-IG, src/eap/graph.py) and MIB's `load_graph_from_json`
   (hannamw/MIB-circuit-track, MIB_circuit_track/circuit_loading.py) read: {"cfg": {n_layers,
@@ -157,4 +160,15 @@ def neuronpedia_node(name: str, n_layers: int, position: int, m) -> dict:
         "feature_type": kind,
         "jsNodeId": name,
         "clerp": label,
+    }
+
+
+def project_graph(metrics) -> dict:
+    """A circuit result's downloadable graph: its logit differences, every method's curves and
+    the top edges with every method's score."""
+    return {
+        "model_clean_logit_diff": metrics.clean_logit_diff,
+        "model_corrupted_logit_diff": metrics.corrupted_logit_diff,
+        "methods": {name: row.model_dump(mode="json", exclude_unset=True) for name, row in metrics.methods.items()},
+        **metrics.download.model_dump(mode="json", exclude_unset=True),
     }

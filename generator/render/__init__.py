@@ -39,7 +39,7 @@ def downloads(config: Config, results: dict) -> dict[str, str]:
             metrics = record["metrics"]
             if getattr(metrics, "download", None) is None:
                 continue
-            out[download_path(m, e)] = dumps(download(metrics))
+            out[download_path(m, e)] = dumps(exports.project_graph(metrics))
             if e == "circuit":
                 out[download_path(m, e, "mib")] = dumps(exports.mib_circuit(metrics))
                 out[download_path(m, e, "neuronpedia")] = dumps(exports.neuronpedia_graph(metrics, m))
@@ -78,14 +78,3 @@ def unchanged(path: Path, text: str) -> bool:
         return path.read_text(encoding="utf-8") == text
     except (OSError, UnicodeDecodeError):
         return False  # missing or unreadable: written anew
-
-
-def download(metrics) -> dict:
-    """A circuit result's downloadable graph: its logit differences, every method's curves and
-    the top edges with every method's score."""
-    return {
-        "model_clean_logit_diff": metrics.clean_logit_diff,
-        "model_corrupted_logit_diff": metrics.corrupted_logit_diff,
-        "methods": {name: row.model_dump(mode="json", exclude_unset=True) for name, row in metrics.methods.items()},
-        **metrics.download.model_dump(mode="json", exclude_unset=True),
-    }
