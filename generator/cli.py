@@ -52,6 +52,19 @@ def allow_stale_option(f):
 
 
 def run_options(f):
+    f = click.option(
+        "--address",
+        default=None,
+        metavar="ADDRESS",
+        help="With --executor ray: the cluster's address (default: RAY_ADDRESS, or a new local cluster).",
+    )(f)
+    f = click.option(
+        "--executor",
+        default="local",
+        show_default=True,
+        type=click.Choice(["local", "ray"]),
+        help="local: one model after another here; ray: each model a Ray task (pip install 'capcircuit[ray]').",
+    )(f)
     f = click.option("--force", is_flag=True, help="Re-run even when results are fresh.")(f)
     return click.option("--only", multiple=True, metavar="NAME", help="Run only this experiment (repeatable).")(f)
 
@@ -119,10 +132,10 @@ def main(debug):
         os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
 
 
-def _run(config, force, only):
+def _run(config, force, only, executor="local", address=None):
     from generator.pipeline import run
 
-    summary = run(config, force=force, only=only, log=log)
+    summary = run(config, force=force, only=only, log=log, executor=executor, address=address)
     for row in summary:
         seconds = f"{row['seconds']:.1f}s" if row["seconds"] is not None else "-"
         log(f"  {row['status']:<7} {row['model']:<20} {row['experiment']:<22} {seconds}")
@@ -132,9 +145,9 @@ def _run(config, force, only):
 @main.command()
 @common_options
 @run_options
-def run(config, force, only):
+def run(config, force, only, executor, address):
     """Run the experiments whose results are stale."""
-    _run(config, force, only)
+    _run(config, force, only, executor, address)
 
 
 @main.command()
@@ -152,11 +165,11 @@ def render(config, allow_stale):
 @common_options
 @run_options
 @allow_stale_option
-def build(config, force, only, allow_stale):
+def build(config, force, only, executor, address, allow_stale):
     """Run stale experiments, render pages and build the site (mkdocs build --strict)."""
     from generator.site import build_site
 
-    _run(config, force, only)
+    _run(config, force, only, executor, address)
     build_site(config, log=log, allow_stale=allow_stale)
 
 

@@ -33,6 +33,57 @@ class Paths(Strict):
     mkdocs: str = "mkdocs.yml"
 
 
+class SweepModel(Strict):
+    """One model of a sweep: its name (with @revision where it has one), a label for plots and
+    where it stands on the sweep's axis (its parameter count, or its training step)."""
+
+    model: str = Field(min_length=1)
+    label: str = ""  # "" = the model's name
+    order: float
+
+    @field_validator("model")
+    @classmethod
+    def _model(cls, name: str) -> str:
+        return check_model_name(name)
+
+
+class Sweep(Strict):
+    """Many models of one family or one training run, compared on one page (sweep.md)."""
+
+    title: str = "Sweep"
+    axis: Literal["parameters", "step"] = "step"  # what `order` counts
+    log_axis: bool = True  # sizes and log-spaced checkpoints read best on a log scale
+    models: list[SweepModel] = Field(min_length=2)
+
+    @field_validator("models")
+    @classmethod
+    def _orders(cls, models: list[SweepModel]) -> list[SweepModel]:
+        orders = [m.order for m in models]
+        if len(set(orders)) != len(orders) or orders != sorted(orders):
+            raise PydanticCustomError(
+                "sweep_order", "each model needs its own order, listed from the smallest to the largest"
+            )
+        names = [m.model for m in models]
+        if len(set(names)) != len(names):
+            raise PydanticCustomError("sweep_models", "a model is listed twice in the sweep: list each once")
+        return models
+
+    def label(self, model: str) -> str:
+        return next(m.label or m.model for m in self.models if m.model == model)
+
+
+def check_model_name(name: str) -> str:
+    """A model name; after its last @, a revision (a hub branch or tag, or a sub-folder of a local folder)."""
+    if not name.strip() or name != name.strip():
+        raise PydanticCustomError("model_name", "a model name is empty, or has spaces around it")
+    base, at, revision = name.rpartition("@")
+    if at and (not base.strip() or not revision.strip()):
+        raise PydanticCustomError(
+            "model_revision", "name a revision as MODEL@REVISION (e.g. pythia-160m@step1000), neither part empty"
+        )
+    return name
+
+
 class Config(Strict):
     title: str = "The capital-letter circuit"
     models: list[str] = Field(default_factory=lambda: ["organism"], min_length=1)
@@ -43,6 +94,7 @@ class Config(Strict):
     # experiment name -> its parameters (each experiment validates its own)
     experiments: dict[str, dict[str, Any]] = Field(default_factory=lambda: {"baseline": {}})
     paths: Paths = Field(default_factory=Paths)
+    sweep: Sweep | None = None  # its models run after `models` (see load_config)
     root: Path = Path(".")  # set on load: the config file's folder
 
     @field_validator("device")
@@ -56,8 +108,7 @@ class Config(Strict):
     @classmethod
     def _models(cls, names: list[str]) -> list[str]:
         for name in names:
-            if not name.strip() or name != name.strip():
-                raise PydanticCustomError("model_name", "a model name is empty, or has spaces around it")
+            check_model_name(name)
         return names
 
     def path(self, name: str) -> Path:
@@ -91,6 +142,9 @@ def load_config(path: str | Path = DEFAULT_CONFIG, log=None, **overrides: Any) -
         raise ReportError("\n  ".join([f"{shown(path)} is not a valid report config:"] + lines)) from None
 
     config.experiments = validate_params(config.experiments)
+    if config.sweep:  # a sweep's models run too: after those of models:, or alone without it
+        listed = config.models if "models" in data else []
+        config.models = listed + [m.model for m in config.sweep.models if m.model not in listed]
     check_paths(config, path)
     check_models(config, "--models" if "models" in given else shown(path))
     if not path.exists() and log:
