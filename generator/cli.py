@@ -238,12 +238,26 @@ def fetch():
 )
 @click.option("--seed", default=0, show_default=True)
 @click.option(
+    "--checkpoints",
+    default=0,
+    show_default=True,
+    type=click.IntRange(min=0, max=64),
+    help="Also keep this many log-spaced checkpoints of the training run (e.g. 8), for a sweep.",
+)
+@click.option(
+    "--checkpoint-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("checkpoints"),
+    show_default=True,
+    help="Where --checkpoints go: DIR/<model>/step-NNNNNN, with DIR/<model>/sweep.yaml for a report config.",
+)
+@click.option(
     "--verify",
     is_flag=True,
     help="Retrain into a temporary folder and check that the weights and tokenizer are byte for "
     "byte the committed ones (the bundled models are left as they are).",
 )
-def train(which, out, seed, verify):
+def train(which, out, seed, checkpoints, checkpoint_dir, verify):
     """Retrain the organisms on their English corpus (about 20 minutes for both on 2 CPU cores)."""
     import tempfile
     import time
@@ -256,6 +270,8 @@ def train(which, out, seed, verify):
 
     if not verify:  # --verify trains into a scratch folder
         check_writable(out or ASSETS, "save the trained model", "--out")  # before minutes of training
+    if checkpoints:
+        check_writable(checkpoint_dir, "save checkpoints", "--checkpoint-dir")
     from generator.organism.train import MODELS
     from generator.organism.train import train as train_organism
 
@@ -268,7 +284,12 @@ def train(which, out, seed, verify):
                 folder = BUNDLED[name] if out is None else (out / name if which == "all" else out)
             t0 = time.time()
             record = train_organism(
-                folder, model=name, seed=seed, progress=sys.stderr.isatty() and not os.environ.get("CI")
+                folder,
+                model=name,
+                seed=seed,
+                progress=sys.stderr.isatty() and not os.environ.get("CI"),
+                checkpoints=checkpoints,
+                checkpoint_dir=checkpoint_dir / name,
             )
             log(f"{name}: {folder} ({time.time() - t0:.0f}s)")
             for row in record["acceptance"]:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator
 from pydantic_core import PydanticCustomError
 
 from generator import ReportError
@@ -33,18 +33,29 @@ class Paths(Strict):
     mkdocs: str = "mkdocs.yml"
 
 
+def check_model_name(name: str) -> str:
+    """A model name; after its last @, a revision (a hub branch or tag, or a sub-folder of a local folder)."""
+    if not name.strip() or name != name.strip():
+        raise PydanticCustomError("model_name", "a model name is empty, or has spaces around it")
+    base, at, revision = name.rpartition("@")
+    if at and (not base.strip() or not revision.strip()):
+        raise PydanticCustomError(
+            "model_revision", "name a revision as MODEL@REVISION (e.g. pythia-160m@step1000), neither part empty"
+        )
+    return name
+
+
+# checked one by one, so that an error names the entry (models.2) and its value
+ModelName = Annotated[str, AfterValidator(check_model_name)]
+
+
 class SweepModel(Strict):
     """One model of a sweep: its name (with @revision where it has one), a label for plots and
     where it stands on the sweep's axis (its parameter count, or its training step)."""
 
-    model: str = Field(min_length=1)
+    model: ModelName
     label: str = ""  # "" = the model's name
     order: float
-
-    @field_validator("model")
-    @classmethod
-    def _model(cls, name: str) -> str:
-        return check_model_name(name)
 
 
 class Sweep(Strict):
@@ -72,21 +83,9 @@ class Sweep(Strict):
         return next(m.label or m.model for m in self.models if m.model == model)
 
 
-def check_model_name(name: str) -> str:
-    """A model name; after its last @, a revision (a hub branch or tag, or a sub-folder of a local folder)."""
-    if not name.strip() or name != name.strip():
-        raise PydanticCustomError("model_name", "a model name is empty, or has spaces around it")
-    base, at, revision = name.rpartition("@")
-    if at and (not base.strip() or not revision.strip()):
-        raise PydanticCustomError(
-            "model_revision", "name a revision as MODEL@REVISION (e.g. pythia-160m@step1000), neither part empty"
-        )
-    return name
-
-
 class Config(Strict):
     title: str = "The capital-letter circuit"
-    models: list[str] = Field(default_factory=lambda: ["organism"], min_length=1)
+    models: list[ModelName] = Field(default_factory=lambda: ["organism"], min_length=1)
     device: str = "auto"
     dtype: Literal["float32", "float64", "bfloat16", "float16"] = "float32"
     seed: int = 0
@@ -103,13 +102,6 @@ class Config(Strict):
         if not DEVICES.fullmatch(value):
             raise PydanticCustomError("device", "use auto (CUDA when present), cpu, cuda, cuda:N or mps")
         return value
-
-    @field_validator("models")
-    @classmethod
-    def _models(cls, names: list[str]) -> list[str]:
-        for name in names:
-            check_model_name(name)
-        return names
 
     def path(self, name: str) -> Path:
         return (self.root / getattr(self.paths, name)).resolve()
@@ -210,13 +202,25 @@ def describe_errors(err: ValidationError, prefix: str, model: type[BaseModel], n
         if e["type"] == "extra_forbidden":
             parent = model
             for part in e["loc"][:-1]:
-                parent = getattr(parent.model_fields.get(str(part)), "annotation", parent)
+                field = getattr(parent, "model_fields", {}).get(str(part))  # an int part: a list's item
+                parent = inner_model(field.annotation) if field else parent
             fields = getattr(parent, "model_fields", {})
             allowed = ", ".join(f for f in fields if f != "root") or "none"
             lines.append(f"{where}: unknown {noun} (allowed: {allowed})")
         else:
             lines.append(f"{where}: {e['msg']} (got {e.get('input')!r})")
     return lines
+
+
+def inner_model(annotation):
+    """The pydantic model inside a field's annotation (`Sweep | None`, `list[SweepModel]`), else it."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in get_args(annotation):
+        found = inner_model(arg)
+        if isinstance(found, type) and issubclass(found, BaseModel):
+            return found
+    return annotation
 
 
 def validate_params(experiments: dict[str, dict[str, Any] | None]) -> dict[str, dict[str, Any]]:
