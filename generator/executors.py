@@ -51,7 +51,7 @@ def model_task(config: Config, model_name: str, stale: list, stored: dict[str, t
     """One model's stale experiments, run where Ray placed them. `stored`: {experiment: (record
     text, timing text)} of the model's stored results its experiments may read. Returns
     {"rows", "files": {experiment: (record text, timing text)}} or {"error": one line}."""
-    from generator import experiments
+    from generator import experiments, tasks
     from generator.fingerprint import source_fingerprint
     from generator.pipeline import run_model
     from generator.versions import current_versions
@@ -63,10 +63,18 @@ def model_task(config: Config, model_name: str, stale: list, stored: dict[str, t
         # the driver computed the keys: refuse to file results under them if this node's
         # packages or code differ from the driver's (the key would then misstate them)
         for p in stale:
+            spec = experiments.get(p.experiment)
             if p.key_parts["versions"] != current_versions():
                 raise ReportError("this Ray node's package versions differ from the driver's: install the same ones")
-            if p.key_parts["code"] != source_fingerprint(experiments.get(p.experiment).module):
+            if p.key_parts["code"] != source_fingerprint(spec.module):
                 raise ReportError(f"this Ray node's capcircuit code for {p.experiment} differs from the driver's")
+            here = {t: tasks.load_task(t).digest() for t in (spec.task, *spec.extra_tasks)}
+            there = {spec.task: p.key_parts["task"], **p.key_parts.get("extra_tasks", {})}
+            if here != there:
+                raise ReportError(
+                    f"this Ray node's task files for {p.experiment} ({', '.join(sorted(here))}) differ from the "
+                    "driver's: install the same capcircuit on every node"
+                )
         if config.device.startswith("cuda"):
             config = config.model_copy(update={"device": "cuda"})  # Ray shows the task only its own GPU
         with tempfile.TemporaryDirectory(prefix="capcircuit-ray-") as scratch:

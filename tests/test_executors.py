@@ -81,6 +81,21 @@ def test_a_failing_model_fails_the_build_and_the_others_stay_stored(tmp_path, cl
     assert store.read(slug(str(broken)), "baseline") is None  # nothing stored for the failed one
 
 
+def test_a_node_whose_task_files_differ_refuses_to_run(tmp_path, cluster, monkeypatch):
+    """The driver computes the keys; a node with other task files (here: the driver's are cut to
+    a few prompts, the node's are not) would file its results under a key that misstates them."""
+    from conftest import small_tasks
+
+    import generator.tasks
+
+    monkeypatch.setattr(generator.tasks, "DATA_DIR", small_tasks(tmp_path / "tasks"))
+    with pytest.raises(
+        ReportError, match=r"^model organism: this Ray node's task files for baseline \(pronoun\) differ"
+    ):
+        build(tmp_path / "report", "ray", {"baseline": {}}, models=["organism"])
+    assert not list((tmp_path / "report" / "results").rglob("*.json"))
+
+
 class FakeRay:
     """Just enough of ray for collect(): wait() raises KeyboardInterrupt (Ctrl-C), cancel() is recorded."""
 
