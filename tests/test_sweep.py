@@ -276,3 +276,15 @@ def test_the_sweep_site_builds_and_its_links_open_each_models_tab(sweep_report):
     for folder, anchor in links:
         html = (root / "site" / "sweep" / folder / "index.html").resolve().read_text()
         assert f'id="{anchor}"' in html
+
+
+def test_the_example_configs_are_valid_sweeps():
+    """examples/ (the README's worked examples) load, and the organism's lists the steps that
+    `organism train --checkpoints 8` keeps."""
+    root = Path(__file__).parents[1] / "examples"
+    configs = {p.parent.name: load_config(p) for p in sorted(root.glob("*/report.yaml"))}
+    assert set(configs) == {"gpt2-family", "organism-checkpoints", "pythia-checkpoints"}
+    assert [m.order for m in configs["organism-checkpoints"].sweep.models] == checkpoint_steps(1200, 8)
+    assert all(m.model.endswith(f"@step-{int(m.order):06d}") for m in configs["organism-checkpoints"].sweep.models)
+    assert configs["gpt2-family"].sweep.axis == "parameters"
+    assert all("@step" in m for m in configs["pythia-checkpoints"].models)
