@@ -126,7 +126,9 @@ def run_ray(config: Config, todo: dict, store: Store, log, address: str | None) 
     started = not ray.is_initialized()
     if started:
         try:
-            ray.init(address=address, include_dashboard=False, log_to_driver=True)
+            # a new local cluster without its dashboard (a web server nobody asked for); an
+            # existing cluster's settings are its own (Ray refuses them when connecting)
+            ray.init(address=address, **({} if address else {"include_dashboard": False}))
         except (ConnectionError, RuntimeError, ValueError) as e:
             first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
             where = f"at {address}" if address else "(a new local one, or RAY_ADDRESS)"
