@@ -11,6 +11,7 @@ stored; Ctrl-C cancels the tasks still running."""
 from __future__ import annotations
 
 import json
+import re
 import sys
 import tempfile
 from pathlib import Path
@@ -95,6 +96,13 @@ def model_task(config: Config, model_name: str, stale: list, stored: dict[str, t
         return {"error": f"unexpected {type(e).__name__}: {first[:300]}"}
 
 
+def last_line(error: BaseException) -> str:
+    """What a Ray error says last (the exception under Ray's traceback, e.g. "ModuleNotFoundError:
+    No module named 'generator'" on a node without capcircuit), without terminal colours."""
+    lines = [line.strip() for line in re.sub(r"\x1b\[[0-9;]*m", "", str(error)).splitlines() if line.strip()]
+    return (lines[-1] if lines else type(error).__name__)[:300]
+
+
 def read_pair(store: Store, slug: str, experiment: str) -> tuple[str, str]:
     return (
         store.path(slug, experiment).read_text(encoding="utf-8"),
@@ -155,9 +163,10 @@ def collect(ray, pending: dict, todo: dict, store: Store, log) -> list[dict]:
             model_name = pending.pop(done[0])
             try:
                 out = ray.get(done[0])
-            except ray.exceptions.RayError as e:  # the task died (its worker or node lost)
-                first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-                out = {"error": f"its Ray task failed: {first[:300]}"}
+            except ray.exceptions.RayError as e:  # the task could not run (capcircuit missing there) or died
+                said = last_line(e)
+                hint = " (install capcircuit[run,ray], the same version, on every node)" if "No module" in said else ""
+                out = {"error": f"its Ray task failed: {said}{hint}"}
             if "error" in out:
                 errors.append(f"model {model_name}: {out['error']}")
                 log(f"failed {model_name}: {out['error']}")
