@@ -147,3 +147,12 @@ def test_unknown_executor_and_misplaced_address_are_one_line():
         executors.get("slurm")
     with pytest.raises(ReportError, match="--address 'x:1' is for --executor ray"):
         executors.get("local", "x:1")
+
+
+def test_a_ray_error_is_said_by_its_last_line():
+    error = RuntimeError(
+        "Failed to unpickle the function:\n\n\x1b[36mray::capcircuit-model()\x1b[39m (pid=1, ip=10.0.0.2)\n"
+        "   ^^^^^^\nModuleNotFoundError: No module named 'generator'\n"
+    )
+    assert executors.last_line(error) == "ModuleNotFoundError: No module named 'generator'"
+    assert executors.last_line(RuntimeError("")) == "RuntimeError"
