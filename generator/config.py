@@ -6,7 +6,7 @@ import re
 from pathlib import Path
 from typing import Annotated, Any, Literal, get_args
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
 from generator import ReportError
@@ -78,6 +78,17 @@ class Sweep(Strict):
         if len(set(names)) != len(names):
             raise PydanticCustomError("sweep_models", "a model is listed twice in the sweep: list each once")
         return models
+
+    @model_validator(mode="after")
+    def _log_axis(self) -> Sweep:
+        low = min(m.order for m in self.models)
+        if self.log_axis and low <= 0:
+            raise PydanticCustomError(
+                "sweep_log_axis",
+                "on a log axis every order must be above 0 (got {low}): start at step 1, or set log_axis: false",
+                {"low": f"{low:g}"},
+            )
+        return self
 
     def label(self, model: str) -> str:
         return next(m.label or m.model for m in self.models if m.model == model)

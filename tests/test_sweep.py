@@ -60,6 +60,7 @@ def sweep_of(*orders, **extra) -> dict:
         ({"sweep": sweep_of(1, 1)}, r"sweep\.models: each model needs its own order"),
         ({"sweep": sweep_of(1)}, r"sweep\.models: .*at least 2"),
         ({"sweep": {**sweep_of(1, 2), "axis": "size"}}, r"sweep\.axis: .*'parameters' or 'step' \(got 'size'\)"),
+        ({"sweep": sweep_of(0, 2)}, r"sweep: on a log axis every order must be above 0 \(got 0\).*log_axis: false"),
         ({"sweep": {**sweep_of(1, 2), "colour": "red"}}, r"sweep\.colour: unknown field \(allowed: title, axis"),
     ],
 )
