@@ -289,3 +289,33 @@ def test_the_example_configs_are_valid_sweeps():
     assert all(m.model.endswith(f"@step-{int(m.order):06d}") for m in configs["organism-checkpoints"].sweep.models)
     assert configs["gpt2-family"].sweep.axis == "parameters"
     assert all("@step" in m for m in configs["pythia-checkpoints"].models)
+
+
+def test_a_hub_revision_reaches_the_loader_and_the_cache_lookup(monkeypatch):
+    """Offline, with TransformerLens's loader and the hub cache stood in for: the revision is
+    what boot_transformers is asked for and what the weights fingerprint looks up."""
+    import huggingface_hub
+    from transformer_lens.model_bridge import TransformerBridge
+
+    from generator import models
+
+    class Asked(Exception):
+        pass
+
+    def boot(name, **kwargs):
+        raise Asked(name, kwargs.get("revision"))
+
+    monkeypatch.setattr(TransformerBridge, "boot_transformers", staticmethod(boot))
+    ref = models.resolve("EleutherAI/pythia-160m@step1000")
+    assert (ref.source, ref.location, ref.revision) == ("hub", "EleutherAI/pythia-160m", "step1000")
+    with pytest.raises(Asked) as e:
+        models.load_model(ref, device="cpu")
+    assert e.value.args == ("EleutherAI/pythia-160m", "step1000")
+    with pytest.raises(Asked) as e:
+        models.load_model(models.resolve("EleutherAI/pythia-160m"), device="cpu")
+    assert e.value.args == ("EleutherAI/pythia-160m", None)
+
+    snapshots = {"step1000": "/cache/snapshots/aaaaaaaaaaaaaaaaaaaa/config.json", None: None}
+    monkeypatch.setattr(huggingface_hub, "try_to_load_from_cache", lambda repo, f, revision=None: snapshots[revision])
+    assert models.fingerprint(ref) == "aaaaaaaaaaaaaaaa"
+    assert models.fingerprint(models.resolve("EleutherAI/pythia-160m")) == "uncached"

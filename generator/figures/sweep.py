@@ -3,6 +3,8 @@ panel per number on a shared x axis (log where the sweep says so), from generato
 
 from __future__ import annotations
 
+import html
+
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
@@ -22,7 +24,13 @@ PANELS = (
 def figure(data: dict) -> dict:
     rows = data["rows"]
     x = [r["order"] for r in rows]
-    labels = [r["label"] for r in rows]
+    # every point's hover names the model's top components too (categories, not a y value)
+    # (a label is the user's text: escaped, since plotly reads tags in hover text)
+    labels = [
+        f"{html.escape(r['label'])}<br>top head (DLA): {r['top_head'] or '–'}<br>"
+        f"top circuit edge: {html.escape(r['top_edge'] or '–')}"
+        for r in rows
+    ]
     fig = make_subplots(rows=len(PANELS), cols=1, shared_xaxes=True, subplot_titles=PANELS, vertical_spacing=0.05)
 
     def line(panel: int, key, name: str, colour: str, fmt: str = ".3f") -> None:
