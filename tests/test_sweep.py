@@ -319,3 +319,18 @@ def test_a_hub_revision_reaches_the_loader_and_the_cache_lookup(monkeypatch):
     monkeypatch.setattr(huggingface_hub, "try_to_load_from_cache", lambda repo, f, revision=None: snapshots[revision])
     assert models.fingerprint(ref) == "aaaaaaaaaaaaaaaa"
     assert models.fingerprint(models.resolve("EleutherAI/pythia-160m")) == "uncached"
+
+
+def test_train_refuses_a_checkpoint_folder_it_cannot_write_before_training(tmp_path):
+    from click.testing import CliRunner
+
+    from generator.cli import main
+
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    args = ["organism", "train", "--model", "organism", "--out", str(tmp_path / "out"), "--checkpoints", "8"]
+    result = CliRunner().invoke(main, [*args, "--checkpoint-dir", str(blocker / "ck")])
+    assert result.exit_code == 1
+    assert "cannot save checkpoints in" in result.output and "--checkpoint-dir" in result.output
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())  # nothing trained
+    assert CliRunner().invoke(main, [*args[:-1], "-1"]).exit_code == 2  # a usage error
