@@ -52,6 +52,19 @@ def allow_stale_option(f):
 
 
 def run_options(f):
+    f = click.option(
+        "--address",
+        default=None,
+        metavar="ADDRESS",
+        help="With --executor ray: the cluster's address (default: RAY_ADDRESS, or a new local cluster).",
+    )(f)
+    f = click.option(
+        "--executor",
+        default="local",
+        show_default=True,
+        type=click.Choice(["local", "ray"]),
+        help="local: one model after another here; ray: each model a Ray task (pip install 'capcircuit[ray]').",
+    )(f)
     f = click.option("--force", is_flag=True, help="Re-run even when results are fresh.")(f)
     return click.option("--only", multiple=True, metavar="NAME", help="Run only this experiment (repeatable).")(f)
 
@@ -119,10 +132,10 @@ def main(debug):
         os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
 
 
-def _run(config, force, only):
+def _run(config, force, only, executor="local", address=None):
     from generator.pipeline import run
 
-    summary = run(config, force=force, only=only, log=log)
+    summary = run(config, force=force, only=only, log=log, executor=executor, address=address)
     for row in summary:
         seconds = f"{row['seconds']:.1f}s" if row["seconds"] is not None else "-"
         log(f"  {row['status']:<7} {row['model']:<20} {row['experiment']:<22} {seconds}")
@@ -132,9 +145,9 @@ def _run(config, force, only):
 @main.command()
 @common_options
 @run_options
-def run(config, force, only):
+def run(config, force, only, executor, address):
     """Run the experiments whose results are stale."""
-    _run(config, force, only)
+    _run(config, force, only, executor, address)
 
 
 @main.command()
@@ -152,11 +165,11 @@ def render(config, allow_stale):
 @common_options
 @run_options
 @allow_stale_option
-def build(config, force, only, allow_stale):
+def build(config, force, only, executor, address, allow_stale):
     """Run stale experiments, render pages and build the site (mkdocs build --strict)."""
     from generator.site import build_site
 
-    _run(config, force, only)
+    _run(config, force, only, executor, address)
     build_site(config, log=log, allow_stale=allow_stale)
 
 
@@ -225,12 +238,26 @@ def fetch():
 )
 @click.option("--seed", default=0, show_default=True)
 @click.option(
+    "--checkpoints",
+    default=0,
+    show_default=True,
+    type=click.IntRange(min=0, max=64),
+    help="Also keep this many log-spaced checkpoints of the training run (e.g. 8), for a sweep.",
+)
+@click.option(
+    "--checkpoint-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("checkpoints"),
+    show_default=True,
+    help="Where --checkpoints go: DIR/<model>/step-NNNNNN, with DIR/<model>/sweep.yaml for a report config.",
+)
+@click.option(
     "--verify",
     is_flag=True,
     help="Retrain into a temporary folder and check that the weights and tokenizer are byte for "
     "byte the committed ones (the bundled models are left as they are).",
 )
-def train(which, out, seed, verify):
+def train(which, out, seed, checkpoints, checkpoint_dir, verify):
     """Retrain the organisms on their English corpus (about 20 minutes for both on 2 CPU cores)."""
     import tempfile
     import time
@@ -243,6 +270,8 @@ def train(which, out, seed, verify):
 
     if not verify:  # --verify trains into a scratch folder
         check_writable(out or ASSETS, "save the trained model", "--out")  # before minutes of training
+    if checkpoints:
+        check_writable(checkpoint_dir, "save checkpoints", "--checkpoint-dir")
     from generator.organism.train import MODELS
     from generator.organism.train import train as train_organism
 
@@ -255,7 +284,12 @@ def train(which, out, seed, verify):
                 folder = BUNDLED[name] if out is None else (out / name if which == "all" else out)
             t0 = time.time()
             record = train_organism(
-                folder, model=name, seed=seed, progress=sys.stderr.isatty() and not os.environ.get("CI")
+                folder,
+                model=name,
+                seed=seed,
+                progress=sys.stderr.isatty() and not os.environ.get("CI"),
+                checkpoints=checkpoints,
+                checkpoint_dir=checkpoint_dir / name,
             )
             log(f"{name}: {folder} ({time.time() - t0:.0f}s)")
             for row in record["acceptance"]:

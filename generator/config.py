@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
 from generator import ReportError
@@ -33,9 +33,70 @@ class Paths(Strict):
     mkdocs: str = "mkdocs.yml"
 
 
+def check_model_name(name: str) -> str:
+    """A model name; after its last @, a revision (a hub branch or tag, or a sub-folder of a local folder)."""
+    if not name.strip() or name != name.strip():
+        raise PydanticCustomError("model_name", "a model name is empty, or has spaces around it")
+    base, at, revision = name.rpartition("@")
+    if at and (not base.strip() or not revision.strip()):
+        raise PydanticCustomError(
+            "model_revision", "name a revision as MODEL@REVISION (e.g. pythia-160m@step1000), neither part empty"
+        )
+    return name
+
+
+# checked one by one, so that an error names the entry (models.2) and its value
+ModelName = Annotated[str, AfterValidator(check_model_name)]
+
+
+class SweepModel(Strict):
+    """One model of a sweep: its name (with @revision where it has one), a label for plots and
+    where it stands on the sweep's axis (its parameter count, or its training step)."""
+
+    model: ModelName
+    label: str = ""  # "" = the model's name
+    order: float
+
+
+class Sweep(Strict):
+    """Many models of one family or one training run, compared on one page (sweep.md)."""
+
+    title: str = "Sweep"
+    axis: Literal["parameters", "step"] = "step"  # what `order` counts
+    log_axis: bool = True  # sizes and log-spaced checkpoints read best on a log scale
+    models: list[SweepModel] = Field(min_length=2)
+
+    @field_validator("models")
+    @classmethod
+    def _orders(cls, models: list[SweepModel]) -> list[SweepModel]:
+        orders = [m.order for m in models]
+        if len(set(orders)) != len(orders) or orders != sorted(orders):
+            raise PydanticCustomError(
+                "sweep_order", "each model needs its own order, listed from the smallest to the largest"
+            )
+        names = [m.model for m in models]
+        if len(set(names)) != len(names):
+            raise PydanticCustomError("sweep_models", "a model is listed twice in the sweep: list each once")
+        return models
+
+    @model_validator(mode="after")
+    def _log_axis(self) -> Sweep:
+        low = min(m.order for m in self.models)
+        if self.log_axis and low <= 0:
+            raise PydanticCustomError(
+                "sweep_log_axis",
+                "on a log axis every order must be above 0 (got {low}): start at step 1, or set log_axis: false",
+                {"low": f"{low:g}"},
+            )
+        return self
+
+    def label(self, model: str) -> str:
+        return next(m.label or m.model for m in self.models if m.model == model)
+
+
 class Config(Strict):
     title: str = "The capital-letter circuit"
-    models: list[str] = Field(default_factory=lambda: ["organism"], min_length=1)
+    models: list[ModelName] = Field(default_factory=lambda: ["organism"], min_length=1)
     device: str = "auto"
     dtype: Literal["float32", "float64", "bfloat16", "float16"] = "float32"
     seed: int = 0
@@ -43,6 +104,7 @@ class Config(Strict):
     # experiment name -> its parameters (each experiment validates its own)
     experiments: dict[str, dict[str, Any]] = Field(default_factory=lambda: {"baseline": {}})
     paths: Paths = Field(default_factory=Paths)
+    sweep: Sweep | None = None  # its models run after `models` (see load_config)
     root: Path = Path(".")  # set on load: the config file's folder
 
     @field_validator("device")
@@ -51,14 +113,6 @@ class Config(Strict):
         if not DEVICES.fullmatch(value):
             raise PydanticCustomError("device", "use auto (CUDA when present), cpu, cuda, cuda:N or mps")
         return value
-
-    @field_validator("models")
-    @classmethod
-    def _models(cls, names: list[str]) -> list[str]:
-        for name in names:
-            if not name.strip() or name != name.strip():
-                raise PydanticCustomError("model_name", "a model name is empty, or has spaces around it")
-        return names
 
     def path(self, name: str) -> Path:
         return (self.root / getattr(self.paths, name)).resolve()
@@ -91,6 +145,9 @@ def load_config(path: str | Path = DEFAULT_CONFIG, log=None, **overrides: Any) -
         raise ReportError("\n  ".join([f"{shown(path)} is not a valid report config:"] + lines)) from None
 
     config.experiments = validate_params(config.experiments)
+    if config.sweep:  # a sweep's models run too: after those of models:, or alone without it
+        listed = config.models if "models" in data else []
+        config.models = listed + [m.model for m in config.sweep.models if m.model not in listed]
     check_paths(config, path)
     check_models(config, "--models" if "models" in given else shown(path))
     if not path.exists() and log:
@@ -156,13 +213,25 @@ def describe_errors(err: ValidationError, prefix: str, model: type[BaseModel], n
         if e["type"] == "extra_forbidden":
             parent = model
             for part in e["loc"][:-1]:
-                parent = getattr(parent.model_fields.get(str(part)), "annotation", parent)
+                field = getattr(parent, "model_fields", {}).get(str(part))  # an int part: a list's item
+                parent = inner_model(field.annotation) if field else parent
             fields = getattr(parent, "model_fields", {})
             allowed = ", ".join(f for f in fields if f != "root") or "none"
             lines.append(f"{where}: unknown {noun} (allowed: {allowed})")
         else:
             lines.append(f"{where}: {e['msg']} (got {e.get('input')!r})")
     return lines
+
+
+def inner_model(annotation):
+    """The pydantic model inside a field's annotation (`Sweep | None`, `list[SweepModel]`), else it."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in get_args(annotation):
+        found = inner_model(arg)
+        if isinstance(found, type) and issubclass(found, BaseModel):
+            return found
+    return annotation
 
 
 def validate_params(experiments: dict[str, dict[str, Any] | None]) -> dict[str, dict[str, Any]]:

@@ -2,7 +2,9 @@
 
 Accepted names: `organism` (the bundled model), a TransformerLens alias or Hugging Face id
 (`gpt2-small`, `gpt2`, `attn-only-1l`, `EleutherAI/pythia-70m`), or a local folder in
-Hugging Face format.
+Hugging Face format. Any of them may name a revision after an @: `pythia-160m@step1000` loads
+that hub revision (Pythia's training checkpoints), `FOLDER@step-000100` (or `organism@...`)
+the sub-folder FOLDER/step-000100, as `capcircuit organism train --checkpoints` writes them.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ class ModelRef:
     name: str  # as the user wrote it
     source: str  # "organism" | "local" | "hub" | "tl-legacy"
     location: str  # folder path, or the official hub id
+    revision: str | None = None  # the hub revision (or the checkpoint's sub-folder) after "@"
 
     @property
     def slug(self) -> str:
@@ -63,6 +66,8 @@ def resolve(name: str, stored=None) -> ModelRef:
     `stored()`, if given, returns the model part of a stored result's key (or None): where
     TransformerLens is not installed (publishing stored results needs no torch), a hub or
     legacy model is what its stored results say it was."""
+    if "@" in name and not Path(name).expanduser().is_dir():
+        return _with_revision(name, stored)
     if name in BUNDLED:
         if not BUNDLED[name].is_dir():
             raise ReportError(
@@ -96,6 +101,29 @@ def resolve(name: str, stored=None) -> ModelRef:
     if official in OFFICIAL_MODEL_NAMES or _looks_like_hub_id(official):
         return ModelRef(name, "hub", official)
     raise ReportError(f"unknown model {name!r}: use {ACCEPTED_FORMS}")
+
+
+def _with_revision(name: str, stored=None) -> ModelRef:
+    """`base@revision`: a hub model at that revision, or a local (or bundled) folder's checkpoint
+    sub-folder."""
+    base, _, revision = name.rpartition("@")
+    folder = BUNDLED.get(base) or Path(base).expanduser()
+    if folder.is_dir():
+        path = (folder / revision).resolve()
+        if not path.is_dir() or folder.resolve() not in path.parents:
+            found = sorted(p.name for p in folder.iterdir() if (p / "config.json").is_file())
+            raise ReportError(
+                f"model {name!r}: {base} has no checkpoint folder {revision!r} "
+                f"(its checkpoints: {', '.join(found) or 'none'})"
+            )
+        check_model_folder(path)
+        return ModelRef(name, "local", str(path), revision)
+    ref = resolve(base, stored)
+    if ref.source != "hub":
+        raise ReportError(
+            f"model {name!r}: only Hugging Face models and local folders have revisions ({base!r} is {ref.source})"
+        )
+    return ModelRef(name, "hub", ref.location, revision)
 
 
 WEIGHT_FILES = ("*.safetensors", "*.bin")
@@ -166,7 +194,7 @@ def fingerprint(ref: ModelRef) -> str:
         from huggingface_hub import try_to_load_from_cache
     except ImportError:  # a publishing install (no `run` extra) has no hub cache to look in
         return "uncached"
-    cached = try_to_load_from_cache(ref.location, "config.json")
+    cached = try_to_load_from_cache(ref.location, "config.json", revision=ref.revision)
     if isinstance(cached, str):
         return Path(cached).parent.name[:16]  # the snapshot folder is the commit hash
     return "uncached"
@@ -213,7 +241,8 @@ def load_model(ref: ModelRef, device: str = "auto", dtype: str = "float32"):
 
             model = boot_tl_legacy(ref.location, device=device, dtype=torch_dtype)
         else:
-            model = TransformerBridge.boot_transformers(ref.location, device=device, dtype=torch_dtype)
+            revision = {"revision": ref.revision} if ref.source == "hub" and ref.revision else {}
+            model = TransformerBridge.boot_transformers(ref.location, device=device, dtype=torch_dtype, **revision)
     except Exception as e:  # noqa: BLE001 - turned into one sentence below
         if ref.source in ("hub", "tl-legacy") and _is_offline_error(e):
             raise ReportError(

@@ -67,7 +67,10 @@ def model_part(ref) -> dict:
     from generator import models
 
     location = ref.location if ref.source == "hub" else ref.source
-    return {"name": ref.name, "source": ref.source, "location": location, "weights": models.fingerprint(ref)}
+    part = {"name": ref.name, "source": ref.source, "location": location, "weights": models.fingerprint(ref)}
+    if ref.revision:  # only where named: the keys of models without one stay as they were
+        part["revision"] = ref.revision
+    return part
 
 
 def key_parts(config: Config, model: dict, experiment: str, upstream: dict[str, str], digests: dict) -> dict:
@@ -294,14 +297,16 @@ def stored_threads():
         torch.set_num_threads(before)
 
 
-def preflight(config: Config, store: Store, stale: list[Plan]) -> None:
+def preflight(config: Config, store: Store, stale: list[Plan], check_device: bool = True) -> None:
     """Check what would otherwise fail after an experiment has run: the device exists and the
     results can be saved. (Config, model names, model folders and task files were checked
-    while planning.)"""
+    while planning.) `check_device`: False where the models run elsewhere (a Ray cluster's
+    nodes, whose devices this machine cannot see)."""
     from generator.models import pick_device
 
     require_run_packages("running experiments")
-    pick_device(config.device)
+    if check_device:
+        pick_device(config.device)
     store.check_writable(sorted({p.slug for p in stale}))
 
 
@@ -318,25 +323,40 @@ def not_run_row(p: Plan, store: Store) -> dict:
     return row
 
 
-def run(config: Config, force: bool = False, only: tuple[str, ...] = (), log=print) -> list[dict]:
-    """Run every stale (model, experiment); return a summary row per pair."""
+def run(
+    config: Config,
+    force: bool = False,
+    only: tuple[str, ...] = (),
+    log=print,
+    executor: str = "local",
+    address: str | None = None,
+) -> list[dict]:
+    """Run every stale (model, experiment); return a summary row per pair. `executor`: "local"
+    (one model after another in this process) or "ray" (each model a Ray task on the cluster at
+    `address`; generator.executors), which store the same bytes."""
+    from generator import executors
+
+    runner = executors.get(executor, address)  # an unknown executor or a missing ray: before planning
     store = Store(config.path("results"))
     plans = plan(config, force, only)
     if any(not p.fresh for p in plans):
-        preflight(config, store, [p for p in plans if not p.fresh])
-        with stored_threads():
-            return _run(config, plans, store, log)
-    return _run(config, plans, store, log)
-
-
-def _run(config: Config, plans: list[Plan], store: Store, log) -> list[dict]:
+        preflight(config, store, [p for p in plans if not p.fresh], check_device=executor == "local")
     summary = []
+    todo = {}
     for model_name in config.models:
-        todo = [p for p in plans if p.model == model_name]
-        summary += [not_run_row(p, store) for p in todo if p.fresh]
-        stale = [p for p in todo if not p.fresh]
-        if not stale:
-            continue  # everything reused: the model is never loaded
+        mine = [p for p in plans if p.model == model_name]
+        summary += [not_run_row(p, store) for p in mine if p.fresh]
+        if any(not p.fresh for p in mine):  # everything reused: the model is never loaded
+            todo[model_name] = [p for p in mine if not p.fresh]
+    summary += runner(config, todo, store, log)
+    place = {(p.model, p.experiment): i for i, p in enumerate(plans)}  # the plan's order, however they ran
+    return sorted(summary, key=lambda row: place[(row["model"], row["experiment"])])
+
+
+def run_model(config: Config, model_name: str, stale: list[Plan], store: Store, log) -> list[dict]:
+    """Load one model, run its stale experiments in order and save each; its summary rows."""
+    summary = []
+    with stored_threads():
         log(f"loading {model_name} ...")
         model, batches = load(config, model_name, stale)
         for p in stale:

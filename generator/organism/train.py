@@ -196,11 +196,30 @@ def hold_mlps_at_zero(model) -> None:
         block.ln_2.requires_grad_(False)
 
 
+def checkpoint_steps(total: int, n: int) -> list[int]:
+    """`n` log-spaced steps from 1 to `total` (fewer where small totals round two to one step):
+    training changes most early, so early checkpoints lie close together, as Pythia's do."""
+    if n <= 0:
+        return []
+    if n == 1 or total <= 1:
+        return [total]
+    return sorted({max(1, round(total ** (i / (n - 1)))) for i in range(n)})
+
+
 def fit(
-    model, rows: list[list[int]], hp: dict, seed: int, progress: bool, desc: str, stop_after: int | None = None
+    model,
+    rows: list[list[int]],
+    hp: dict,
+    seed: int,
+    progress: bool,
+    desc: str,
+    stop_after: int | None = None,
+    on_step=None,
 ) -> tuple[list[float], str | None]:
     """AdamW over `steps` batches of rows (or only the first `stop_after` of them, on the same
-    schedule); returns the loss of every step and the parameters' digest after PREFIX_STEPS."""
+    schedule); returns the loss of every step and the parameters' digest after PREFIX_STEPS.
+    `on_step(steps_done, model)`, if given, is called after every step (to keep checkpoints:
+    it reads the model and draws no random numbers, so the run stays the same)."""
     import transformers
 
     params = [p for p in model.parameters() if p.requires_grad]  # not the held-at-zero MLPs
@@ -232,6 +251,9 @@ def fit(
             torch.nn.utils.clip_grad_norm_(params, hp["grad_clip"])
             opt.step()
             losses.append(loss.item())
+            if on_step:
+                on_step(step + 1, model)
+                model.train()
             if step + 1 == PREFIX_STEPS:
                 prefix = params_digest(model)
             if step % 50 == 0:
@@ -311,18 +333,21 @@ def train(
     seed: int = 0,
     progress: bool = True,
     check: bool = True,
+    checkpoints: int = 0,
+    checkpoint_dir: pathlib.Path | None = None,
     **overrides,
 ) -> dict:
     """Fetch and build the corpus, train tokenizer and model `model` (a key of MODELS),
     measure it through the report's pipeline, and write the checkpoint with its model card.
 
     `overrides` change the hyper-parameters (e.g. steps=3 for a smoke test; then pass
-    check=False, since such a model misses its acceptance). Returns the training record, which
+    check=False, since such a model misses its acceptance). `checkpoints` > 0 keeps that many
+    log-spaced checkpoints (checkpoint_steps) in `checkpoint_dir`, one Hugging Face folder per
+    step (step-000008, ...), with a sweep.yaml a report config can use. Returns the training record, which
     also goes into training.json and the model card. Raises, leaving `out_dir` untouched, when
     the trained model misses evaluate.ACCEPTANCE[model].
     """
     import transformers
-    from transformers import GPT2TokenizerFast
 
     from generator.organism import card, evaluate
 
@@ -338,7 +363,8 @@ def train(
             f"({time.time() - t0:.0f}s)"
         )
         net = new_model(hp, tok, seed)
-        losses, prefix = fit(net, rows, hp, seed, progress, desc=model)
+        keep = checkpoint_keeper(checkpoint_dir, checkpoint_steps(hp["steps"], checkpoints), tok, hp, model)
+        losses, prefix = fit(net, rows, hp, seed, progress, desc=model, on_step=keep)
     train_seconds = time.time() - t0
     final_loss = sum(losses[-100:]) / len(losses[-100:])
     log(f"trained {hp['steps']} steps, final loss {final_loss:.4f} ({train_seconds:.0f}s)")
@@ -351,15 +377,7 @@ def train(
     if not progress:
         transformers.utils.logging.disable_progress_bar()  # "Writing model shards", "Loading weights"
     try:
-        net.save_pretrained(tmp)
-        GPT2TokenizerFast(  # bos_token lets TransformerBridge.to_tokens prepend BOS
-            tokenizer_object=tok,
-            bos_token=BOS,
-            eos_token=BOS,
-            unk_token=BOS,
-            pad_token=BOS,
-            model_max_length=hp["n_positions"],
-        ).save_pretrained(tmp)
+        save_hf(net, tok, hp, tmp)
         metrics = evaluate.measure(tmp)
         record = {
             "model": model,
@@ -396,6 +414,65 @@ def train(
         if hf_bars:
             transformers.utils.logging.enable_progress_bar()
     return record
+
+
+def save_hf(net, tok: Tokenizer, hp: dict, folder: pathlib.Path) -> None:
+    """The model and its tokenizer as a Hugging Face folder (without transformers' progress bar)."""
+    from transformers import GPT2TokenizerFast
+    from transformers.utils import logging
+
+    bars = logging.is_progress_bar_enabled()
+    logging.disable_progress_bar()
+    try:
+        net.save_pretrained(folder)
+    finally:
+        if bars:
+            logging.enable_progress_bar()
+    GPT2TokenizerFast(  # bos_token lets TransformerBridge.to_tokens prepend BOS
+        tokenizer_object=tok,
+        bos_token=BOS,
+        eos_token=BOS,
+        unk_token=BOS,
+        pad_token=BOS,
+        model_max_length=hp["n_positions"],
+    ).save_pretrained(folder)
+
+
+def checkpoint_keeper(folder: pathlib.Path | None, steps: list[int], tok: Tokenizer, hp: dict, model: str):
+    """fit's on_step that saves the model at `steps` into folder/step-NNNNNN (each written into a
+    temporary sibling and renamed), and writes folder/sweep.yaml, the `sweep:` section of a report
+    config over them, once the last is saved. None when no checkpoints are asked for."""
+    if not steps:
+        return None
+    if folder is None:
+        raise ReportError("keeping checkpoints needs a folder for them (--checkpoint-dir)")
+    folder = pathlib.Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+
+    def keep(step: int, net) -> None:
+        if step not in steps:
+            return
+        name = f"step-{step:06d}"
+        tmp = folder / f".{name}.tmp-{os.getpid()}"
+        shutil.rmtree(tmp, ignore_errors=True)
+        try:
+            save_hf(net, tok, hp, tmp)
+            for f in tmp.iterdir():
+                f.chmod(0o644)
+            _replace_dir(tmp, folder / name)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+        if step == steps[-1]:
+            import yaml
+
+            sweep = {
+                "title": f"{model} during training",
+                "axis": "step",
+                "models": [{"model": f"{folder}@step-{s:06d}", "label": f"step {s}", "order": s} for s in steps],
+            }
+            (folder / "sweep.yaml").write_text(yaml.safe_dump(sweep, sort_keys=False))
+
+    return keep
 
 
 def _sha256(path: pathlib.Path) -> str:

@@ -11,7 +11,7 @@ import jinja2
 import yaml
 from markupsafe import Markup
 
-from generator import ReportError, figures
+from generator import ReportError, figures, sweep
 from generator.config import Config
 from generator.experiments import EXPERIMENTS
 from generator.files import shown
@@ -56,6 +56,7 @@ def environment(config: Config) -> jinja2.Environment:
     env.filters["token"] = code
     env.filters["code"] = code
     env.filters["verbatim"] = verbatim
+    env.filters["tab_anchor"] = tab_anchor
     env.filters["json"] = lambda data: json.dumps(data, sort_keys=True, ensure_ascii=False)
     # the config as YAML inside a fenced code block, where markdown shows everything as text
     env.filters["yaml"] = lambda data: Markup(yaml.safe_dump(data, sort_keys=False, allow_unicode=True))
@@ -88,6 +89,21 @@ def figure_function():
     return figure
 
 
+def tab_anchor(model: str) -> str:
+    """The id of a model's content tab, as pymdownx.tabbed's slugify (mkdocs.yml) makes it from
+    the tab's title, so that a link opens that model's tab."""
+    from pymdownx.slugs import slugify
+
+    return slugify(case="lower")(model, "-")
+
+
+def sweep_figure(data: dict, caption: str) -> Markup:
+    """The sweep page's figure (generator.figures.sweep), as a fence."""
+    from generator.figures.sweep import figure
+
+    return Markup(figure_html(figure(data), "fig-sweep", caption))
+
+
 def render_pages(config: Config, results: dict) -> dict[str, str]:
     """Every page's markdown, rendered in memory: a failing template leaves no page written."""
     primary = config.models[0]
@@ -114,6 +130,8 @@ def render_pages(config: Config, results: dict) -> dict[str, str]:
         "figure": figure,
         "overview_partials": overview,
         "download_path": download_path,
+        "sweep": sweep.sweep(config, results) if config.sweep else None,
+        "sweep_figure": sweep_figure,
     }
     out = {}
     for spec in pages(config):

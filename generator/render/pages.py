@@ -13,6 +13,7 @@ from generator.models import slug
 
 OVERVIEW = Page("index.md", "Overview")
 REPORT_PAGES = (Page("models.md", "Models compared"), Page("reproducibility.md", "Reproducibility"))
+SWEEP = Page("sweep.md", "Sweep", per_model=False)  # with a `sweep:` in the config, after the models page
 
 
 @dataclass(frozen=True)
@@ -27,7 +28,10 @@ def pages(config: Config) -> list[PageSpec]:
     for name, experiment in EXPERIMENTS.items():
         if name in config.experiments:
             out += [PageSpec(page, (name,)) for page in experiment.pages]
-    out += [PageSpec(page, ()) for page in REPORT_PAGES]
+    report = list(REPORT_PAGES)
+    if config.sweep:
+        report.insert(1, Page(SWEEP.file, config.sweep.title, per_model=False))
+    out += [PageSpec(page, ()) for page in report]
     return [s for s in out if not s.page.section] + [s for s in out if s.page.section]
 
 
