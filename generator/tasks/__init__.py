@@ -237,11 +237,7 @@ def load_families(name: str, data: dict, path: Path | None = None) -> TaskSpec:
     """`families: {family: {expected, description, prompts: [{text, answers}]}}`; each prompt is
     its own template index within its family, and is never corrupted."""
     path = path or DATA_DIR / f"{name}.yaml"
-    for key in ("description", "example"):
-        _text(path, key, data.get(key, ""), empty_ok=True)
-    families = data["families"]
-    if not isinstance(families, dict) or not families:
-        raise _fail(path, "families", f"must be a non-empty mapping of families, got {families!r}")
+    families = _families(path, data, "families")
     prompts, info = [], {}
     for family, spec in families.items():
         where = f"families.{family}"
@@ -267,7 +263,21 @@ def load_families(name: str, data: dict, path: Path | None = None) -> TaskSpec:
         raise _fail(path, "families", f"the prompt {repeated[0]!r} is listed twice")
     if data["control"] not in info:
         raise _fail(path, "control", f"{data['control']!r} is not one of its families ({', '.join(info)})")
-    info = {"families": info, "control": data["control"]}
+    return _by_family(name, data, prompts, families, {"families": info, "control": data["control"]})
+
+
+def _families(path: Path, data: dict, key: str) -> dict:
+    """The file's description and example (strings), and its mapping of families under `key`."""
+    for field_name in ("description", "example"):
+        _text(path, field_name, data.get(field_name, ""), empty_ok=True)
+    families = data[key]
+    if not isinstance(families, dict) or not families:
+        raise _fail(path, key, f"must be a non-empty mapping of families, got {families!r}")
+    return families
+
+
+def _by_family(name: str, data: dict, prompts: list, families: dict, info: dict) -> TaskSpec:
+    """A task of hand-written prompts grouped by family (tokenised one by one)."""
     return TaskSpec(
         name,
         data.get("description", ""),
@@ -285,11 +295,7 @@ def load_contrasts(name: str, data: dict, path: Path | None = None) -> TaskSpec:
     = the sentence-end member; its name `family[i]` names it in every message and is its own
     cluster in the bootstrap. Checked here: both members end in the same "." and differ."""
     path = path or DATA_DIR / f"{name}.yaml"
-    for key in ("description", "example"):
-        _text(path, key, data.get(key, ""), empty_ok=True)
-    families = data["contrasts"]
-    if not isinstance(families, dict) or not families:
-        raise _fail(path, "contrasts", f"must be a non-empty mapping of families, got {families!r}")
+    families = _families(path, data, "contrasts")
     prompts, info, seen = [], {}, {}
     for family, spec in families.items():
         where = f"contrasts.{family}"
@@ -318,15 +324,7 @@ def load_contrasts(name: str, data: dict, path: Path | None = None) -> TaskSpec:
                     raise _fail(path, at, f"the prompt {text!r} is also in {seen[text]}")
                 seen[text] = at
             prompts.append(Prompt(exception, end, answers, i, f"{family}[{i}]", family))
-    return TaskSpec(
-        name,
-        data.get("description", ""),
-        tuple(prompts),
-        data.get("example", ""),
-        tuple(families),
-        same_length=False,
-        info={"kind": "contrasts", "families": info},
-    )
+    return _by_family(name, data, prompts, families, {"kind": "contrasts", "families": info})
 
 
 def pair_positions(model, prompt: Prompt, task: str = "contrast") -> list[int]:
@@ -379,20 +377,25 @@ def build_contrasts(spec: TaskSpec, model) -> TaskBatch:
     """Contrast pairs for one model: each pair checked (pair_positions), then one [1, pos]
     tensor per member; answer pairs that are not single tokens are marked unusable (-1) as in
     build_one_by_one."""
-    import torch
-
     differing = [pair_positions(model, p, spec.name) for p in spec.prompts]
     device = model.cfg.device
     clean = [model.to_tokens(p.text).to(device) for p in spec.prompts]
     corrupted = [model.to_tokens(p.corrupted).to(device) for p in spec.prompts]
+    labels = position_labels(model.to_str_tokens(spec.example or spec.prompts[0].text))
+    return TaskBatch(spec, clean, corrupted, answer_ids(spec, model), labels, differing=differing)
+
+
+def answer_ids(spec: TaskSpec, model):
+    """[B, 2] answer ids on the model's device; (-1, -1) for a pair that is not two single tokens."""
+    import torch
+
     answers = []
     for p in spec.prompts:
         try:
             answers.append([single_token(model, a) for a in p.answers])
         except ReportError:
             answers.append([UNUSABLE, UNUSABLE])
-    labels = position_labels(model.to_str_tokens(spec.example or spec.prompts[0].text))
-    return TaskBatch(spec, clean, corrupted, torch.tensor(answers).to(device), labels, differing=differing)
+    return torch.tensor(answers).to(model.cfg.device)
 
 
 def single_token(model, text: str) -> int:
@@ -465,18 +468,10 @@ def build_one_by_one(spec: TaskSpec, model) -> TaskBatch:
     The answer pairs here are a secondary measure (the exceptions experiment's primary one needs
     no pair), so a pair that is not two single tokens for this model does not fail the build:
     its answer ids are (-1, -1) and the experiment leaves it out of every pair statistic."""
-    import torch
-
-    answers = []
-    for p in spec.prompts:
-        try:
-            answers.append([single_token(model, a) for a in p.answers])
-        except ReportError:
-            answers.append([UNUSABLE, UNUSABLE])
     device = model.cfg.device
     tokens = [model.to_tokens(p.text).to(device) for p in spec.prompts]
     labels = position_labels(model.to_str_tokens(spec.example or spec.prompts[0].text))
-    return TaskBatch(spec, tokens, tokens, torch.tensor(answers).to(device), labels)
+    return TaskBatch(spec, tokens, tokens, answer_ids(spec, model), labels)
 
 
 def position_labels(str_tokens: list[str]) -> list[str]:
