@@ -163,6 +163,12 @@ class Contrast(Params):
     """The circuit machinery's parameters (see Circuit) for the contrast families, with lighter
     defaults than the pronoun circuit's: six families, two graphs each, on every model."""
 
+    methods: list[Literal["eap", "attribution_patching", "eap_ig"]] = Field(
+        default_factory=lambda: ["eap_ig"],
+        min_length=1,
+        description="gradient rankings run on each family (the circuit page compares all three; EAP-IG picks "
+        "the circuits here, so it must be listed)",
+    )
     ig_steps: int = Field(3, ge=1, le=100, description="EAP-IG interpolation steps")
     sizes: list[float] = Field(
         default_factory=lambda: list(MIB_SIZES), min_length=2, description="circuit sizes as fractions of the edges"
@@ -199,6 +205,13 @@ class Contrast(Params):
     @classmethod
     def _increasing(cls, sizes: list[float]) -> list[float]:
         return Circuit._increasing(sizes)
+
+    @field_validator("methods")
+    @classmethod
+    def _eap_ig(cls, methods: list[str]) -> list[str]:
+        if "eap_ig" not in methods:
+            raise ValueError("EAP-IG picks each family's circuit: keep eap_ig in methods")
+        return list(dict.fromkeys(methods))
 
 
 class Attribution(Params):

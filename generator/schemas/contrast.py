@@ -29,7 +29,7 @@ class Example(Strict):
 class Graph(Strict):
     """One graph's method table (circuit.py's curves) and its smallest faithful circuit."""
 
-    methods: dict[str, Method]  # eap, attribution_patching, eap_ig[, exact_node], random
+    methods: dict[str, Method]  # eap_ig, random[, eap, attribution_patching, exact_node as params ask]
     smallest_faithful: Smallest | None
     n_edges: int
 
@@ -120,6 +120,7 @@ class Metrics(Strict):
     n_pairs: int
     min_gap: float
     fractions: list[float]
+    methods: list[str]  # the gradient rankings run
     ig_steps: int
     bootstrap: int
     confidence: float
