@@ -18,8 +18,8 @@ DECIDING = 0.5
 
 
 def offset_name(offset: int) -> str:
-    """A position counted from the end: -1 -> 'the token before the final "."'."""
-    return 'the token before the final "."' if offset == -1 else f'{-offset} tokens before the final "."'
+    """A position counted back from the final token: -1 -> 'the token before the final period'."""
+    return "the token before the final period" if offset == -1 else f"{-offset} tokens before the final period"
 
 
 def mover(m) -> dict:

@@ -243,3 +243,34 @@ def test_the_page_names_the_planted_head(planted, tmp_path):
     section = page.split("## email", 1)[1].split("\n## ", 1)[0]
     assert f"**{head_name(CONTEXT_HEAD)}** reads" in section
     assert "move the deciding context" in section or "moves the deciding context" in section
+
+
+def test_findings_say_a_head_reads_the_deciding_words_from_half_the_pairs_on():
+    """contrast_findings' thresholds, at and just beyond their bounds: a head reads the deciding
+    words where at least half of the pairs have them at its key / value position, and its
+    attention tells the members apart only where the two intervals do not overlap."""
+    from generator.contrast_findings import DECIDING, mover
+    from generator.schemas.contrast import Mover
+
+    def head(deciding, exception, end):
+        return Mover.model_validate(
+            {
+                "layer": 1,
+                "head": 2,
+                "score": 1.0,
+                "reads": [{"offset": -2, "score": 1.0, "deciding": deciding}],
+                "attention": {
+                    "exception": dict(zip(("mean", "low", "high"), exception)),
+                    "end": dict(zip(("mean", "low", "high"), end)),
+                },
+            }
+        )
+
+    at = mover(head(DECIDING, (0.5, 0.4, 0.6), (0.5, 0.4, 0.6)))
+    assert at["name"] == "L1H2" and at["reads_deciding"] and at["reads"] == "2 tokens before the final period"
+    assert not (at["attends_more"] or at["attends_less"])
+    below = mover(head(DECIDING - 1e-9, (0.8, 0.7001, 0.9), (0.5, 0.4, 0.7)))
+    assert not below["reads_deciding"] and below["attends_more"] and not below["attends_less"]
+    touching = mover(head(1.0, (0.8, 0.7, 0.9), (0.5, 0.4, 0.7)))
+    assert not touching["attends_more"]  # intervals that touch overlap
+    assert mover(head(1.0, (0.1, 0.0, 0.2), (0.5, 0.3, 0.7)))["attends_less"]

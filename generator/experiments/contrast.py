@@ -47,7 +47,6 @@ from generator.experiments import Result
 from generator.experiments.circuit import (
     boot_faithfulness,
     describe,
-    edge_effects,
     faithfulness,
     quantiles,
     resamples,
@@ -160,8 +159,9 @@ def family_circuit(runner: PooledRunner, prompts, params: Params, timings: dict,
         )
         shown = min(params.graph_edges, pevaluator.n_edges)
         n = pfaithful["edges"] if pfaithful and pfaithful["edges"] <= shown else shown
-        effects = edge_effects(runner, pevaluator, porder, n)
-        drawn = describe(runner.graph, pevaluator, porder, n, ptable["eap_ig"]["scores"], effects, True)
+        # no per-edge exact effects (the page reads the circuit's edges and scores, not each
+        # edge alone): each would be a patched run per length group
+        drawn = describe(runner.graph, pevaluator, porder, n, ptable["eap_ig"]["scores"], torch.zeros(0), True)
         out["by_position"] = {
             "methods": strip(ptable),
             "smallest_faithful": pfaithful,
