@@ -274,3 +274,26 @@ def test_findings_say_a_head_reads_the_deciding_words_from_half_the_pairs_on():
     touching = mover(head(1.0, (0.8, 0.7, 0.9), (0.5, 0.4, 0.7)))
     assert not touching["attends_more"]  # intervals that touch overlap
     assert mover(head(1.0, (0.1, 0.0, 0.2), (0.5, 0.3, 0.7)))["attends_less"]
+
+
+def test_figures_hold_each_cell_at_its_labels(result):
+    """The transfer heatmap and the edge-membership map, cell by cell against the metrics."""
+    from generator import figures
+    from generator.heads import node_name
+
+    m = typed("contrast", result)
+    spec = figures.build("contrast", "transfer", m)["figure"]["data"][0]
+    for i, circuit in enumerate(spec["y"]):
+        for j, target in enumerate(spec["x"]):
+            row = next(r for r in m.transfer.rows if r.circuit == circuit)
+            assert spec["z"][i][j] == row.on[target].faithfulness
+    spec = figures.build("contrast", "edge_sets", m)["figure"]["data"][0]
+    for i, label in enumerate(spec["y"]):
+        edge = m.edge_sets.edges[i]
+        assert label == f"{node_name(edge.writer)} → {node_name(edge.reader)}"
+        assert [bool(v) for v in spec["z"][i]] == [f in edge.families for f in spec["x"]]
+    # the families' curves are drawn for each family with a circuit, and no other
+    names = set(figures.available("contrast", m))
+    assert {n for n in names if n.startswith("faithfulness_") and not n.endswith("_by_position")} == {
+        f"faithfulness_{f.family}" for f in m.families if f.circuit
+    }
