@@ -5,6 +5,7 @@ prints and never decides a threshold or spells a head name itself."""
 from __future__ import annotations
 
 from generator import reproduction
+from generator.contrast_findings import contrast_findings
 from generator.disclosure import disclosure
 from generator.findings import findings
 from generator.heads import GROUPS, group_layers, head_name, node_name
@@ -189,4 +190,4 @@ FILTERS.update(
         "route": route,
     }
 )
-GLOBALS.update({"findings": findings, "disclosure": disclosure})
+GLOBALS.update({"findings": findings, "disclosure": disclosure, "contrast_findings": contrast_findings})

@@ -5,7 +5,11 @@ is known by construction:
 - `general`: the "." token's embedding writes the capitalisation direction u straight to the
   logits (the head writes nothing): a general "capitalise next" feature, whatever the context;
 - `copying`: the single head attends from "." to capitalised tokens and writes u from them:
-  the capital is copied from a capitalised token in context.
+  the capital is copied from a capitalised token in context;
+- `context`: a context route, as an e-mail address needs one. The "." embedding writes u (a
+  capital after every period), and of two heads, head CONTEXT_HEAD attends from "." to an
+  earlier token holding "@" and writes −u from it (no capital after "john@gmail."); the other
+  head is random, in directions orthogonal to the planted ones.
 
 In both, every capital token's unembedding is its lowercase partner's plus u (He/he included),
 and every other weight is random and orthogonal to the planted directions."""
@@ -15,6 +19,7 @@ from __future__ import annotations
 from pathlib import Path
 
 D, V_SCALE = 64, 0.1
+CONTEXT_HEAD = (0, 1)  # (layer, head) of the `context` model's planted head
 
 
 def planted_pairs(tokenizer) -> list[tuple[int, int]]:
@@ -37,7 +42,8 @@ def save_planted(path: Path, kind: str) -> Path:
     torch.manual_seed(1)
     tok = gpt2_tokenizer()
     vocab = len(tok)
-    config = GPT2Config(vocab_size=vocab, n_layer=1, n_embd=D, n_head=1, n_positions=64, tie_word_embeddings=False)
+    n_head = 2 if kind == "context" else 1
+    config = GPT2Config(vocab_size=vocab, n_layer=1, n_embd=D, n_head=n_head, n_positions=64, tie_word_embeddings=False)
     model = GPT2LMHeadModel(config)
     # orthonormal planted directions, all orthogonal to the all-ones vector (centring keeps them)
     basis, _ = torch.linalg.qr(torch.cat([torch.ones(D, 1), torch.randn(D, 3)], 1))
@@ -70,6 +76,24 @@ def save_planted(path: Path, kind: str) -> Path:
         w_v = torch.outer(e_cap, key)  # reads "capitalised"
         sd["transformer.h.0.attn.c_attn.weight"] = torch.cat([w_q, w_k, w_v], 1)
         sd["transformer.h.0.attn.c_proj.weight"] = torch.outer(key, u)  # writes u
+    elif kind == "context":
+        e_at = e_cap  # the "@" direction
+        at = torch.tensor(["@" in tok.decode([i]) for i in range(vocab)])
+        W_E[at] += 3 * e_at
+        W_E[dot] += 10 * u + 3 * e_dot
+        d_head = D // n_head
+        head = CONTEXT_HEAD[1]
+        key = torch.zeros(D)
+        key[head * d_head] = 1.0  # the planted head's first dimension
+        w_q = 6 * torch.outer(e_dot, key)  # the "." query ...
+        w_k = 6 * torch.outer(e_at, key)  # ... matches "@" keys
+        w_v = torch.outer(e_at, key)  # reads "@"
+        c_proj = -2 * torch.outer(key, u)  # writes −u: no capital
+        other = slice((1 - head) * d_head, (2 - head) * d_head)  # the random head's dimensions
+        w_q[:, other], w_k[:, other], w_v[:, other] = (orthogonal(torch.randn(d_head, D)).T for _ in range(3))
+        c_proj[other] = orthogonal(torch.randn(d_head, D) * 0.3)
+        sd["transformer.h.0.attn.c_attn.weight"] = torch.cat([w_q, w_k, w_v], 1)
+        sd["transformer.h.0.attn.c_proj.weight"] = c_proj
     else:
         raise ValueError(kind)
     sd["transformer.wte.weight"] = W_E

@@ -129,10 +129,14 @@ class CircuitRunner:
         model,
         clean_tokens: torch.Tensor,
         corrupted_tokens: torch.Tensor,
-        answer_tokens: torch.Tensor,
+        answer_tokens: torch.Tensor | None,
         *,
         share_prefix: bool = True,
+        case_masks: tuple[torch.Tensor, torch.Tensor] | None = None,
     ):
+        """case_masks: (upper, lower) bool masks over the vocabulary; given, every metric is the
+        capital log-odds of the next token (ops.vocabulary_log_odds) instead of the answer
+        pair's logit difference, and answer_tokens may be None."""
         self.w = model_weights(model)
         self.family = self.w.family
         reason = unsupported(model, circuit=True)  # a family whose layout the edge graph lacks
@@ -141,10 +145,15 @@ class CircuitRunner:
         self.graph = EdgeGraph(self.w.n_layers, self.w.n_heads)
         self.device = self.w.W_E.device
         self.clean_tokens, self.corrupted_tokens = clean_tokens.to(self.device), corrupted_tokens.to(self.device)
-        self.answer_tokens = answer_tokens.to(self.device)
-        # Only the two answer columns of the unembedding: [B, D, 2] and [B, 2].
-        self.W_answer = self.w.W_U[:, self.answer_tokens].permute(1, 0, 2)
-        self.b_answer = self.w.b_U[self.answer_tokens]
+        if case_masks is None:
+            self.answer_tokens = answer_tokens.to(self.device)
+            # Only the two answer columns of the unembedding: [B, D, 2] and [B, 2].
+            self.W_answer = self.w.W_U[:, self.answer_tokens].permute(1, 0, 2)
+            self.b_answer = self.w.b_U[self.answer_tokens]
+            self.readout = lambda x: ops.logit_diff(x, self.W_answer, self.b_answer)
+        else:
+            upper, lower = (m.to(self.device) for m in case_masks)
+            self.readout = lambda x: ops.vocabulary_log_odds(x, self.w.W_U, self.w.b_U, upper, lower)
         self.n_pos = clean_tokens.shape[1]
         differs = (self.clean_tokens != self.corrupted_tokens).any(0).nonzero()
         self.start = (int(differs[0]) if len(differs) else self.n_pos - 1) if share_prefix else 0
@@ -221,7 +230,7 @@ class CircuitRunner:
             total = total + mlp_out
         final = self._reader_inputs(const, total, live, other, others, ablate, slice(len(g.readers) - 1, None), taps)
         x = self.family.norm(one_reader(final)[:, -1], w.ln_final, w.eps)  # [B, D]
-        metric = ops.logit_diff(x, self.W_answer, self.b_answer)
+        metric = self.readout(x)
         return (torch.stack(live), metric) if record else metric
 
     def _queries_keys_values(self, L, inputs):

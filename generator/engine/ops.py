@@ -106,6 +106,21 @@ def logit_diff(x: torch.Tensor, W_answer: torch.Tensor, b_answer: torch.Tensor) 
     return logits[..., 0] - logits[..., 1]
 
 
+def capital_log_odds(logits: torch.Tensor, upper: torch.Tensor, lower: torch.Tensor) -> torch.Tensor:
+    """[..., vocab] logits -> [...] log P(capital-initial token) − log P(lowercase-initial token):
+    a log-sum-exp over each part of the vocabulary (`upper`, `lower`: bool masks), the softmax's
+    normaliser cancelling. The exceptions experiment's measure, and the circuit runner's second
+    readout (no answer pair: it means the same on every tokenizer)."""
+    logits = logits.float()
+    return logits[..., upper].logsumexp(-1) - logits[..., lower].logsumexp(-1)
+
+
+def vocabulary_log_odds(x: torch.Tensor, W_U: torch.Tensor, b_U: torch.Tensor, upper, lower) -> torch.Tensor:
+    """Final-position residual after the final norm [..., B, D] -> capital log-odds [..., B]
+    through the whole unembedding."""
+    return capital_log_odds(x @ W_U + b_U, upper, lower)
+
+
 # ---- the table form of a block ------------------------------------------------------------
 
 

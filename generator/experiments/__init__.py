@@ -80,6 +80,13 @@ EXPERIMENTS: dict[str, Experiment] = {
     "exceptions": Experiment(
         "generator.experiments.exceptions", "exceptions", p.Exceptions, (Page("exceptions.md", "Exceptions"),)
     ),
+    "contrast": Experiment(
+        "generator.experiments.contrast",
+        "pronoun",  # the transfer matrix's last column; the families come as an extra task
+        p.Contrast,
+        (Page("contrast.md", "Contrast circuits"),),
+        extra_tasks=("contrast",),
+    ),
     "patching": Experiment(
         "generator.experiments.patching", "pronoun", p.Patching, (Page("patching.md", "Activation patching"),)
     ),

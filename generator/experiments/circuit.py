@@ -255,14 +255,15 @@ def edge_effects(runner: CircuitRunner, evaluator: Evaluator, order: torch.Tenso
     return torch.stack(out)
 
 
-def methods(runner: CircuitRunner, evaluator: Evaluator, params: Params, position_aware: bool):
-    """{method: (edge scores, tie-breaker or None, seconds)} for this graph."""
+def methods(runner: CircuitRunner, evaluator: Evaluator, params: Params, position_aware: bool, only=None):
+    """{method: (edge scores, tie-breaker or None, seconds)} for this graph (`only`: these
+    gradient methods, by name; None: all three)."""
     out = {}
     # (method, steps, where the gradient starts): MIB's EAP at the clean run, attribution
     # patching at the corrupted run, EAP-IG from the corrupted run towards the clean one
     gradients = [("eap", 1, "clean"), ("attribution_patching", 1, "corrupted")]
     gradients.append(("eap_ig", params.ig_steps, "corrupted"))
-    for name, steps, at in gradients:
+    for name, steps, at in (g for g in gradients if only is None or g[0] in only):
         start = time.perf_counter()
         scores = evaluator.edge_scores(runner.scores(steps, at))
         out[name] = (scores, None, time.perf_counter() - start)
@@ -278,15 +279,18 @@ def methods(runner: CircuitRunner, evaluator: Evaluator, params: Params, positio
     return out
 
 
-def run_graph(runner: CircuitRunner, params: Params, position_aware: bool, prompts) -> tuple[dict, dict, dict]:
-    """Every method's curves (signed and absolute rankings) on one graph; the evaluator and the
-    methods' scores and orders come back for the figures."""
+def run_graph(
+    runner: CircuitRunner, params: Params, position_aware: bool, prompts, only=None
+) -> tuple[dict, dict, dict]:
+    """Every method's curves (signed and absolute rankings) on one graph (`only`: just these
+    gradient methods, and the random baseline); the evaluator and the methods' scores and
+    orders come back for the figures."""
     evaluator = Evaluator(runner, position_aware)
     weights = resamples(prompts, params, params.seed)
     fractions = list(params.sizes)
     sizes = sizes_for(fractions, evaluator.n_edges)
     table, orders, timings = {}, {}, {}
-    for name, (scores, tie, seconds) in methods(runner, evaluator, params, position_aware).items():
+    for name, (scores, tie, seconds) in methods(runner, evaluator, params, position_aware, only).items():
         start = time.perf_counter()
         row = {"scores": scores}
         for kind, absolute in (("cpr", False), ("cmd", True)):

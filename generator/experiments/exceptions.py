@@ -23,6 +23,7 @@ from __future__ import annotations
 import torch
 
 from generator.architecture import has_resid_mid
+from generator.engine.ops import capital_log_odds  # written once, shared with the circuit runner
 from generator.experiments import Result
 from generator.experiments.params import Exceptions as Params
 from generator.heads import stack_label
@@ -39,12 +40,6 @@ def case_masks(model) -> tuple[torch.Tensor, torch.Tensor]:
     upper[:n] = torch.tensor([w.isupper() for w in words[:n]])
     lower[:n] = torch.tensor([w.islower() for w in words[:n]])
     return upper, lower
-
-
-def capital_log_odds(logits: torch.Tensor, upper: torch.Tensor, lower: torch.Tensor) -> torch.Tensor:
-    """[..., vocab] logits -> [...] log P(capital-initial token) − log P(lowercase-initial token)."""
-    log_probs = logits.float().log_softmax(-1)
-    return log_probs[..., upper].logsumexp(-1) - log_probs[..., lower].logsumexp(-1)
 
 
 @torch.no_grad()

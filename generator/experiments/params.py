@@ -159,6 +159,61 @@ class Circuit(Params):
         return sizes
 
 
+class Contrast(Params):
+    """The circuit machinery's parameters (see Circuit) for the contrast families, with lighter
+    defaults than the pronoun circuit's: six families, two graphs each, on every model."""
+
+    methods: list[Literal["eap", "attribution_patching", "eap_ig"]] = Field(
+        default_factory=lambda: ["eap_ig"],
+        min_length=1,
+        description="gradient rankings run on each family (the circuit page compares all three; EAP-IG picks "
+        "the circuits here, so it must be listed)",
+    )
+    ig_steps: int = Field(3, ge=1, le=100, description="EAP-IG interpolation steps")
+    sizes: list[float] = Field(
+        default_factory=lambda: list(MIB_SIZES), min_length=2, description="circuit sizes as fractions of the edges"
+    )
+    faithful: float = Field(0.8, gt=0, le=1, description="faithfulness the smallest reported circuit must reach")
+    refine: int = Field(4, ge=1, le=32, description="sizes tried below the first evaluated size that is faithful")
+    node_ranking: bool = Field(False, description="also rank edges by their writers' exact node effects (slow)")
+    random_seeds: int = Field(3, ge=1, le=100, description="random edge orders (the baseline)")
+    bootstrap: int = Field(200, ge=100, le=100_000, description="bootstrap resamples of the pairs")
+    confidence: float = Field(0.95, gt=0, lt=1, description="level of the bootstrap intervals")
+    position_aware: bool = Field(
+        True, description="also the position-aware graph (needed to say which heads move context, and from where)"
+    )
+    graph_edges: int = Field(
+        40, ge=1, le=500, description="most edges of a family's position-aware circuit that are described"
+    )
+    transfer_size: float = Field(
+        0.1,
+        gt=0,
+        le=1,
+        description="the size (fraction of the plain graph's edges) at which every family's circuit is transferred "
+        "and compared",
+    )
+    min_gap: float = Field(
+        0.25,
+        gt=0,
+        description="a family whose members differ by less than this mean capital log-odds (or whose difference's "
+        "interval includes zero) has no contrast to explain: it gets no circuit",
+    )
+    movers: int = Field(3, ge=1, le=20, description="heads listed per family as moving context to the final position")
+    seed: int = Field(0, description="seed of the random baseline and the bootstrap")
+
+    @field_validator("sizes")
+    @classmethod
+    def _increasing(cls, sizes: list[float]) -> list[float]:
+        return Circuit._increasing(sizes)
+
+    @field_validator("methods")
+    @classmethod
+    def _eap_ig(cls, methods: list[str]) -> list[str]:
+        if "eap_ig" not in methods:
+            raise ValueError("EAP-IG picks each family's circuit: keep eap_ig in methods")
+        return list(dict.fromkeys(methods))
+
+
 class Attribution(Params):
     top_k: int = Field(5, ge=1, le=50, description="heads listed per sign (positive, negative)")
 

@@ -15,6 +15,7 @@ MODULES = {
     "attribution": "attribution",
     "attention": "attention",
     "exceptions": "exceptions",
+    "contrast": "contrast",
     "patching": "patching",
     "path_patching": "path_patching",
     "circuit": "circuit",
