@@ -57,9 +57,12 @@ def family(f, faithful: float) -> dict:
         "position_edges": len(position.circuit.edges) if position else None,
     }
     out["movers"] = [mover(m) for m in f.movers or []]
-    # the context movers: heads whose output at the final position is in the circuit and whose
-    # key / value input is kept at the deciding words, or whose attention to them differs
-    out["context"] = [m for m in out["movers"] if m["reads_deciding"] or m["attends_more"] or m["attends_less"]]
+    # the context movers: heads whose output at the final position is in the circuit, whose key /
+    # value input is kept at the deciding words in most pairs, AND whose attention to them differs
+    # between the members. One piece of evidence alone makes a candidate, not a mover: a head that
+    # reads no earlier position cannot carry the words, and one whose attention is the same in both
+    # members carries them in both.
+    out["context"] = [m for m in out["movers"] if m["reads_deciding"] and (m["attends_more"] or m["attends_less"])]
     return out
 
 
