@@ -98,6 +98,14 @@ EXPERIMENTS: dict[str, Experiment] = {
         extra_tasks=("exceptions",),
         overview=True,
     ),
+    "sentence_end": Experiment(
+        "generator.experiments.sentence_end",
+        "pronoun",
+        p.SentenceEnd,
+        (Page("sentence-end.md", "Sentence ends"),),
+        after=("circuit",),
+        extra_tasks=("exceptions",),
+    ),
     "hypotheses": Experiment(
         "generator.experiments.hypotheses",
         "pronoun",

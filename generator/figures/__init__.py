@@ -19,6 +19,7 @@ MODULES = {
     "path_patching": "path_patching",
     "circuit": "circuit",
     "hypotheses": "hypotheses",
+    "sentence_end": "sentence_end",
 }
 
 

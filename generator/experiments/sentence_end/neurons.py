@@ -1,0 +1,189 @@
+"""The neurons of the circuit's MLPs that separate two kinds of final token (issue 20, item 4).
+
+Two contrasts, each a clean set (a capital expected) and a corrupted set, at the final position:
+"." against ";" on the pronoun task (prompt by prompt; the metric: the answers' logit
+difference) and a sentence-end "." against an exception "." (the exceptions task's ordinary
+sentence ends against its families where a lowercase word follows; the metric: the capital
+log-odds; the prompts are not pairs, so the clean side is the sentence ends' mean activation).
+
+Per neuron of the MLPs the stored circuit names: attribution = (clean − corrupted activation)
+× the gradient of the mean metric at the corrupted run (first order, as attribution patching),
+summed over prompts. Then exact patching: the top neurons' clean activations set into the
+corrupted run (TransformerLens hooks on mlp.hook_post, final position), each alone and the top k
+together, as a share of all the named MLPs' neurons patched at once. Also: what each top neuron
+writes onto the capitalisation direction (generator.experiments.hypotheses.copying), and the
+tokens of the tasks on which it fires most.
+"""
+
+from __future__ import annotations
+
+from functools import partial
+
+import torch
+
+from generator.metrics import logit_diff, num
+
+
+def by_length(tokens) -> list[tuple[list[int], torch.Tensor]]:
+    """(prompt indices, [n, P] tokens) per token length: a [B, P] batch, or a list of [1, P]."""
+    rows = list(tokens) if isinstance(tokens, list) else list(tokens[:, None])
+    groups: dict[int, list[int]] = {}
+    for i, r in enumerate(rows):
+        groups.setdefault(r.shape[-1], []).append(i)
+    return [(idx, torch.cat([rows[i] for i in idx])) for idx in groups.values()]
+
+
+class Contrast:
+    """A clean and a corrupted prompt set and their metric at the final position."""
+
+    def __init__(self, name, clean, corrupted, metric, paired: bool, answers=None, masks=None):
+        self.name, self.clean, self.corrupted, self.paired = name, clean, corrupted, paired
+        self.metric, self.answers, self.masks = metric, answers, masks  # masks: case_masks(model)
+
+    def measure(self, model, logits, idx):
+        if self.metric == "logit_diff":
+            return logit_diff(logits, self.answers[idx])
+        from generator.experiments.exceptions import capital_log_odds
+
+        upper, lower = self.masks
+        return capital_log_odds(logits, upper.to(logits.device), lower.to(logits.device))
+
+
+def run_final(model, contrast, tokens, layers, values=None, neurons=None, grad=False):
+    """One run of a prompt set: per-prompt metric [B], the named layers' final-position neuron
+    activations {layer: [B, d_mlp]} and, with grad, the metric's gradients with respect to them.
+    values/neurons: {layer: [B, d_mlp]} and {layer: indices}: those neurons set to those values."""
+    n = len(tokens) if isinstance(tokens, list) else tokens.shape[0]
+    metric = torch.empty(n)
+    acts = {layer: torch.empty(n, model.cfg.d_mlp) for layer in layers}
+    grads = {layer: torch.empty(n, model.cfg.d_mlp) for layer in layers} if grad else None
+
+    def hook(x, hook, layer, idx, leaves):
+        x = x.clone()
+        if neurons and len(neurons.get(layer, ())):
+            rows = values[layer][idx].to(x.device, x.dtype)
+            x[:, -1, neurons[layer]] = rows[:, neurons[layer]]
+        if grad:  # keep its gradient; paths through later MLPs stay connected (no detach after the first)
+            if not x.requires_grad:
+                x = x.detach().requires_grad_(True)
+            x.retain_grad()
+        leaves[layer] = x
+        return x
+
+    for idx, toks in by_length(tokens):
+        leaves: dict = {}
+        hooks = [
+            (f"blocks.{layer}.mlp.hook_post", partial(hook, layer=layer, idx=idx, leaves=leaves)) for layer in layers
+        ]
+        with torch.set_grad_enabled(grad):
+            logits = model.run_with_hooks(toks, fwd_hooks=hooks)[:, -1]
+            m = contrast.measure(model, logits, idx)
+            if grad:
+                m.sum().backward()
+        metric[idx] = m.detach().float().cpu()
+        for layer in layers:
+            acts[layer][idx] = leaves[layer][:, -1].detach().float().cpu()
+            if grad:
+                grads[layer][idx] = leaves[layer].grad[:, -1].float().cpu()
+    return metric, acts, grads
+
+
+def analyse(model, contrast: Contrast, layers: list[int], cap_dir, params, corpus) -> dict:
+    """Attribution, exact patching and what the top neurons write, for one contrast."""
+    clean_m, clean_a, _ = run_final(model, contrast, contrast.clean, layers)
+    corr_m, corr_a, corr_g = run_final(model, contrast, contrast.corrupted, layers, grad=True)
+    n = len(corr_m)
+    # the activations each corrupted prompt is given: its own pair's clean ones, or the clean mean
+    target = {layer: clean_a[layer] if contrast.paired else clean_a[layer].mean(0).expand(n, -1) for layer in layers}
+    attribution = torch.stack([((target[layer] - corr_a[layer]) * corr_g[layer]).sum(0) / n for layer in layers])
+    flat = attribution.flatten()  # [len(layers) * d_mlp], layer-major
+    order = flat.abs().argsort(descending=True, stable=True)
+    base = float(corr_m.mean())
+
+    def patched(chosen) -> float:
+        neurons = {layer: [] for layer in layers}
+        for i in chosen:
+            neurons[layers[i // model.cfg.d_mlp]].append(i % model.cfg.d_mlp)
+        metric, _, _ = run_final(model, contrast, contrast.corrupted, layers, target, neurons)
+        return float(metric.mean()) - base
+
+    everything = patched(range(len(flat)))
+    rows = []
+    for i in order[: params.top_neurons].tolist():
+        layer, neuron = layers[i // model.cfg.d_mlp], i % model.cfg.d_mlp
+        diff = float((target[layer][:, neuron] - corr_a[layer][:, neuron]).mean())
+        effect = patched([i])
+        w_out = model.W_out[layer, neuron].float().cpu()
+        per_unit = float(w_out @ cap_dir) if cap_dir is not None else None
+        rows.append(
+            {
+                "layer": layer,
+                "neuron": neuron,
+                "attribution": num(flat[i]),
+                "exact_effect": num(effect),
+                "share": num(effect / everything) if abs(everything) > 1e-9 else None,
+                "clean_activation": num(target[layer][:, neuron].mean()),
+                "corrupted_activation": num(corr_a[layer][:, neuron].mean()),
+                "capital_per_unit": num(per_unit) if per_unit is not None else None,
+                "capital_of_difference": num(per_unit * diff) if per_unit is not None else None,
+                "capital_cosine": num(cosine(w_out, cap_dir)) if cap_dir is not None else None,
+            }
+        )
+    top_k = []
+    for k in [k for k in params.top_k if k <= len(flat)]:
+        effect = patched(order[:k].tolist())
+        top_k.append(
+            {"k": k, "effect": num(effect), "share": num(effect / everything) if abs(everything) > 1e-9 else None}
+        )
+    few_k = next((t["k"] for t in top_k if t["share"] is not None and t["share"] >= params.most), None)
+    shown = [(r["layer"], r["neuron"]) for r in rows[: params.context_neurons]]
+    return {
+        "name": contrast.name,
+        "metric": contrast.metric,
+        "n_clean": len(clean_m),
+        "n_corrupted": n,
+        "clean": num(clean_m.mean()),
+        "corrupted": num(base),
+        "all_effect": num(everything),
+        "neurons": rows,
+        "top_k": top_k,
+        "most_by": few_k,
+        "few": few_k is not None and few_k <= params.few,
+        "contexts": top_contexts(model, corpus, shown, params.contexts),
+    }
+
+
+def cosine(a: torch.Tensor, b: torch.Tensor) -> float:
+    norm = a.norm() * b.norm()
+    return float(a @ b / norm) if norm > 0 else 0.0
+
+
+def top_contexts(model, corpus: list[torch.Tensor], neurons: list[tuple[int, int]], k: int) -> list[dict]:
+    """For each (layer, neuron): the k token positions of the corpus (a list of [n, P] token
+    batches) where it fires most, each with the token and the few tokens before it (distinct
+    contexts only)."""
+    layers = sorted({layer for layer, _ in neurons})
+    acts = {nn: [] for nn in neurons}
+    for toks in corpus:
+        _, cache = model.run_with_cache(toks, names_filter=[f"blocks.{layer}.mlp.hook_post" for layer in layers])
+        for layer, neuron in neurons:
+            acts[(layer, neuron)].append(cache[f"blocks.{layer}.mlp.hook_post"][:, :, neuron].float().cpu())
+    out = []
+    for layer, neuron in neurons:
+        seen, rows = set(), []
+        candidates = [
+            (float(a[b, p]), toks[b], p)
+            for a, toks in zip(acts[(layer, neuron)], corpus)
+            for b, p in [(b, p) for b in range(a.shape[0]) for p in range(1, a.shape[1])]
+        ]  # BOS left out
+        for value, row, p in sorted(candidates, key=lambda t: -t[0]):
+            pieces = model.to_str_tokens(row[max(1, p - 5) : p + 1])
+            context = "".join(pieces)
+            if context in seen:
+                continue
+            seen.add(context)
+            rows.append({"activation": num(value), "token": pieces[-1], "context": context})
+            if len(rows) == k:
+                break
+        out.append({"layer": layer, "neuron": neuron, "top": rows})
+    return out

@@ -1,0 +1,240 @@
+"""A sentence-end direction (issue 20, item 5): a linear probe on the residual stream at the
+final position, then a steering check that it is causal.
+
+Examples: the pronoun task with each ending (sentence ends "." "!" "?" against ";" "," and
+none) and the exceptions task's prompts that end in "." (its ordinary sentence ends against
+its families where a lowercase word follows; P.S., titles and proper nouns, where a capital
+follows without a sentence end, are left out). The split holds out whole clusters per source
+(a name with all its templates and endings; an exception prompt), seeded. The probe is an
+L2-regularised logistic regression on standardised features, fitted by L-BFGS in torch (double
+precision): a few hundred examples of at most a few thousand dimensions need no other library,
+and it runs where the model runs. Accuracy is read on the held-out clusters per residual stream,
+overall and among the "." examples alone, where the final token is the same and only context
+can tell them apart.
+
+Steering: at the first stream where the "." examples are told apart on held-out data (else
+the best one), the probe's weight vector (unit length, in residual units) times c × the gap
+between the two classes' mean projections is added at the final position (TransformerLens hook
+on that stream), for each coefficient c, to held-out exception prompts and sentence ends; and a
+random direction of the same norm, the control.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from generator.experiments.circuit import cluster_weights, quantiles
+from generator.experiments.exceptions import capital_log_odds
+from generator.experiments.sentence_end.neurons import by_length
+from generator.metrics import num, to_list
+
+
+def stream_hook(n_layers: int, stream: int) -> str:
+    """The hook of residual stream `stream` (0 … n_layers: each block's input, then the last output)."""
+    return f"blocks.{stream}.hook_resid_pre" if stream < n_layers else f"blocks.{n_layers - 1}.hook_resid_post"
+
+
+def features(model, tokens) -> tuple[torch.Tensor, list[str]]:
+    """[stream, B, d_model] residual streams at the final position, and their labels."""
+    n = len(tokens) if isinstance(tokens, list) else tokens.shape[0]
+    out = torch.empty(model.cfg.n_layers + 1, n, model.cfg.d_model, dtype=torch.double)
+    names = [stream_hook(model.cfg.n_layers, s) for s in range(model.cfg.n_layers + 1)]
+    for idx, toks in by_length(tokens):
+        _, cache = model.run_with_cache(toks, names_filter=names)
+        out[:, idx] = torch.stack([cache[name][:, -1] for name in names]).double().cpu()
+    return out, [f"{s}_pre" if s < model.cfg.n_layers else "final_post" for s in range(model.cfg.n_layers + 1)]
+
+
+def fit(x: torch.Tensor, y: torch.Tensor, l2: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Logistic regression on standardised features: (w, b) in the original units, so that
+    x @ w + b is the logit of label 1. Minimises mean BCE + l2/2 ‖w_std‖²."""
+    mean, std = x.mean(0), x.std(0).clamp_min(1e-8)
+    z = (x - mean) / std
+    w = torch.zeros(x.shape[1], dtype=torch.double, requires_grad=True)
+    b = torch.zeros((), dtype=torch.double, requires_grad=True)
+    opt = torch.optim.LBFGS([w, b], max_iter=500, tolerance_grad=1e-10, line_search_fn="strong_wolfe")
+
+    def closure():
+        opt.zero_grad()
+        loss = loss_of(z, y, w, b, l2)
+        loss.backward()
+        return loss
+
+    with torch.enable_grad():
+        opt.step(closure)
+    w, b = w.detach(), b.detach()
+    return w / std, b - (mean / std) @ w
+
+
+def loss_of(z, y, w, b, l2):
+    return torch.nn.functional.binary_cross_entropy_with_logits(z @ w + b, y) + l2 / 2 * (w @ w)
+
+
+def split(sources: list[str], clusters: list[str], share: float, seed: int) -> torch.Tensor:
+    """[N] bool, True = held out: per source, a seeded `share` of its clusters (at least one,
+    and at least one left to train on)."""
+    g = torch.Generator().manual_seed(seed)
+    test = set()
+    for source in dict.fromkeys(sources):
+        mine = list(dict.fromkeys(c for s, c in zip(sources, clusters) if s == source))
+        if len(mine) < 2:
+            continue
+        n = min(len(mine) - 1, max(1, round(share * len(mine))))
+        test |= {mine[i] for i in torch.randperm(len(mine), generator=g)[:n].tolist()}
+    return torch.tensor([c in test for c in clusters])
+
+
+def accuracy(x, y, w, b) -> torch.Tensor:
+    """[N] 1.0 where the probe's sign is the label's."""
+    return ((x @ w + b > 0) == (y > 0.5)).double()
+
+
+def examples(model, endings: dict, batch, exceptions, params) -> dict:
+    """The probe's examples: tokens (a list of [1, P]), labels, sources, clusters, whether the
+    final token is "."."""
+    out = {"tokens": [], "label": [], "source": [], "cluster": [], "period": [], "text": []}
+
+    def add(tokens, label, source, cluster, period, text):
+        for key, value in zip(out, (tokens, label, source, cluster, period, text)):
+            out[key].append(value)
+
+    for e, toks in endings.items():
+        for i, p in enumerate(batch.spec.prompts):
+            add(toks[i : i + 1], e in params.sentence_ends, "pronoun", f"name:{p.name}", e == ".", p.text[:-1] + e)
+    if exceptions is not None:
+        spec = exceptions.spec
+        families = spec.info["families"]
+        for i, p in enumerate(spec.prompts):
+            end = p.group == spec.info["control"]
+            if p.text.endswith(".") and (end or families[p.group]["expected"] == "lowercase"):
+                add(exceptions.clean_tokens[i], end, p.group, f"prompt:{i}", True, p.text)
+    return out
+
+
+def analyse(model, endings: dict, batch, exceptions, params, masks) -> dict:
+    data = examples(model, endings, batch, exceptions, params)
+    y = torch.tensor(data["label"], dtype=torch.double)
+    period = torch.tensor(data["period"])
+    test = split(data["source"], data["cluster"], params.test_share, params.seed)
+    x, labels = features(model, data["tokens"])
+    g = torch.Generator().manual_seed(params.seed)
+    test_clusters = [c for c, t in zip(data["cluster"], test.tolist()) if t]
+    weights = cluster_weights(test_clusters, params.bootstrap, g)  # [R, n_test]
+    rows, probes = [], []
+    for s in range(len(labels)):
+        w, b = fit(x[s][~test], y[~test], params.l2)
+        probes.append((w, b))
+        correct = accuracy(x[s][test], y[test], w, b)
+        dot = period[test].double()
+        boot = (weights @ correct) / weights.sum(-1)
+        boot_dot = (weights @ (correct * dot)) / (weights @ dot).clamp_min(1e-12)
+        rows.append(
+            {
+                "stream": labels[s],
+                "train": num(accuracy(x[s][~test], y[~test], w, b).mean()),
+                "test": num(correct.mean()),
+                "test_ci": to_list(quantiles(boot, params)),
+                "period_test": num(correct[period[test]].mean()),
+                "period_test_ci": to_list(quantiles(boot_dot, params)),
+            }
+        )
+    chance = float(y[test].mean())
+    period_chance = float(y[test & period].mean())
+    first = next((s for s, r in enumerate(rows) if r["period_test"] >= params.present), None)
+    first_all = next((s for s, r in enumerate(rows) if r["test"] >= params.present), None)
+    chosen = first if first is not None else max(range(len(rows)), key=lambda s: rows[s]["period_test"])
+    steering = steer(model, data, x[chosen], y, test, period, probes[chosen], chosen, params, masks)
+    return {
+        "n_train": int((~test).sum()),
+        "n_test": int(test.sum()),
+        "n_period_test": int((test & period).sum()),
+        "sources": sorted(set(data["source"])),
+        "chance": num(max(chance, 1 - chance)),
+        "period_chance": num(max(period_chance, 1 - period_chance)),
+        "streams": rows,
+        "first_present": labels[first] if first is not None else None,
+        "first_present_all": labels[first_all] if first_all is not None else None,
+        "steering": steering,
+    }
+
+
+def steer(model, data, x, y, test, period, probe, stream: int, params, masks) -> dict:
+    """Capital log-odds of held-out exception prompts and sentence ends (final token ".") with
+    c × gap × the probe's unit direction added at `stream`, and with a random direction."""
+    w, _ = probe
+    d = w / w.norm()
+    train = ~test
+    proj = x[train] @ d
+    gap = float(proj[y[train] > 0.5].mean() - proj[y[train] < 0.5].mean())
+    g = torch.Generator().manual_seed(params.seed)
+    r = torch.randn(d.shape, generator=g, dtype=torch.double)
+    r = r / r.norm()
+    hook = stream_hook(model.cfg.n_layers, stream)
+    groups = {
+        "exceptions": [i for i in range(len(y)) if test[i] and period[i] and y[i] < 0.5],
+        "sentence_ends": [i for i in range(len(y)) if test[i] and period[i] and y[i] > 0.5],
+    }
+    out = {"stream": data_label(model, stream), "gap": num(gap), "coefficients": list(params.coefficients)}
+    for name, idx in groups.items():
+        tokens = [data["tokens"][i] for i in idx]
+        for kind, direction in (("probe", d), ("random", r)):
+            values = torch.stack(
+                [log_odds(model, tokens, hook, c * gap * direction, masks) for c in params.coefficients]
+            )
+            g2 = torch.Generator().manual_seed(params.seed)
+            wts = cluster_weights(list(range(len(idx))), params.bootstrap, g2)
+            band = quantiles(((wts @ values.T) / wts.sum(-1, keepdim=True)), params)  # [2, C]
+            out[f"{name}_{kind}"] = {
+                "mean": to_list(values.mean(-1)),
+                "low": to_list(band[0]),
+                "high": to_list(band[1]),
+            }
+        out[f"n_{name}"] = len(idx)
+    return {**out, **verdict(out)}
+
+
+def data_label(model, stream: int) -> str:
+    return f"{stream}_pre" if stream < model.cfg.n_layers else "final_post"
+
+
+def log_odds(model, tokens: list, hook_name: str, vector: torch.Tensor, masks) -> torch.Tensor:
+    """[n] capital log-odds with `vector` added to the final position at `hook_name`."""
+    out = torch.empty(len(tokens), dtype=torch.double)
+
+    def add(x, hook):
+        x = x.clone()
+        x[:, -1] += vector.to(x.device, x.dtype)
+        return x
+
+    upper, lower = masks
+    for idx, toks in by_length(tokens):
+        logits = model.run_with_hooks(toks, fwd_hooks=[(hook_name, add)])[:, -1]
+        out[idx] = capital_log_odds(logits, upper.to(logits.device), lower.to(logits.device)).double().cpu()
+    return out
+
+
+def verdict(out: dict) -> dict:
+    """What steering along the probe does, against the random direction of the same norm.
+    shift_*: the mean capital log-odds at the largest coefficient (exceptions) and at the most
+    negative one (sentence ends) minus the unsteered; capitalises: the exceptions' mean goes
+    from at most zero to above zero; stops: the sentence ends' from above zero to below; works:
+    the probe moves both groups the intended way, each further than the random direction does,
+    and stops the sentence ends and capitalises the exceptions (where they did not already)."""
+    zero = out["coefficients"].index(0.0)
+    res = {}
+    for kind in ("probe", "random"):
+        up, down = out[f"exceptions_{kind}"]["mean"], out[f"sentence_ends_{kind}"]["mean"]
+        res[f"shift_up_{kind}"] = num(up[-1] - up[zero]) if out["n_exceptions"] else None
+        res[f"shift_down_{kind}"] = num(down[0] - down[zero]) if out["n_sentence_ends"] else None
+        res[f"capitalises_{kind}"] = bool(out["n_exceptions"]) and up[zero] <= 0 < up[-1]
+        res[f"stops_{kind}"] = bool(out["n_sentence_ends"]) and down[zero] > 0 > down[0]
+    res["already_capital"] = bool(out["n_exceptions"]) and out["exceptions_probe"]["mean"][zero] > 0
+    beats = (
+        res["shift_up_probe"] is not None
+        and res["shift_down_probe"] is not None
+        and res["shift_up_probe"] > max(0.0, res["shift_up_random"])
+        and res["shift_down_probe"] < min(0.0, res["shift_down_random"])
+    )
+    res["beats_random"] = beats
+    res["works"] = beats and res["stops_probe"] and (res["capitalises_probe"] or res["already_capital"])
+    return res
