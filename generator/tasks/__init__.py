@@ -3,11 +3,14 @@
 A task spec is plain data (hashable into the cache key); `build(model)` turns it into token
 tensors and checks the properties every experiment relies on.
 
-Two formats: `templates` × `groups` with a corruption (the pronoun task: all prompts the same
-token length and every answer a single token, or the build fails), and `families` of
+Three formats: `templates` × `groups` with a corruption (the pronoun task: all prompts the same
+token length and every answer a single token, or the build fails), `families` of
 hand-written prompts that may differ in length (the exceptions task: no corruption, one
 tensor per prompt; an answer pair that is not single-token is marked unusable, answer ids
--1, instead of failing the build).
+-1, instead of failing the build), and `contrasts`: families of minimal pairs (the contrast
+task: an `exception` member and an `end` member of equal token length that differ only at
+the positions their differing words take; a pair is one prompt whose clean text is the
+exception and whose corrupted text is the sentence end; pairs may differ in length).
 """
 
 from __future__ import annotations
@@ -70,6 +73,8 @@ class TaskBatch:
     position_labels: list[str] = field(default_factory=list)  # from the example prompt's tokens
     # for maps averaged over prompts: what each position holds in every prompt (position_roles)
     position_roles: list[str] = field(default_factory=list)
+    # contrast pairs: per prompt, the positions (BOS counted) where its two members' tokens differ
+    differing: list[list[int]] = field(default_factory=list)
 
 
 def available() -> list[str]:
@@ -130,6 +135,7 @@ def _kind(value) -> str:
 
 TEMPLATES_KEYS = ("name", "description", "templates", "groups", "corruption", "example", "same_length")
 FAMILIES_KEYS = ("name", "description", "families", "control", "example")
+CONTRASTS_KEYS = ("name", "description", "contrasts", "example")
 
 
 def load_task(name: str) -> TaskSpec:
@@ -142,6 +148,8 @@ def load_task(name: str) -> TaskSpec:
     data = read_yaml(path, "task file")
     if isinstance(data, dict) and "families" in data:
         return load_families(name, _mapping(path, "", data, FAMILIES_KEYS, ("families", "control")), path)
+    if isinstance(data, dict) and "contrasts" in data:
+        return load_contrasts(name, _mapping(path, "", data, CONTRASTS_KEYS, ("contrasts",)), path)
     data = _mapping(path, "", data, TEMPLATES_KEYS, ("templates", "groups", "corruption"))
     for key in ("description", "example"):
         _text(path, key, data.get(key, ""), empty_ok=True)
@@ -271,6 +279,122 @@ def load_families(name: str, data: dict, path: Path | None = None) -> TaskSpec:
     )
 
 
+def load_contrasts(name: str, data: dict, path: Path | None = None) -> TaskSpec:
+    """`contrasts: {family: {description, after_exception, answers, pairs: [{exception, end}]}}`.
+    A pair becomes one Prompt: text = the exception member (the circuit's clean run), corrupted
+    = the sentence-end member; its name `family[i]` names it in every message and is its own
+    cluster in the bootstrap. Checked here: both members end in the same "." and differ."""
+    path = path or DATA_DIR / f"{name}.yaml"
+    for key in ("description", "example"):
+        _text(path, key, data.get(key, ""), empty_ok=True)
+    families = data["contrasts"]
+    if not isinstance(families, dict) or not families:
+        raise _fail(path, "contrasts", f"must be a non-empty mapping of families, got {families!r}")
+    prompts, info, seen = [], {}, {}
+    for family, spec in families.items():
+        where = f"contrasts.{family}"
+        keys = ("description", "after_exception", "answers", "pairs")
+        spec = _mapping(path, where, spec, keys, ("after_exception", "answers", "pairs"))
+        if spec["after_exception"] not in ("capital", "lowercase"):
+            raise _fail(
+                path, f"{where}.after_exception", f"must be capital or lowercase, got {spec['after_exception']!r}"
+            )
+        description = _text(path, f"{where}.description", spec.get("description", ""), empty_ok=True)
+        answers = _answers(path, f"{where}.answers", spec["answers"])
+        info[family] = {"after_exception": spec["after_exception"], "description": description}
+        pairs = spec["pairs"]
+        if not isinstance(pairs, list) or not pairs:
+            raise _fail(path, f"{where}.pairs", f"must be a non-empty list of {{exception, end}}, got {pairs!r}")
+        for i, pair in enumerate(pairs):
+            at = f"{where}.pairs[{i}]"
+            pair = _mapping(path, at, pair, ("exception", "end"), ("exception", "end"))
+            exception, end = _text(path, f"{at}.exception", pair["exception"]), _text(path, f"{at}.end", pair["end"])
+            if not (exception.endswith(".") and end.endswith(".")):
+                raise _fail(path, at, f"{exception!r} / {end!r}: both members must end in '.'")
+            if exception == end:
+                raise _fail(path, at, f"the two members are the same ({exception!r}): they must differ")
+            for text in (exception, end):
+                if text in seen:
+                    raise _fail(path, at, f"the prompt {text!r} is also in {seen[text]}")
+                seen[text] = at
+            prompts.append(Prompt(exception, end, answers, i, f"{family}[{i}]", family))
+    return TaskSpec(
+        name,
+        data.get("description", ""),
+        tuple(prompts),
+        data.get("example", ""),
+        tuple(families),
+        same_length=False,
+        info={"kind": "contrasts", "families": info},
+    )
+
+
+def pair_positions(model, prompt: Prompt, task: str = "contrast") -> list[int]:
+    """The positions (BOS counted) at which a pair's members differ, after checking, for this
+    model's tokenizer, that they have the same token length, end in the same "." token, and
+    that every token lying wholly within the words both share (the text before the first
+    differing character, after the last) is the same token at the same position: the members
+    differ only where their words do. A pair that breaks it is a one-line error naming it."""
+    a, b = prompt.text, prompt.corrupted
+
+    def fail(problem: str) -> ReportError:
+        return ReportError(f"task {task}: pair {prompt.name} ({a!r} / {b!r}): {problem}")
+
+    ids_a, ids_b = (model.to_tokens(t)[0].tolist() for t in (a, b))
+    if len(ids_a) != len(ids_b):
+        raise fail(f"{len(ids_a)} against {len(ids_b)} tokens; the two members must have the same token length")
+    if ids_a[-1] != ids_b[-1] or model.to_string(ids_a[-1:]) != ".":
+        raise fail("the members must end in the same '.' token")
+    prefix = len(_common_prefix(a, b))
+    suffix = min(len(_common_prefix(a[::-1], b[::-1])), min(len(a), len(b)) - prefix)
+    touched = set()  # positions whose token, in either member, holds a differing character
+    for text, ids in ((a, ids_a), (b, ids_b)):
+        pieces = model.to_str_tokens(text, prepend_bos=False)
+        if "".join(pieces) != text:
+            raise fail(f"its tokens {pieces} do not spell {text!r}, so their positions cannot be checked")
+        start, first = 0, len(ids) - len(pieces)  # first: after the BOS token, if any
+        for i, piece in enumerate(pieces):
+            if start + len(piece) > prefix and start < len(text) - suffix:
+                touched.add(first + i)
+            start += len(piece)
+    moved = [i for i in range(len(ids_a)) if i not in touched and ids_a[i] != ids_b[i]]
+    if moved:
+        raise fail(
+            f"a word both members share is a different token at position {moved[0]}: "
+            "the members must differ only where their words do"
+        )
+    if not any(x != y for x, y in zip(ids_a, ids_b)):
+        raise fail("the members tokenize to the same tokens")
+    return sorted(touched)
+
+
+def _common_prefix(a: str, b: str) -> str:
+    n = 0
+    while n < min(len(a), len(b)) and a[n] == b[n]:
+        n += 1
+    return a[:n]
+
+
+def build_contrasts(spec: TaskSpec, model) -> TaskBatch:
+    """Contrast pairs for one model: each pair checked (pair_positions), then one [1, pos]
+    tensor per member; answer pairs that are not single tokens are marked unusable (-1) as in
+    build_one_by_one."""
+    import torch
+
+    differing = [pair_positions(model, p, spec.name) for p in spec.prompts]
+    device = model.cfg.device
+    clean = [model.to_tokens(p.text).to(device) for p in spec.prompts]
+    corrupted = [model.to_tokens(p.corrupted).to(device) for p in spec.prompts]
+    answers = []
+    for p in spec.prompts:
+        try:
+            answers.append([single_token(model, a) for a in p.answers])
+        except ReportError:
+            answers.append([UNUSABLE, UNUSABLE])
+    labels = position_labels(model.to_str_tokens(spec.example or spec.prompts[0].text))
+    return TaskBatch(spec, clean, corrupted, torch.tensor(answers).to(device), labels, differing=differing)
+
+
 def single_token(model, text: str) -> int:
     ids = model.to_tokens(text, prepend_bos=False)[0]
     if len(ids) != 1:
@@ -304,6 +428,8 @@ def build(spec: TaskSpec, model) -> TaskBatch:
     import torch
 
     check_context(spec, model)  # before tokenising: to_tokens truncates to n_ctx
+    if spec.info.get("kind") == "contrasts":
+        return build_contrasts(spec, model)
     if not spec.same_length:
         return build_one_by_one(spec, model)
     texts = [p.text for p in spec.prompts]
