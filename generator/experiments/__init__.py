@@ -104,7 +104,7 @@ EXPERIMENTS: dict[str, Experiment] = {
         p.SentenceEnd,
         (Page("sentence-end.md", "Sentence ends"),),
         after=("circuit",),
-        extra_tasks=("exceptions",),
+        extra_tasks=("exceptions", "contrast"),
     ),
     "hypotheses": Experiment(
         "generator.experiments.hypotheses",

@@ -70,10 +70,10 @@ def probe(m) -> dict:
     streams = m.probe.streams
     x = [s.stream for s in streams]
     fig = go.Figure()
-    for name, field, ci in (
-        ("all held-out examples", "test", "test_ci"),
-        ("those ending in “.”", "period_test", "period_test_ci"),
-    ):
+    series = [("all held-out examples", "test", "test_ci"), ("those ending in “.”", "period_test", "period_test_ci")]
+    if streams[0].pairs_test is not None:
+        series.append(("contrast pairs' members", "pairs_test", "pairs_test_ci"))
+    for name, field, ci in series:
         values = [getattr(s, field) for s in streams]
         bands = [getattr(s, ci) for s in streams]
         fig.add_trace(

@@ -92,6 +92,8 @@ class NeuronContexts(Strict):
 class Contrast(Strict):
     name: Literal["period", "exception"]
     metric: Literal["logit_diff", "capital_log_odds"]
+    source: Literal["pronoun", "contrast", "exceptions"]  # the task of its prompts
+    paired: bool  # each corrupted prompt gets its own pair's clean activations (else the clean mean)
     n_clean: int
     n_corrupted: int
     clean: float
@@ -119,6 +121,8 @@ class Stream(Strict):
     test_ci: Interval
     period_test: float  # among held-out examples ending in "."
     period_test_ci: Interval
+    pairs_test: float | None  # among held-out contrast-pair members (None without the contrast task)
+    pairs_test_ci: Interval | None
 
 
 class Curve(Strict):
@@ -154,12 +158,16 @@ class Probe(Strict):
     n_train: int
     n_test: int
     n_period_test: int
+    n_pairs_test: int
+    decides: Literal["pairs", "period"]  # the held-out subset whose accuracy decides presence
     sources: list[str]
     chance: float
     period_chance: float
     streams: list[Stream]
     first_present: str | None
     first_present_all: str | None
+    first_above_chance: str | None  # first stream whose decisive held-out interval clears chance
+    decisive_chance: float  # guessing the majority on the decisive subset
     steering: Steering
     present: float
 
@@ -170,5 +178,6 @@ class Metrics(Strict):
     endings: Endings
     neurons: Neurons
     probe: Probe
+    contrast_unbuildable: str | None  # why the contrast task could not be built (None: it was, or not configured)
     confidence: float
     bootstrap: int

@@ -27,6 +27,7 @@ def run(model, batch, params: Params, inputs: dict) -> Result:
     circuit = inputs["circuit"]
     tasks = inputs.get("tasks", {})
     exceptions = tasks.get("exceptions") if isinstance(tasks.get("exceptions"), TaskBatch) else None
+    contrast = tasks.get("contrast") if isinstance(tasks.get("contrast"), TaskBatch) else None
     masks = case_masks(model)
     keep = endings.circuit_keep(model, circuit)
     table, tokens = endings.analyse(model, batch, keep, params, masks)
@@ -38,33 +39,18 @@ def run(model, batch, params: Params, inputs: dict) -> Result:
     pairs = copying.word_pairs(model, set(batch.answer_tokens[:, 0].tolist()))
     cap = copying.capital_direction(model, pairs)
     cap = cap.float().cpu() if cap is not None else None
-    corpus = list(tokens.values()) + ([t for t in exceptions.clean_tokens] if exceptions is not None else [])
+    corpus = list(tokens.values())
+    corpus += list(exceptions.clean_tokens) if exceptions is not None else []
+    corpus += list(contrast.clean_tokens) + list(contrast.corrupted_tokens) if contrast is not None else []
     contrasts = []
     if layers:
         period, corruption = params.sentence_ends[0], params.non_ends[0]
         contrasts.append(
             neurons.Contrast("period", tokens[period], tokens[corruption], "logit_diff", True, batch.answer_tokens)
         )
-        if exceptions is not None:
-            spec = exceptions.spec
-            fams = spec.info["families"]
-            ends = [i for i, p in enumerate(spec.prompts) if p.group == spec.info["control"] and p.text.endswith(".")]
-            lows = [
-                i
-                for i, p in enumerate(spec.prompts)
-                if fams[p.group]["expected"] == "lowercase" and p.text.endswith(".")
-            ]
-            if ends and lows:
-                contrasts.append(
-                    neurons.Contrast(
-                        "exception",
-                        [exceptions.clean_tokens[i] for i in ends],
-                        [exceptions.clean_tokens[i] for i in lows],
-                        "capital_log_odds",
-                        False,
-                        masks=masks,
-                    )
-                )
+        exception = exception_contrast(contrast, exceptions, masks)
+        if exception is not None:
+            contrasts.append(exception)
     neuron_rows = [neurons.analyse(model, c, layers, cap, params, corpus) for c in contrasts]
     metrics = {
         "n_layers": model.cfg.n_layers,
@@ -77,8 +63,56 @@ def run(model, batch, params: Params, inputs: dict) -> Result:
             "most": params.most,
             "few": params.few,
         },
-        "probe": {**probe.analyse(model, tokens, batch, exceptions, params, masks), "present": params.present},
+        "probe": {
+            **probe.analyse(model, tokens, batch, exceptions, contrast, params, masks),
+            "present": params.present,
+        },
+        # the contrast task's minimal pairs, or why this model's tokenizer could not build them
+        "contrast_unbuildable": getattr(tasks.get("contrast"), "reason", None) if contrast is None else None,
         "confidence": params.confidence,
         "bootstrap": params.bootstrap,
     }
     return Result(metrics)
+
+
+def lowercase_pairs(contrast) -> list[int]:
+    """The contrast task's pairs whose exception member English follows with a lowercase word."""
+    families = contrast.spec.info["families"]
+    return [i for i, p in enumerate(contrast.spec.prompts) if families[p.group]["after_exception"] == "lowercase"]
+
+
+def exception_contrast(contrast, exceptions, masks):
+    """A sentence-end "." against an exception ".": the contrast task's minimal pairs (those
+    followed by a lowercase word), the sentence-end member clean, prompt by prompt; without it,
+    the exceptions task's ordinary sentence ends against its lowercase families, the clean side
+    their mean activation. None without either."""
+    if contrast is not None and lowercase_pairs(contrast):
+        idx = lowercase_pairs(contrast)
+        return neurons.Contrast(
+            "exception",
+            [contrast.corrupted_tokens[i] for i in idx],
+            [contrast.clean_tokens[i] for i in idx],
+            "capital_log_odds",
+            True,
+            masks=masks,
+            source="contrast",
+        )
+    if exceptions is None:
+        return None
+    spec = exceptions.spec
+    families = spec.info["families"]
+    ends = [i for i, p in enumerate(spec.prompts) if p.group == spec.info["control"] and p.text.endswith(".")]
+    lows = [
+        i for i, p in enumerate(spec.prompts) if families[p.group]["expected"] == "lowercase" and p.text.endswith(".")
+    ]
+    if not (ends and lows):
+        return None
+    return neurons.Contrast(
+        "exception",
+        [exceptions.clean_tokens[i] for i in ends],
+        [exceptions.clean_tokens[i] for i in lows],
+        "capital_log_odds",
+        False,
+        masks=masks,
+        source="exceptions",
+    )

@@ -36,8 +36,9 @@ def by_length(tokens) -> list[tuple[list[int], torch.Tensor]]:
 class Contrast:
     """A clean and a corrupted prompt set and their metric at the final position."""
 
-    def __init__(self, name, clean, corrupted, metric, paired: bool, answers=None, masks=None):
+    def __init__(self, name, clean, corrupted, metric, paired: bool, answers=None, masks=None, source="pronoun"):
         self.name, self.clean, self.corrupted, self.paired = name, clean, corrupted, paired
+        self.source = source  # the task the prompts come from
         self.metric, self.answers, self.masks = metric, answers, masks  # masks: case_masks(model)
 
     def measure(self, model, logits, idx):
@@ -140,6 +141,8 @@ def analyse(model, contrast: Contrast, layers: list[int], cap_dir, params, corpu
     return {
         "name": contrast.name,
         "metric": contrast.metric,
+        "source": contrast.source,
+        "paired": contrast.paired,
         "n_clean": len(clean_m),
         "n_corrupted": n,
         "clean": num(clean_m.mean()),

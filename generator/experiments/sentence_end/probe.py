@@ -89,81 +89,115 @@ def accuracy(x, y, w, b) -> torch.Tensor:
     return ((x @ w + b > 0) == (y > 0.5)).double()
 
 
-def examples(model, endings: dict, batch, exceptions, params) -> dict:
-    """The probe's examples: tokens (a list of [1, P]), labels, sources, clusters, whether the
-    final token is "."."""
-    out = {"tokens": [], "label": [], "source": [], "cluster": [], "period": [], "text": []}
+def examples(model, endings: dict, batch, exceptions, contrast, params) -> dict:
+    """The probe's examples: tokens (a list of [1, P]), labels (1 = sentence end), sources,
+    clusters (kept on one side of the split), whether the final token is ".", whether the
+    example is a member of a contrast pair (same length and final token as its partner)."""
+    out = {"tokens": [], "label": [], "source": [], "cluster": [], "period": [], "pair": []}
 
-    def add(tokens, label, source, cluster, period, text):
-        for key, value in zip(out, (tokens, label, source, cluster, period, text)):
+    def add(*values):
+        for key, value in zip(out, values):
             out[key].append(value)
 
     for e, toks in endings.items():
         for i, p in enumerate(batch.spec.prompts):
-            add(toks[i : i + 1], e in params.sentence_ends, "pronoun", f"name:{p.name}", e == ".", p.text[:-1] + e)
+            add(toks[i : i + 1], e in params.sentence_ends, "pronoun", f"name:{p.name}", e == ".", False)
     if exceptions is not None:
         spec = exceptions.spec
         families = spec.info["families"]
         for i, p in enumerate(spec.prompts):
             end = p.group == spec.info["control"]
             if p.text.endswith(".") and (end or families[p.group]["expected"] == "lowercase"):
-                add(exceptions.clean_tokens[i], end, p.group, f"prompt:{i}", True, p.text)
+                add(exceptions.clean_tokens[i], end, p.group, f"prompt:{i}", True, False)
+    if contrast is not None:
+        families = contrast.spec.info["families"]
+        for i, p in enumerate(contrast.spec.prompts):
+            if families[p.group]["after_exception"] == "lowercase":
+                add(contrast.corrupted_tokens[i], True, f"contrast:{p.group}", f"pair:{p.name}", True, True)
+                add(contrast.clean_tokens[i], False, f"contrast:{p.group}", f"pair:{p.name}", True, True)
     return out
 
 
-def analyse(model, endings: dict, batch, exceptions, params, masks) -> dict:
-    data = examples(model, endings, batch, exceptions, params)
+def analyse(model, endings: dict, batch, exceptions, contrast, params, masks) -> dict:
+    data = examples(model, endings, batch, exceptions, contrast, params)
     y = torch.tensor(data["label"], dtype=torch.double)
-    period = torch.tensor(data["period"])
+    period, pair = torch.tensor(data["period"]), torch.tensor(data["pair"])
     test = split(data["source"], data["cluster"], params.test_share, params.seed)
     x, labels = features(model, data["tokens"])
     g = torch.Generator().manual_seed(params.seed)
-    test_clusters = [c for c, t in zip(data["cluster"], test.tolist()) if t]
-    weights = cluster_weights(test_clusters, params.bootstrap, g)  # [R, n_test]
+    weights = cluster_weights([c for c, t in zip(data["cluster"], test.tolist()) if t], params.bootstrap, g)
+    # the subset that decides presence: contrast pairs where there are any (same final token and
+    # position: only context differs), else every example ending in "."
+    decisive = pair if bool(pair.any()) else period
     rows, probes = [], []
     for s in range(len(labels)):
         w, b = fit(x[s][~test], y[~test], params.l2)
         probes.append((w, b))
         correct = accuracy(x[s][test], y[test], w, b)
-        dot = period[test].double()
-        boot = (weights @ correct) / weights.sum(-1)
-        boot_dot = (weights @ (correct * dot)) / (weights @ dot).clamp_min(1e-12)
         rows.append(
             {
                 "stream": labels[s],
                 "train": num(accuracy(x[s][~test], y[~test], w, b).mean()),
                 "test": num(correct.mean()),
-                "test_ci": to_list(quantiles(boot, params)),
+                "test_ci": subset_interval(correct, torch.ones_like(correct, dtype=torch.bool), weights, params),
                 "period_test": num(correct[period[test]].mean()),
-                "period_test_ci": to_list(quantiles(boot_dot, params)),
+                "period_test_ci": subset_interval(correct, period[test], weights, params),
+                "pairs_test": num(correct[pair[test]].mean()) if bool((pair & test).any()) else None,
+                "pairs_test_ci": subset_interval(correct, pair[test], weights, params)
+                if bool((pair & test).any())
+                else None,
             }
         )
-    chance = float(y[test].mean())
-    period_chance = float(y[test & period].mean())
-    first = next((s for s, r in enumerate(rows) if r["period_test"] >= params.present), None)
+    key = "pairs_test" if bool(pair.any()) else "period_test"
+    first = next((s for s, r in enumerate(rows) if r[key] >= params.present), None)
     first_all = next((s for s, r in enumerate(rows) if r["test"] >= params.present), None)
-    chosen = first if first is not None else max(range(len(rows)), key=lambda s: rows[s]["period_test"])
-    steering = steer(model, data, x[chosen], y, test, period, probes[chosen], chosen, params, masks)
+    chance = majority(y[test & decisive])
+    above = next((s for s, r in enumerate(rows) if r[f"{key}_ci"][0] > chance), None)
+    # steer where the decisive subset is told apart best, past the embeddings (which hold only
+    # the final token and its position); the earliest such stream on ties
+    later = range(1, len(rows)) if len(rows) > 1 else range(len(rows))
+    chosen = max(later, key=lambda s: (rows[s][key], -s))
+    targets = test & decisive
+    steering = steer(model, data, x[chosen], y, targets, ~test & decisive, probes[chosen], chosen, params, masks)
     return {
         "n_train": int((~test).sum()),
         "n_test": int(test.sum()),
         "n_period_test": int((test & period).sum()),
+        "n_pairs_test": int((test & pair).sum()),
         "sources": sorted(set(data["source"])),
-        "chance": num(max(chance, 1 - chance)),
-        "period_chance": num(max(period_chance, 1 - period_chance)),
+        "decides": "pairs" if bool(pair.any()) else "period",
+        "chance": num(majority(y[test])),
+        "period_chance": num(majority(y[test & period])),
         "streams": rows,
         "first_present": labels[first] if first is not None else None,
         "first_present_all": labels[first_all] if first_all is not None else None,
+        # the first stream whose decisive accuracy's interval lies above guessing the majority
+        "first_above_chance": labels[above] if above is not None else None,
+        "decisive_chance": num(chance),
         "steering": steering,
     }
 
 
-def steer(model, data, x, y, test, period, probe, stream: int, params, masks) -> dict:
-    """Capital log-odds of held-out exception prompts and sentence ends (final token ".") with
-    c × gap × the probe's unit direction added at `stream`, and with a random direction."""
+def majority(y: torch.Tensor) -> float:
+    """The accuracy of always guessing the more common label."""
+    share = float(y.mean()) if len(y) else 0.5
+    return max(share, 1 - share)
+
+
+def subset_interval(correct, mask, weights, params) -> list[float]:
+    """The percentile interval of the accuracy over `mask`'s examples, resampling clusters."""
+    m = mask.double()
+    boot = (weights @ (correct * m)) / (weights @ m).clamp_min(1e-12)
+    return to_list(quantiles(boot, params))
+
+
+def steer(model, data, x, y, targets, train, probe, stream: int, params, masks) -> dict:
+    """Capital log-odds of the `targets` examples (held out; exceptions: label 0, sentence ends:
+    label 1) with c × gap × the probe's unit direction added at `stream`, and with a random
+    direction of the same norm; gap: between the classes' mean projections on `train` (the
+    training examples of the subset steered)."""
     w, _ = probe
     d = w / w.norm()
-    train = ~test
     proj = x[train] @ d
     gap = float(proj[y[train] > 0.5].mean() - proj[y[train] < 0.5].mean())
     g = torch.Generator().manual_seed(params.seed)
@@ -171,11 +205,16 @@ def steer(model, data, x, y, test, period, probe, stream: int, params, masks) ->
     r = r / r.norm()
     hook = stream_hook(model.cfg.n_layers, stream)
     groups = {
-        "exceptions": [i for i in range(len(y)) if test[i] and period[i] and y[i] < 0.5],
-        "sentence_ends": [i for i in range(len(y)) if test[i] and period[i] and y[i] > 0.5],
+        "exceptions": [i for i in range(len(y)) if targets[i] and y[i] < 0.5],
+        "sentence_ends": [i for i in range(len(y)) if targets[i] and y[i] > 0.5],
     }
     out = {"stream": data_label(model, stream), "gap": num(gap), "coefficients": list(params.coefficients)}
     for name, idx in groups.items():
+        out[f"n_{name}"] = len(idx)
+        if not idx:  # nothing of this kind held out (e.g. no exceptions task): no curve
+            for kind in ("probe", "random"):
+                out[f"{name}_{kind}"] = {"mean": [], "low": [], "high": []}
+            continue
         tokens = [data["tokens"][i] for i in idx]
         for kind, direction in (("probe", d), ("random", r)):
             values = torch.stack(
