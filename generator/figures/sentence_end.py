@@ -18,6 +18,16 @@ def figures(m) -> dict:
     return out
 
 
+def error_bars(values: list[float], bands: list) -> dict:
+    """Plotly's asymmetric error bars from each value's [low, high] interval."""
+    return dict(
+        type="data",
+        symmetric=False,
+        array=[b[1] - v for v, b in zip(values, bands)],
+        arrayminus=[v - b[0] for v, b in zip(values, bands)],
+    )
+
+
 def label(ending: str) -> str:
     return ENDING_LABELS.get(ending, f"“{ending}”")
 
@@ -28,12 +38,7 @@ def endings(m) -> dict:
         go.Bar(
             x=[label(r.ending) for r in rows],
             y=[r.logit_diff for r in rows],
-            error_y=dict(
-                type="data",
-                symmetric=False,
-                array=[r.logit_diff_ci[1] - r.logit_diff for r in rows],
-                arrayminus=[r.logit_diff - r.logit_diff_ci[0] for r in rows],
-            ),
+            error_y=error_bars([r.logit_diff for r in rows], [r.logit_diff_ci for r in rows]),
             marker_color=[POSITIVE if r.sentence_end else NEGATIVE for r in rows],
             hovertemplate="%{x}: %{y:.3f}<extra></extra>",
         )
@@ -82,12 +87,7 @@ def probe(m) -> dict:
                 y=values,
                 mode="lines+markers",
                 name=name,
-                error_y=dict(
-                    type="data",
-                    symmetric=False,
-                    array=[b[1] - v for v, b in zip(values, bands)],
-                    arrayminus=[v - b[0] for v, b in zip(values, bands)],
-                ),
+                error_y=error_bars(values, bands),
             )
         )
     fig.add_hline(y=m.probe.present, line_width=1, line_dash="dot", line_color="grey")
@@ -117,12 +117,7 @@ def steering(m) -> dict:
                 mode="lines+markers",
                 name=name,
                 line=dict(color=colour, dash=dash),
-                error_y=dict(
-                    type="data",
-                    symmetric=False,
-                    array=[h - v for v, h in zip(curve.mean, curve.high)],
-                    arrayminus=[v - lo for v, lo in zip(curve.mean, curve.low)],
-                ),
+                error_y=error_bars(curve.mean, list(zip(curve.low, curve.high))),
             )
         )
     fig.add_hline(y=0, line_width=1, line_color="grey")

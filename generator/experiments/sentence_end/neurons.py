@@ -50,10 +50,9 @@ class Contrast:
         return capital_log_odds(logits, upper.to(logits.device), lower.to(logits.device))
 
 
-def run_final(model, contrast, tokens, layers, values=None, neurons=None, grad=False):
+def run_final(model, contrast, tokens, layers, grad=False):
     """One run of a prompt set: per-prompt metric [B], the named layers' final-position neuron
-    activations {layer: [B, d_mlp]} and, with grad, the metric's gradients with respect to them.
-    values/neurons: {layer: [B, d_mlp]} and {layer: indices}: those neurons set to those values."""
+    activations {layer: [B, d_mlp]} and, with grad, the metric's gradients with respect to them."""
     n = len(tokens) if isinstance(tokens, list) else tokens.shape[0]
     metric = torch.empty(n)
     acts = {layer: torch.empty(n, model.cfg.d_mlp) for layer in layers}
@@ -61,9 +60,6 @@ def run_final(model, contrast, tokens, layers, values=None, neurons=None, grad=F
 
     def hook(x, hook, layer, idx, leaves):
         x = x.clone()
-        if neurons and len(neurons.get(layer, ())):
-            rows = values[layer][idx].to(x.device, x.dtype)
-            x[:, -1, neurons[layer]] = rows[:, neurons[layer]]
         if grad:  # keep its gradient; paths through later MLPs stay connected (no detach after the first)
             if not x.requires_grad:
                 x = x.detach().requires_grad_(True)
@@ -89,6 +85,38 @@ def run_final(model, contrast, tokens, layers, values=None, neurons=None, grad=F
     return metric, acts, grads
 
 
+def patched_runs(model, contrast: Contrast, layers, target, sets, budget: int = 2048) -> torch.Tensor:
+    """Mean metric [len(sets)] of the corrupted prompts with each set of neurons (flat indices,
+    layer-major over `layers`) set to `target` ({layer: [B, d_mlp]}) at the final position
+    (TransformerLens hooks on mlp.hook_post). Sets run together, the corrupted batch repeated
+    once per set, at most about `budget` token rows a forward."""
+    d = model.cfg.d_mlp
+    masks = torch.zeros(len(sets), len(layers), d, dtype=torch.bool)
+    for s, chosen in enumerate(sets):
+        for i in chosen:
+            masks[s, i // d, i % d] = True
+    total = torch.zeros(len(sets), dtype=torch.double)
+    n = 0
+    for idx, toks in by_length(contrast.corrupted):
+        n += len(idx)
+        per = max(1, budget // (len(idx) * toks.shape[1]))
+        for start in range(0, len(sets), per):
+            chunk = list(range(start, min(len(sets), start + per)))
+
+            def hook(x, hook, li, chunk=chunk, idx=idx):
+                x = x.clone()
+                rows = masks[chunk, li].repeat_interleave(len(idx), 0).to(x.device)  # row c * len(idx) + i
+                values = target[layers[li]][idx].repeat(len(chunk), 1).to(x.device, x.dtype)
+                x[:, -1] = torch.where(rows, values, x[:, -1])
+                return x
+
+            hooks = [(f"blocks.{layer}.mlp.hook_post", partial(hook, li=li)) for li, layer in enumerate(layers)]
+            logits = model.run_with_hooks(toks.repeat(len(chunk), 1), fwd_hooks=hooks)[:, -1]
+            metric = contrast.measure(model, logits, idx * len(chunk)).double().cpu()
+            total[chunk] += metric.reshape(len(chunk), len(idx)).sum(1)
+    return total / n
+
+
 def analyse(model, contrast: Contrast, layers: list[int], cap_dir, params, corpus) -> dict:
     """Attribution, exact patching and what the top neurons write, for one contrast."""
     clean_m, clean_a, _ = run_final(model, contrast, contrast.clean, layers)
@@ -101,19 +129,18 @@ def analyse(model, contrast: Contrast, layers: list[int], cap_dir, params, corpu
     order = flat.abs().argsort(descending=True, stable=True)
     base = float(corr_m.mean())
 
-    def patched(chosen) -> float:
-        neurons = {layer: [] for layer in layers}
-        for i in chosen:
-            neurons[layers[i // model.cfg.d_mlp]].append(i % model.cfg.d_mlp)
-        metric, _, _ = run_final(model, contrast, contrast.corrupted, layers, target, neurons)
-        return float(metric.mean()) - base
-
-    everything = patched(range(len(flat)))
+    top = order[: params.top_neurons].tolist()
+    ks = [k for k in params.top_k if k <= len(flat)]
+    # every patched run at once: all the neurons, each top neuron alone, the top k together
+    effects = patched_runs(
+        model, contrast, layers, target, [range(len(flat))] + [[i] for i in top] + [order[:k].tolist() for k in ks]
+    )
+    effects = (effects - base).tolist()
+    everything, alone, together = effects[0], effects[1 : 1 + len(top)], effects[1 + len(top) :]
     rows = []
-    for i in order[: params.top_neurons].tolist():
+    for i, effect in zip(top, alone):
         layer, neuron = layers[i // model.cfg.d_mlp], i % model.cfg.d_mlp
         diff = float((target[layer][:, neuron] - corr_a[layer][:, neuron]).mean())
-        effect = patched([i])
         w_out = model.W_out[layer, neuron].float().cpu()
         per_unit = float(w_out @ cap_dir) if cap_dir is not None else None
         rows.append(
@@ -130,12 +157,10 @@ def analyse(model, contrast: Contrast, layers: list[int], cap_dir, params, corpu
                 "capital_cosine": num(cosine(w_out, cap_dir)) if cap_dir is not None else None,
             }
         )
-    top_k = []
-    for k in [k for k in params.top_k if k <= len(flat)]:
-        effect = patched(order[:k].tolist())
-        top_k.append(
-            {"k": k, "effect": num(effect), "share": num(effect / everything) if abs(everything) > 1e-9 else None}
-        )
+    top_k = [
+        {"k": k, "effect": num(e), "share": num(e / everything) if abs(everything) > 1e-9 else None}
+        for k, e in zip(ks, together)
+    ]
     few_k = next((t["k"] for t in top_k if t["share"] is not None and t["share"] >= params.most), None)
     shown = [(r["layer"], r["neuron"]) for r in rows[: params.context_neurons]]
     return {
@@ -166,6 +191,8 @@ def top_contexts(model, corpus: list[torch.Tensor], neurons: list[tuple[int, int
     batches) where it fires most, each with the token and the few tokens before it (distinct
     contexts only)."""
     layers = sorted({layer for layer, _ in neurons})
+    prompts = [row[None] for batch in corpus for row in batch]  # one [1, P] per prompt
+    corpus = [toks for _, toks in by_length(prompts)]  # equal lengths run together
     acts = {nn: [] for nn in neurons}
     for toks in corpus:
         _, cache = model.run_with_cache(toks, names_filter=[f"blocks.{layer}.mlp.hook_post" for layer in layers])

@@ -216,10 +216,9 @@ def steer(model, data, x, y, targets, train, probe, stream: int, params, masks) 
                 out[f"{name}_{kind}"] = {"mean": [], "low": [], "high": []}
             continue
         tokens = [data["tokens"][i] for i in idx]
-        for kind, direction in (("probe", d), ("random", r)):
-            values = torch.stack(
-                [log_odds(model, tokens, hook, c * gap * direction, masks) for c in params.coefficients]
-            )
+        scales = torch.tensor(params.coefficients, dtype=torch.double)[:, None] * gap
+        both = log_odds(model, tokens, hook, torch.cat([scales * d, scales * r]), masks)  # [2C, n]
+        for kind, values in (("probe", both[: len(scales)]), ("random", both[len(scales) :])):
             g2 = torch.Generator().manual_seed(params.seed)
             wts = cluster_weights(list(range(len(idx))), params.bootstrap, g2)
             band = quantiles(((wts @ values.T) / wts.sum(-1, keepdim=True)), params)  # [2, C]
@@ -236,20 +235,26 @@ def data_label(model, stream: int) -> str:
     return f"{stream}_pre" if stream < model.cfg.n_layers else "final_post"
 
 
-def log_odds(model, tokens: list, hook_name: str, vector: torch.Tensor, masks) -> torch.Tensor:
-    """[n] capital log-odds with `vector` added to the final position at `hook_name`."""
-    out = torch.empty(len(tokens), dtype=torch.double)
-
-    def add(x, hook):
-        x = x.clone()
-        x[:, -1] += vector.to(x.device, x.dtype)
-        return x
-
+def log_odds(model, tokens: list, hook_name: str, vectors: torch.Tensor, masks) -> torch.Tensor:
+    """Capital log-odds with each of `vectors` ([V, d_model], or one [d_model]) added to the
+    final position at `hook_name`: [V, n] (or [n]). Each group of equal-length prompts runs
+    once, repeated for every vector."""
+    many = vectors.dim() == 2
+    vectors = vectors if many else vectors[None]
+    out = torch.empty(len(vectors), len(tokens), dtype=torch.double)
     upper, lower = masks
     for idx, toks in by_length(tokens):
-        logits = model.run_with_hooks(toks, fwd_hooks=[(hook_name, add)])[:, -1]
-        out[idx] = capital_log_odds(logits, upper.to(logits.device), lower.to(logits.device)).double().cpu()
-    return out
+        added = vectors.repeat_interleave(len(idx), 0)  # row v * len(idx) + i: vector v, prompt i
+
+        def add(x, hook, added=added):
+            x = x.clone()
+            x[:, -1] += added.to(x.device, x.dtype)
+            return x
+
+        logits = model.run_with_hooks(toks.repeat(len(vectors), 1), fwd_hooks=[(hook_name, add)])[:, -1]
+        odds = capital_log_odds(logits, upper.to(logits.device), lower.to(logits.device)).double().cpu()
+        out[:, idx] = odds.reshape(len(vectors), len(idx))
+    return out if many else out[0]
 
 
 def verdict(out: dict) -> dict:
