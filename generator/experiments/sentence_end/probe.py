@@ -52,7 +52,9 @@ def fit(x: torch.Tensor, y: torch.Tensor, l2: float) -> tuple[torch.Tensor, torc
     z = (x - mean) / std
     w = torch.zeros(x.shape[1], dtype=torch.double, requires_grad=True)
     b = torch.zeros((), dtype=torch.double, requires_grad=True)
-    opt = torch.optim.LBFGS([w, b], max_iter=500, tolerance_grad=1e-10, line_search_fn="strong_wolfe")
+    opt = torch.optim.LBFGS(
+        [w, b], max_iter=500, tolerance_grad=1e-10, tolerance_change=1e-14, line_search_fn="strong_wolfe"
+    )
 
     def closure():
         opt.zero_grad()
