@@ -28,11 +28,23 @@ import torch  # noqa: E402
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.bench_circuit import gpt2_small_shaped  # noqa: E402
 from generator.experiments import get, sentence_end  # noqa: E402
 from generator.experiments.params import SentenceEnd  # noqa: E402
+from generator.models import load_model, resolve  # noqa: E402
 from generator.pipeline import build_batches  # noqa: E402
 from generator.tasks import build, load_task  # noqa: E402
+
+TOKENIZER = ROOT / "tests" / "fixtures" / "gpt2-tokenizer"
+
+
+def gpt2_small_shaped(folder: Path, device: str):
+    """GPT2Config() with random weights and GPT-2's tokenizer, through the project's loader."""
+    from transformers import GPT2Config, GPT2LMHeadModel, GPT2TokenizerFast
+
+    torch.manual_seed(0)
+    GPT2LMHeadModel(GPT2Config()).save_pretrained(folder)
+    GPT2TokenizerFast.from_pretrained(str(TOKENIZER)).save_pretrained(folder)
+    return load_model(resolve(str(folder)), device=device)
 
 
 def stand_in_circuit(n_layers: int):
@@ -58,8 +70,9 @@ def main(argv=None) -> None:
     inputs = {"circuit": stand_in_circuit(model.cfg.n_layers), "tasks": tasks}
     start = time.perf_counter()
     with torch.no_grad():
-        sentence_end.run(model, batch, SentenceEnd(), inputs)
-    print(f"sentence_end: {time.perf_counter() - start:.1f} s on {args.threads} thread(s)", flush=True)
+        result = sentence_end.run(model, batch, SentenceEnd(), inputs)
+    parts = ", ".join(f"{k} {v:.1f} s" for k, v in result.timings.items())
+    print(f"sentence_end: {time.perf_counter() - start:.1f} s on {args.threads} thread(s) ({parts})", flush=True)
 
 
 if __name__ == "__main__":

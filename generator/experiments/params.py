@@ -251,6 +251,9 @@ class SentenceEnd(Params):
         min_length=3,
         description="steering strengths, in units of the gap between the two classes' mean projections",
     )
+    steer_prompts: int = Field(
+        32, ge=1, description="held-out prompts steered per group (exceptions, sentence ends): the first ones"
+    )
     seed: int = Field(0, description="seed of the bootstrap, the probe's split and the random direction")
 
     @field_validator("coefficients")

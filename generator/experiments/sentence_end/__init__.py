@@ -5,6 +5,8 @@ a steering check (probe.py). Reads the circuit experiment's stored circuit."""
 
 from __future__ import annotations
 
+import time
+
 import torch
 
 from generator.experiments import Result
@@ -28,9 +30,11 @@ def run(model, batch, params: Params, inputs: dict) -> Result:
     tasks = inputs.get("tasks", {})
     exceptions = tasks.get("exceptions") if isinstance(tasks.get("exceptions"), TaskBatch) else None
     contrast = tasks.get("contrast") if isinstance(tasks.get("contrast"), TaskBatch) else None
+    start = time.perf_counter()
     masks = case_masks(model)
     keep = endings.circuit_keep(model, circuit)
     table, tokens = endings.analyse(model, batch, keep, params, masks)
+    timings = {"endings": round(time.perf_counter() - start, 3)}
     table["circuit_edges"] = int(keep.sum())
     table["circuit_faithful"] = circuit.faithful
     table["smallest_faithful"] = circuit.circuit.smallest_faithful is not None
@@ -51,7 +55,13 @@ def run(model, batch, params: Params, inputs: dict) -> Result:
         exception = exception_contrast(contrast, exceptions, masks)
         if exception is not None:
             contrasts.append(exception)
-    neuron_rows = [neurons.analyse(model, c, layers, cap, params, corpus) for c in contrasts]
+    start = time.perf_counter()
+    neuron_rows = [neurons.analyse(model, c, layers, cap, params) for c in contrasts]
+    neuron_rows = neurons.with_contexts(model, neuron_rows, corpus, params)
+    timings["neurons"] = round(time.perf_counter() - start, 3)
+    start = time.perf_counter()
+    probed = probe.analyse(model, tokens, batch, exceptions, contrast, params, masks)
+    timings["probe"] = round(time.perf_counter() - start, 3)
     metrics = {
         "n_layers": model.cfg.n_layers,
         "d_mlp": model.cfg.d_mlp if layers else None,
@@ -64,7 +74,7 @@ def run(model, batch, params: Params, inputs: dict) -> Result:
             "few": params.few,
         },
         "probe": {
-            **probe.analyse(model, tokens, batch, exceptions, contrast, params, masks),
+            **probed,
             "present": params.present,
         },
         # the contrast task's minimal pairs, or why this model's tokenizer could not build them
@@ -72,7 +82,7 @@ def run(model, batch, params: Params, inputs: dict) -> Result:
         "confidence": params.confidence,
         "bootstrap": params.bootstrap,
     }
-    return Result(metrics)
+    return Result(metrics, timings=timings)
 
 
 def lowercase_pairs(contrast) -> list[int]:

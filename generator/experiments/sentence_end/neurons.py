@@ -117,8 +117,9 @@ def patched_runs(model, contrast: Contrast, layers, target, sets, budget: int = 
     return total / n
 
 
-def analyse(model, contrast: Contrast, layers: list[int], cap_dir, params, corpus) -> dict:
-    """Attribution, exact patching and what the top neurons write, for one contrast."""
+def analyse(model, contrast: Contrast, layers: list[int], cap_dir, params) -> dict:
+    """Attribution, exact patching and what the top neurons write, for one contrast (its
+    top neurons' contexts are added by with_contexts)."""
     clean_m, clean_a, _ = run_final(model, contrast, contrast.clean, layers)
     corr_m, corr_a, corr_g = run_final(model, contrast, contrast.corrupted, layers, grad=True)
     n = len(corr_m)
@@ -162,7 +163,6 @@ def analyse(model, contrast: Contrast, layers: list[int], cap_dir, params, corpu
         for k, e in zip(ks, together)
     ]
     few_k = next((t["k"] for t in top_k if t["share"] is not None and t["share"] >= params.most), None)
-    shown = [(r["layer"], r["neuron"]) for r in rows[: params.context_neurons]]
     return {
         "name": contrast.name,
         "metric": contrast.metric,
@@ -177,13 +177,21 @@ def analyse(model, contrast: Contrast, layers: list[int], cap_dir, params, corpu
         "top_k": top_k,
         "most_by": few_k,
         "few": few_k is not None and few_k <= params.few,
-        "contexts": top_contexts(model, corpus, shown, params.contexts),
     }
 
 
 def cosine(a: torch.Tensor, b: torch.Tensor) -> float:
     norm = a.norm() * b.norm()
     return float(a @ b / norm) if norm > 0 else 0.0
+
+
+def with_contexts(model, rows: list[dict], corpus, params) -> list[dict]:
+    """Each contrast's row with the top contexts of its first `context_neurons` neurons, the
+    corpus run once for all of them."""
+    shown = [[(n["layer"], n["neuron"]) for n in r["neurons"][: params.context_neurons]] for r in rows]
+    found = top_contexts(model, corpus, list(dict.fromkeys(nn for s in shown for nn in s)), params.contexts)
+    by_neuron = {(c["layer"], c["neuron"]): c for c in found}
+    return [{**r, "contexts": [by_neuron[nn] for nn in s]} for r, s in zip(rows, shown)]
 
 
 def top_contexts(model, corpus: list[torch.Tensor], neurons: list[tuple[int, int]], k: int) -> list[dict]:

@@ -207,8 +207,8 @@ def steer(model, data, x, y, targets, train, probe, stream: int, params, masks) 
     r = r / r.norm()
     hook = stream_hook(model.cfg.n_layers, stream)
     groups = {
-        "exceptions": [i for i in range(len(y)) if targets[i] and y[i] < 0.5],
-        "sentence_ends": [i for i in range(len(y)) if targets[i] and y[i] > 0.5],
+        "exceptions": [i for i in range(len(y)) if targets[i] and y[i] < 0.5][: params.steer_prompts],
+        "sentence_ends": [i for i in range(len(y)) if targets[i] and y[i] > 0.5][: params.steer_prompts],
     }
     out = {"stream": data_label(model, stream), "gap": num(gap), "coefficients": list(params.coefficients)}
     for name, idx in groups.items():
