@@ -231,7 +231,7 @@ class SentenceEnd(Params):
     )
     bootstrap: int = Field(1000, ge=100, le=100_000, description="bootstrap resamples (whole names; test clusters)")
     confidence: float = Field(0.95, gt=0, lt=1, description="level of the bootstrap intervals")
-    top_neurons: int = Field(10, ge=1, le=100, description="neurons listed per contrast, each patched exactly alone")
+    top_neurons: int = Field(5, ge=1, le=100, description="neurons listed per contrast, each patched exactly alone")
     top_k: list[int] = Field(
         default_factory=lambda: [1, 3, 5, 10, 20, 50],
         min_length=1,

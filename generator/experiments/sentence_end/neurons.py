@@ -133,10 +133,11 @@ def analyse(model, contrast: Contrast, layers: list[int], cap_dir, params) -> di
     top = order[: params.top_neurons].tolist()
     ks = [k for k in params.top_k if k <= len(flat)]
     # every patched run at once: all the neurons, each top neuron alone, the top k together
-    effects = patched_runs(
-        model, contrast, layers, target, [range(len(flat))] + [[i] for i in top] + [order[:k].tolist() for k in ks]
-    )
-    effects = (effects - base).tolist()
+    # (a set asked for twice, such as the top 1 and the first neuron alone, runs once)
+    sets = [tuple(range(len(flat)))] + [(i,) for i in top] + [tuple(order[:k].tolist()) for k in ks]
+    unique = list(dict.fromkeys(sets))
+    runs = (patched_runs(model, contrast, layers, target, unique) - base).tolist()
+    effects = [runs[unique.index(x)] for x in sets]
     everything, alone, together = effects[0], effects[1 : 1 + len(top)], effects[1 + len(top) :]
     rows = []
     for i, effect in zip(top, alone):
