@@ -105,6 +105,14 @@ EXPERIMENTS: dict[str, Experiment] = {
         extra_tasks=("exceptions",),
         overview=True,
     ),
+    "sentence_end": Experiment(
+        "generator.experiments.sentence_end",
+        "pronoun",
+        p.SentenceEnd,
+        (Page("sentence-end.md", "Sentence ends"),),
+        after=("circuit",),
+        extra_tasks=("exceptions", "contrast"),
+    ),
     "hypotheses": Experiment(
         "generator.experiments.hypotheses",
         "pronoun",

@@ -271,3 +271,56 @@ class Hypotheses(Params):
         gt=0,
         description="a corruption that moves the mean logit difference less than this has nothing to localise",
     )
+
+
+class SentenceEnd(Params):
+    sentence_ends: list[str] = Field(
+        default_factory=lambda: [".", "!", "?"],
+        min_length=1,
+        description="final tokens that end a sentence (a capital expected); the first is the task's own",
+    )
+    non_ends: list[str] = Field(
+        default_factory=lambda: [";", ",", ""],
+        min_length=1,
+        description='final tokens that end no sentence ("": no punctuation); the first is the task\'s corruption',
+    )
+    bootstrap: int = Field(1000, ge=100, le=100_000, description="bootstrap resamples (whole names; test clusters)")
+    confidence: float = Field(0.95, gt=0, lt=1, description="level of the bootstrap intervals")
+    top_neurons: int = Field(5, ge=1, le=100, description="neurons listed per contrast, each patched exactly alone")
+    top_k: list[int] = Field(
+        default_factory=lambda: [1, 3, 5, 10, 20, 50],
+        min_length=1,
+        description="numbers of top neurons patched together (their share of the whole MLPs' effect)",
+    )
+    few: int = Field(5, ge=1, description="at most this many neurons carrying `most` of the effect count as 'a few'")
+    most: float = Field(0.5, gt=0, le=1, description="share of the MLPs' exact effect that counts as 'most'")
+    contexts: int = Field(5, ge=1, le=50, description="top activating contexts shown per neuron")
+    context_neurons: int = Field(3, ge=1, le=20, description="top neurons per contrast whose contexts are shown")
+    test_share: float = Field(0.5, gt=0, lt=1, description="share of each source's clusters held out to test the probe")
+    l2: float = Field(1e-2, ge=0, description="L2 penalty of the probe (on standardised features)")
+    present: float = Field(
+        0.9, gt=0.5, le=1, description="held-out accuracy from which the direction counts as linearly present"
+    )
+    coefficients: list[float] = Field(
+        default_factory=lambda: [-4.0, -3.0, -2.0, -1.0, 0.0, 1.0, 2.0, 3.0, 4.0],
+        min_length=3,
+        description="steering strengths, in units of the gap between the two classes' mean projections",
+    )
+    steer_prompts: int = Field(
+        32, ge=1, description="held-out prompts steered per group (exceptions, sentence ends): the first ones"
+    )
+    seed: int = Field(0, description="seed of the bootstrap, the probe's split and the random direction")
+
+    @field_validator("coefficients")
+    @classmethod
+    def _around_zero(cls, values: list[float]) -> list[float]:
+        if values != sorted(set(values)) or values[0] >= 0 or values[-1] <= 0 or 0.0 not in values:
+            raise ValueError("coefficients must be increasing, include 0, and reach both signs")
+        return values
+
+    @field_validator("top_k")
+    @classmethod
+    def _increasing(cls, values: list[int]) -> list[int]:
+        if values != sorted(set(values)) or values[0] < 1:
+            raise ValueError("top_k must be increasing positive counts")
+        return values

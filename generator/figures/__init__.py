@@ -20,6 +20,7 @@ MODULES = {
     "path_patching": "path_patching",
     "circuit": "circuit",
     "hypotheses": "hypotheses",
+    "sentence_end": "sentence_end",
 }
 
 

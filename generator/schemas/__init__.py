@@ -24,6 +24,7 @@ from generator.schemas import (
     hypotheses,
     patching,
     path_patching,
+    sentence_end,
 )
 from generator.schemas.common import Head, Strict
 
@@ -42,6 +43,7 @@ SCHEMAS: dict[str, type[BaseModel]] = {
     "path_patching": path_patching.Metrics,
     "circuit": circuit.Metrics,
     "hypotheses": hypotheses.Metrics,
+    "sentence_end": sentence_end.Metrics,
 }
 
 SHOWN = 3  # problems spelled out in the one line; the rest are counted

@@ -1,0 +1,228 @@
+"""The neurons of the circuit's MLPs that separate two kinds of final token (issue 20, item 4).
+
+Two contrasts, each a clean set (a capital expected) and a corrupted set, at the final position:
+"." against ";" on the pronoun task (prompt by prompt; the metric: the answers' logit
+difference) and a sentence-end "." against an exception "." (the exceptions task's ordinary
+sentence ends against its families where a lowercase word follows; the metric: the capital
+log-odds; the prompts are not pairs, so the clean side is the sentence ends' mean activation).
+
+Per neuron of the MLPs the stored circuit names: attribution = (clean − corrupted activation)
+× the gradient of the mean metric at the corrupted run (first order, as attribution patching),
+summed over prompts. Then exact patching: the top neurons' clean activations set into the
+corrupted run (TransformerLens hooks on mlp.hook_post, final position), each alone and the top k
+together, as a share of all the named MLPs' neurons patched at once. Also: what each top neuron
+writes onto the capitalisation direction (generator.experiments.hypotheses.copying), and the
+tokens of the tasks on which it fires most.
+"""
+
+from __future__ import annotations
+
+from functools import partial
+
+import torch
+
+from generator.metrics import logit_diff, num
+
+
+def by_length(tokens) -> list[tuple[list[int], torch.Tensor]]:
+    """(prompt indices, [n, P] tokens) per token length: a [B, P] batch, or a list of [1, P]."""
+    rows = list(tokens) if isinstance(tokens, list) else list(tokens[:, None])
+    groups: dict[int, list[int]] = {}
+    for i, r in enumerate(rows):
+        groups.setdefault(r.shape[-1], []).append(i)
+    return [(idx, torch.cat([rows[i] for i in idx])) for idx in groups.values()]
+
+
+class Contrast:
+    """A clean and a corrupted prompt set and their metric at the final position."""
+
+    def __init__(self, name, clean, corrupted, metric, paired: bool, answers=None, masks=None, source="pronoun"):
+        self.name, self.clean, self.corrupted, self.paired = name, clean, corrupted, paired
+        self.source = source  # the task the prompts come from
+        self.metric, self.answers, self.masks = metric, answers, masks  # masks: case_masks(model)
+
+    def measure(self, model, logits, idx):
+        if self.metric == "logit_diff":
+            return logit_diff(logits, self.answers[idx])
+        from generator.experiments.exceptions import capital_log_odds
+
+        upper, lower = self.masks
+        return capital_log_odds(logits, upper.to(logits.device), lower.to(logits.device))
+
+
+def run_final(model, contrast, tokens, layers, grad=False):
+    """One run of a prompt set: per-prompt metric [B], the named layers' final-position neuron
+    activations {layer: [B, d_mlp]} and, with grad, the metric's gradients with respect to them."""
+    n = len(tokens) if isinstance(tokens, list) else tokens.shape[0]
+    metric = torch.empty(n)
+    acts = {layer: torch.empty(n, model.cfg.d_mlp) for layer in layers}
+    grads = {layer: torch.empty(n, model.cfg.d_mlp) for layer in layers} if grad else None
+
+    def hook(x, hook, layer, idx, leaves):
+        x = x.clone()
+        if grad:  # keep its gradient; paths through later MLPs stay connected (no detach after the first)
+            if not x.requires_grad:
+                x = x.detach().requires_grad_(True)
+            x.retain_grad()
+        leaves[layer] = x
+        return x
+
+    for idx, toks in by_length(tokens):
+        leaves: dict = {}
+        hooks = [
+            (f"blocks.{layer}.mlp.hook_post", partial(hook, layer=layer, idx=idx, leaves=leaves)) for layer in layers
+        ]
+        with torch.set_grad_enabled(grad):
+            logits = model.run_with_hooks(toks, fwd_hooks=hooks)[:, -1]
+            m = contrast.measure(model, logits, idx)
+            if grad:
+                m.sum().backward()
+        metric[idx] = m.detach().float().cpu()
+        for layer in layers:
+            acts[layer][idx] = leaves[layer][:, -1].detach().float().cpu()
+            if grad:
+                grads[layer][idx] = leaves[layer].grad[:, -1].float().cpu()
+    return metric, acts, grads
+
+
+def patched_runs(model, contrast: Contrast, layers, target, sets, budget: int = 2048) -> torch.Tensor:
+    """Mean metric [len(sets)] of the corrupted prompts with each set of neurons (flat indices,
+    layer-major over `layers`) set to `target` ({layer: [B, d_mlp]}) at the final position
+    (TransformerLens hooks on mlp.hook_post). Sets run together, the corrupted batch repeated
+    once per set, at most about `budget` token rows a forward."""
+    d = model.cfg.d_mlp
+    masks = torch.zeros(len(sets), len(layers), d, dtype=torch.bool)
+    for s, chosen in enumerate(sets):
+        for i in chosen:
+            masks[s, i // d, i % d] = True
+    total = torch.zeros(len(sets), dtype=torch.double)
+    n = 0
+    for idx, toks in by_length(contrast.corrupted):
+        n += len(idx)
+        per = max(1, budget // (len(idx) * toks.shape[1]))
+        for start in range(0, len(sets), per):
+            chunk = list(range(start, min(len(sets), start + per)))
+
+            def hook(x, hook, li, chunk=chunk, idx=idx):
+                x = x.clone()
+                rows = masks[chunk, li].repeat_interleave(len(idx), 0).to(x.device)  # row c * len(idx) + i
+                values = target[layers[li]][idx].repeat(len(chunk), 1).to(x.device, x.dtype)
+                x[:, -1] = torch.where(rows, values, x[:, -1])
+                return x
+
+            hooks = [(f"blocks.{layer}.mlp.hook_post", partial(hook, li=li)) for li, layer in enumerate(layers)]
+            logits = model.run_with_hooks(toks.repeat(len(chunk), 1), fwd_hooks=hooks)[:, -1]
+            metric = contrast.measure(model, logits, idx * len(chunk)).double().cpu()
+            total[chunk] += metric.reshape(len(chunk), len(idx)).sum(1)
+    return total / n
+
+
+def analyse(model, contrast: Contrast, layers: list[int], cap_dir, params) -> dict:
+    """Attribution, exact patching and what the top neurons write, for one contrast (its
+    top neurons' contexts are added by with_contexts)."""
+    clean_m, clean_a, _ = run_final(model, contrast, contrast.clean, layers)
+    corr_m, corr_a, corr_g = run_final(model, contrast, contrast.corrupted, layers, grad=True)
+    n = len(corr_m)
+    # the activations each corrupted prompt is given: its own pair's clean ones, or the clean mean
+    target = {layer: clean_a[layer] if contrast.paired else clean_a[layer].mean(0).expand(n, -1) for layer in layers}
+    attribution = torch.stack([((target[layer] - corr_a[layer]) * corr_g[layer]).sum(0) / n for layer in layers])
+    flat = attribution.flatten()  # [len(layers) * d_mlp], layer-major
+    order = flat.abs().argsort(descending=True, stable=True)
+    base = float(corr_m.mean())
+
+    top = order[: params.top_neurons].tolist()
+    ks = [k for k in params.top_k if k <= len(flat)]
+    # every patched run at once: all the neurons, each top neuron alone, the top k together
+    # (a set asked for twice, such as the top 1 and the first neuron alone, runs once)
+    sets = [tuple(range(len(flat)))] + [(i,) for i in top] + [tuple(order[:k].tolist()) for k in ks]
+    unique = list(dict.fromkeys(sets))
+    runs = (patched_runs(model, contrast, layers, target, unique) - base).tolist()
+    effects = [runs[unique.index(x)] for x in sets]
+    everything, alone, together = effects[0], effects[1 : 1 + len(top)], effects[1 + len(top) :]
+    rows = []
+    for i, effect in zip(top, alone):
+        layer, neuron = layers[i // model.cfg.d_mlp], i % model.cfg.d_mlp
+        diff = float((target[layer][:, neuron] - corr_a[layer][:, neuron]).mean())
+        w_out = model.W_out[layer, neuron].float().cpu()
+        per_unit = float(w_out @ cap_dir) if cap_dir is not None else None
+        rows.append(
+            {
+                "layer": layer,
+                "neuron": neuron,
+                "attribution": num(flat[i]),
+                "exact_effect": num(effect),
+                "share": num(effect / everything) if abs(everything) > 1e-9 else None,
+                "clean_activation": num(target[layer][:, neuron].mean()),
+                "corrupted_activation": num(corr_a[layer][:, neuron].mean()),
+                "capital_per_unit": num(per_unit) if per_unit is not None else None,
+                "capital_of_difference": num(per_unit * diff) if per_unit is not None else None,
+                "capital_cosine": num(cosine(w_out, cap_dir)) if cap_dir is not None else None,
+            }
+        )
+    top_k = [
+        {"k": k, "effect": num(e), "share": num(e / everything) if abs(everything) > 1e-9 else None}
+        for k, e in zip(ks, together)
+    ]
+    few_k = next((t["k"] for t in top_k if t["share"] is not None and t["share"] >= params.most), None)
+    return {
+        "name": contrast.name,
+        "metric": contrast.metric,
+        "source": contrast.source,
+        "paired": contrast.paired,
+        "n_clean": len(clean_m),
+        "n_corrupted": n,
+        "clean": num(clean_m.mean()),
+        "corrupted": num(base),
+        "all_effect": num(everything),
+        "neurons": rows,
+        "top_k": top_k,
+        "most_by": few_k,
+        "few": few_k is not None and few_k <= params.few,
+    }
+
+
+def cosine(a: torch.Tensor, b: torch.Tensor) -> float:
+    norm = a.norm() * b.norm()
+    return float(a @ b / norm) if norm > 0 else 0.0
+
+
+def with_contexts(model, rows: list[dict], corpus, params) -> list[dict]:
+    """Each contrast's row with the top contexts of its first `context_neurons` neurons, the
+    corpus run once for all of them."""
+    shown = [[(n["layer"], n["neuron"]) for n in r["neurons"][: params.context_neurons]] for r in rows]
+    found = top_contexts(model, corpus, list(dict.fromkeys(nn for s in shown for nn in s)), params.contexts)
+    by_neuron = {(c["layer"], c["neuron"]): c for c in found}
+    return [{**r, "contexts": [by_neuron[nn] for nn in s]} for r, s in zip(rows, shown)]
+
+
+def top_contexts(model, corpus: list[torch.Tensor], neurons: list[tuple[int, int]], k: int) -> list[dict]:
+    """For each (layer, neuron): the k token positions of the corpus (a list of [n, P] token
+    batches) where it fires most, each with the token and the few tokens before it (distinct
+    contexts only)."""
+    layers = sorted({layer for layer, _ in neurons})
+    prompts = [row[None] for batch in corpus for row in batch]  # one [1, P] per prompt
+    corpus = [toks for _, toks in by_length(prompts)]  # equal lengths run together
+    acts = {nn: [] for nn in neurons}
+    for toks in corpus:
+        _, cache = model.run_with_cache(toks, names_filter=[f"blocks.{layer}.mlp.hook_post" for layer in layers])
+        for layer, neuron in neurons:
+            acts[(layer, neuron)].append(cache[f"blocks.{layer}.mlp.hook_post"][:, :, neuron].float().cpu())
+    out = []
+    for layer, neuron in neurons:
+        seen, rows = set(), []
+        candidates = [
+            (float(a[b, p]), toks[b], p)
+            for a, toks in zip(acts[(layer, neuron)], corpus)
+            for b, p in [(b, p) for b in range(a.shape[0]) for p in range(1, a.shape[1])]
+        ]  # BOS left out
+        for value, row, p in sorted(candidates, key=lambda t: -t[0]):
+            pieces = model.to_str_tokens(row[max(1, p - 5) : p + 1])
+            context = "".join(pieces)
+            if context in seen:
+                continue
+            seen.add(context)
+            rows.append({"activation": num(value), "token": pieces[-1], "context": context})
+            if len(rows) == k:
+                break
+        out.append({"layer": layer, "neuron": neuron, "top": rows})
+    return out
