@@ -90,6 +90,12 @@ def test_faithfulness_against_means_by_hand():
     out = stats.faithfulness(stacked, m_n, m_0)
     assert out.shape == (2, 4)
     assert out[1].tolist() == pytest.approx(naive_f(stacked[1], m_n, m_0))
+    # leading axes on the full and empty runs too ([K, S, B], [K, B], [K, B], K ≠ S): each its own
+    m_ns, m_0s = torch.stack([m_n, m_n * 2, m_n + 1]), torch.stack([m_0, m_0 - 1, m_0 * 3])
+    out = stats.faithfulness(torch.stack([m_c, m_c + 1, m_c * 2]), m_ns, m_0s)
+    assert out.shape == (3, 4)
+    for k, m in enumerate((m_c, m_c + 1, m_c * 2)):
+        assert out[k].tolist() == pytest.approx(naive_f(m, m_ns[k], m_0s[k])), k
 
 
 @pytest.mark.parametrize("cmd", [False, True])
@@ -97,8 +103,8 @@ def test_area_is_the_trapezoid_rule_by_hand(cmd):
     f = rand(3, len(FRACTIONS), seed=5) * 1.6 - 0.2  # above 1 and below 0 too: |1 − f| ≠ 1 − f
     out = stats.area(FRACTIONS, f, cmd)
     assert out.shape == (3,)
-    for row, value in zip(f.tolist(), out.tolist()):
-        assert value == pytest.approx(naive_area(FRACTIONS, row, cmd))
+    for row, value in zip(f.tolist(), out.tolist()):  # in float64 throughout, fractions too
+        assert value == pytest.approx(naive_area(FRACTIONS, row, cmd), rel=1e-13)
     assert float(stats.area(FRACTIONS, f[0], cmd)) == pytest.approx(naive_area(FRACTIONS, f[0].tolist(), cmd))
 
 
@@ -213,6 +219,9 @@ def test_mean_curve_is_the_mean_and_range_over_seeds():
     assert out["area"] == pytest.approx(sum(areas) / 4, rel=1e-5)
     assert out["area_ci"] == pytest.approx([min(areas), max(areas)], rel=1e-5)
     assert out["by_template"] is None
+    one = stats.mean_curve(curves[:1])  # one seed: itself, with a range of no width
+    assert one["faithfulness"] == pytest.approx(curves[0]["faithfulness"], rel=1e-5)
+    assert one["low"] == one["high"] == one["faithfulness"] and one["sizes"] == [1, 2, 3]
 
 
 # ---- the smallest faithful circuit -------------------------------------------------------------
@@ -255,7 +264,7 @@ def test_smallest_faithful_at_and_beyond_the_bound():
     assert stats.smallest_faithful(ev, order, sizes, [0.1, 0.5, 0.9], Params(faithful=0.95)) is None
 
 
-@pytest.mark.parametrize(("faithful", "refine"), [(0.3, 5), (0.42, 8), (0.05, 4), (0.5, 3)])
+@pytest.mark.parametrize(("faithful", "refine"), [(0.3, 5), (0.42, 8), (0.05, 4), (0.5, 3), (0.004, 4), (0.02, 6)])
 def test_refined_smallest_faithful_searches_a_log_grid_between_two_sizes(faithful, refine):
     n_edges, sizes = 200, [8, 40, 100, 200]
     ev, f = Linear(n_edges), [n / n_edges for n in sizes]
@@ -268,6 +277,21 @@ def test_refined_smallest_faithful_searches_a_log_grid_between_two_sizes(faithfu
     assert out["edges"] == best and out["fraction"] == pytest.approx(best / n_edges)
     assert out["faithfulness"] == pytest.approx(best / n_edges, rel=1e-5)
     assert ev.asked == [n for n in grid if n <= best]  # smallest first, stopping at the first hit
+
+
+def test_refined_smallest_faithful_at_the_bound_exactly():
+    """Per-prompt metrics of few binary digits and 256 edges: f = n / 256 exactly, so a bound
+    equal to a grid size's f is reached at that size, not the next."""
+    n_edges, sizes = 256, [16, 128, 256]
+    ev = Linear(n_edges)
+    ev.runner.clean_metric = torch.tensor([4.0, 6.0, 5.0, 5.0], dtype=torch.float64)
+    ev.runner.corrupted_metric = torch.tensor([1.0, 0.0, 0.5, 0.5], dtype=torch.float64)
+    grid = sorted({round(16 + 112 * 10**t) for t in np.linspace(-1, 0, 5)} - {16})
+    for n in grid[:-1]:
+        out = stats.smallest_faithful(
+            ev, torch.arange(n_edges).flip(0), sizes, [s / n_edges for s in sizes], Params(faithful=n / n_edges), 5
+        )
+        assert out["edges"] == n and out["faithfulness"] == pytest.approx(n / n_edges, rel=1e-5)
 
 
 # ---- the held-out split and the paired difference ----------------------------------------------
@@ -285,6 +309,14 @@ def test_name_split_halves_each_groups_names():
     assert len(picked & {n for n in names if n[0] == "w"}) == 4 // 2
     splits = {tuple(stats.name_split(ps, seed)[0]) for seed in range(8)}
     assert len(splits) > 1 and stats.name_split(ps, 0) == (scoring, testing)  # seeded
+
+
+def test_name_split_with_two_names_per_group_takes_one_of_each():
+    names = ["a0", "a1", "b0", "b1", "c0", "c1"]
+    ps = prompts(names, ("t0",), groups={n: n[0] for n in names})
+    for seed in range(6):
+        scoring, _ = stats.name_split(ps, seed)
+        assert sorted(ps[i].name[0] for i in scoring) == ["a", "b", "c"], seed
 
 
 def test_name_split_with_one_name_per_group_halves_all_names():

@@ -260,6 +260,53 @@ def test_patching_edges_equals_the_naive_sum_over_edges(position_aware):
         close(r.patch_edges(patched), expected)
 
 
+def edges_into(readers) -> torch.Tensor:
+    """[W, R] bool: every edge into the readers `readers` (a slice or a list of indices)."""
+    mask = torch.zeros_like(G.upstream())
+    mask[:, readers] = G.upstream()[:, readers]
+    return mask
+
+
+@pytest.mark.parametrize(
+    "readers",
+    [[G.readers.index(("q", 1, 0))], G.reader_slice(1, "attn"), G.reader_slice(1, "mlp"), [-1], [7, 14]],
+    ids=["one query of layer 1", "layer 1's attention", "layer 1's MLP", "the logits", "layer 1 and the logits"],
+)
+def test_patching_edges_into_late_readers_only(readers):
+    """A run whose first patched edge reads at layer 1 (or only the logits) starts there, from
+    the corrupted run's recorded writers: it must equal the naive run from the start."""
+    r = runner()
+    for patched in (edges_into(readers), edges_into(readers) & random_mask(G.upstream().shape, 0.5, 3)):
+        expected = naive_run(embed(CORRUPTED), patched.double(), CLEAN_RUN[0])[1]
+        close(r.patch_edges(patched), expected)
+        positions = patched[..., None].expand(*patched.shape, N).clone()
+        positions[..., : N - 1] = False  # the last position only
+        expected = naive_run(embed(CORRUPTED), positions.double(), CLEAN_RUN[0])[1]
+        close(r.patch_edges(positions), expected)
+
+
+def test_a_base_without_ablation_is_the_plain_run():
+    r = runner()
+    close(r.forward(r.embed(CLEAN), base=r.corrupted_writers), CLEAN_RUN[1])
+    ablate = edges_into([-1]).double()  # only the logits: without `base` the run starts at layer 0
+    close(r.forward(r.embed(CLEAN), ablate, r.corrupted_writers), naive_run(embed(CLEAN), ablate, CORRUPTED_RUN[0])[1])
+
+
+def test_one_runner_answers_every_question_in_any_order():
+    """The runner keeps running sums of its recorded runs: a run from another `other` in
+    between must not be answered from (or stored as) them."""
+    r = runner()
+    g = torch.Generator().manual_seed(9)
+    other = torch.randn(len(G.writers), B, N, D, generator=g, dtype=torch.float64)
+    other[:, :, : r.start] = CLEAN_RUN[0][:, :, : r.start]
+    dense = (random_mask(G.upstream().shape, 0.9, 4) & G.upstream()).double()  # mostly ablated
+    keep = random_mask(G.upstream().shape, 0.2, 5) & G.upstream()
+    for _ in range(2):
+        close(r.forward(r.embed(CLEAN), dense, other[:, :, r.start :]), naive_run(embed(CLEAN), dense, other)[1])
+        close(r.evaluate(keep), naive_run(embed(CLEAN), (~keep).double(), CORRUPTED_RUN[0])[1])
+        close(r.patch_edges(keep), naive_run(embed(CORRUPTED), keep.double(), CLEAN_RUN[0])[1])
+
+
 @pytest.mark.parametrize("share_prefix", [True, False])
 def test_fractional_ablation_from_any_other_run(share_prefix):
     """forward with weights between 0 and 1 and an `other` that no run recorded."""
@@ -311,6 +358,8 @@ def test_scores_are_gradient_times_difference_by_hand(steps, at, alphas):
     assert scores.shape == (len(G.writers), len(G.readers), N)
     close(scores, naive_scores(alphas))
     assert r.scores(steps, at) is scores  # computed once
+    if (steps, at) == (1, "corrupted"):  # the default: attribution patching
+        close(r.scores(), scores)
 
 
 def test_scores_refuse_what_is_not_eap():
@@ -374,6 +423,8 @@ def test_what_attention_and_the_mlp_write():
     for h in range(H):
         close(heads[..., h, :], z[..., h, :] @ lw.W_O[h * d : (h + 1) * d])
     close(ops.attention_out(z, lw.W_O, lw.b_O), heads.sum(-2) + lw.b_O)
+    variants = torch.stack([z, z * 2])  # the patching engine's [V, B, P, H, d]
+    close(ops.attention_out(variants, lw.W_O, lw.b_O)[1], ops.head_writes(z * 2, lw.W_O).sum(-2) + lw.b_O)
     x = rand(3, N, D, seed=1)
     close(ops.mlp(x, lw, gelu), gelu(x @ lw.W_in + lw.b_in) @ lw.W_out + lw.b_out)
 
