@@ -63,7 +63,8 @@ def runner(clean=CLEAN, corrupted=CORRUPTED, answers=ANSWERS, reason=None, **kwa
     """The circuit runner on the tiny tables (the loader's TransformerBridge step skipped)."""
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(graph_module, "model_weights", lambda model: model)
-        mp.setattr(graph_module, "unsupported", lambda model, circuit=False: reason)
+        # asked of this model and of the circuit runner's graph (which takes fewer families)
+        mp.setattr(graph_module, "unsupported", lambda model, circuit=False: reason if model is W and circuit else None)
         return CircuitRunner(W, clean, corrupted, answers, **kwargs)
 
 
@@ -321,6 +322,9 @@ def test_fractional_ablation_from_any_other_run(share_prefix):
         close(r.forward(r.embed(CLEAN), a, other[:, :, r.start :]), expected)
         base = r.forward(r.embed(CLEAN), a, other[:, :, r.start :], base=r.clean_writers)
         close(base, expected)
+    mask = random_mask(G.upstream().shape, 0.5, 6) & G.upstream()  # a bool mask: the shares 0 and 1
+    other_run = other[:, :, r.start :]
+    close(r.forward(r.embed(CLEAN), mask, other_run), r.forward(r.embed(CLEAN), mask.double(), other_run))
     writers, metric = r.forward(r.embed(CORRUPTED), record=True)
     close(writers, CORRUPTED_RUN[0][:, :, r.start :])
     close(metric, CORRUPTED_RUN[1])
@@ -381,6 +385,8 @@ def test_layer_norm_and_its_scale():
     w, b = rand(D, seed=1), rand(D, seed=2)
     close(ops.layer_norm(x, (w, b), 1e-5), norm(x, (w, b)))
     close(ops.layer_norm(x, (None, None), 1e-5), norm(x, (torch.ones(D), torch.zeros(D))))
+    wide = (x - x.mean(-1, keepdim=True)) / torch.sqrt(x.var(-1, unbiased=False, keepdim=True) + 0.5)
+    close(ops.layer_norm(x, (None, None), 0.5), wide)  # the model's eps, not a default
     var = ((x - x.mean(-1, keepdim=True)) ** 2).mean(-1, keepdim=True)
     close(ops.layer_norm_scale(x, 0.5), torch.sqrt(var + 0.5))
 
@@ -415,6 +421,15 @@ def test_causal_attention_at_the_last_positions():
                 close(pattern[b, h, i], torch.cat([weights, torch.zeros(n_all - p - 1, dtype=torch.float64)]))
                 close(z[b, i, h], sum(a * v[b, j, h] for j, a in enumerate(weights)))
     close(ops.mix_values(pattern, v), z)
+    # the patching engine's leading [V, B]: each variant as on its own
+    qs, ks, vs = (torch.stack([t, t * 0.5 + 1]) for t in (q, k, v))
+    pattern5, z5 = ops.attention_pattern(qs, ks, 0.7), ops.attention(qs, ks, vs, 0.7)
+    assert pattern5.shape == (2, 3, H, n_q, n_all) and z5.shape == (2, 3, n_q, H, d)
+    close(pattern5[1], ops.attention_pattern(qs[1], ks[1], 0.7))
+    close(z5[1], ops.attention(qs[1], ks[1], vs[1], 0.7))
+    close(ops.mix_values(pattern5, vs)[1], ops.mix_values(pattern5[1], vs[1]))
+    lw = W.layers[0]
+    close(ops.head_writes(z5, lw.W_O)[1], ops.head_writes(z5[1], lw.W_O))
 
 
 def test_what_attention_and_the_mlp_write():
@@ -449,6 +464,11 @@ def test_join_positions_broadcasts_the_cached_prefix():
         close(out[i, :, :5], prefix[0])
         close(out[i, :, 5:], suffix[i])
     close(ops.join_positions(suffix[:1], prefix, dim=-3)[0, :, 2:], prefix[0])
+    out = ops.join_positions(suffix, prefix, dim=-3)  # the prefix with the variants, the suffix shared
+    assert out.shape == (4, 3, 7, H, d)
+    for i in range(4):
+        close(out[i, :, :2], suffix[i])
+        close(out[i, :, 2:], prefix[0])
 
 
 def test_a_block_table_runs_in_order_and_keeps_what_is_given():
