@@ -6,6 +6,7 @@ real tokenizers are tested in test_task.py and test_task_corruption.py."""
 
 from __future__ import annotations
 
+import copy
 import re
 from types import SimpleNamespace
 
@@ -428,7 +429,7 @@ def test_a_long_prompt_is_shown_by_its_ends(folder):
 
 
 def test_families_build_one_tensor_per_prompt_and_mark_unusable_pairs(folder):
-    data = {**FAMILIES, "example": "Write to a@b."}
+    data = {**copy.deepcopy(FAMILIES), "example": "Write to a@b."}
     data["families"]["mail"]["prompts"].append({"text": "See c.d.", "answers": ["Xy z", "xy z"]})
     write(folder, data)
     spec, model = tasks.load_task("t"), Words()
