@@ -407,7 +407,7 @@ def test_projections_head_by_head():
 
 
 def test_causal_attention_at_the_last_positions():
-    n_all, n_q = 6, 2  # queries at the last 2 of 6 positions (a cached prefix before them)
+    n_all, n_q = 6, 3  # queries at the last 3 of 6 positions (a cached prefix before them; 3 ≠ H)
     q, k, v = rand(3, n_q, H, d), rand(3, n_all, H, d, seed=1), rand(3, n_all, H, d, seed=2)
     pattern = ops.attention_pattern(q, k, 0.7)
     z = ops.attention(q, k, v, 0.7)

@@ -61,6 +61,7 @@ def test_the_committed_record_has_no_problem():
         ),
         (lambda r: {**r, "zeta": 1, "alpha": 2}, "not a result record: unexpected field alpha, zeta"),
         (lambda r: {**r, "key": 5}, "key is a JSON number, not a string"),
+        (lambda r: {**r, "key": {}}, "key is a JSON object, not a string"),
         (lambda r: {**r, "key_parts": []}, "key_parts is a JSON array, not an object"),
         (lambda r: {**r, "provenance": "x"}, "provenance is a JSON string, not an object"),
         (lambda r: {**r, "metrics": None}, "metrics is a JSON null, not an object"),

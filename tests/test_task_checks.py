@@ -434,6 +434,7 @@ def test_families_build_one_tensor_per_prompt_and_mark_unusable_pairs(folder):
     write(folder, data)
     spec, model = tasks.load_task("t"), Words()
     batch = tasks.build(spec, model)
+    assert batch.spec is spec
     assert [t.tolist() for t in batch.clean_tokens] == [[model.ids(p.text)] for p in spec.prompts]
     assert batch.corrupted_tokens is batch.clean_tokens
     assert batch.answer_tokens.tolist() == [
@@ -469,3 +470,27 @@ def test_position_labels_and_roles_by_hand():
     assert tasks.position_roles(spaces, ["a", "b"]) == ["<s>_0", "' '_1"]
     names[1] = "Bo"  # a prompt whose slot does not hold its own name: the words it holds
     assert tasks.position_roles(columns, names)[1] == "(5 words)_1"
+
+
+def test_batches_live_on_the_models_device(folder):
+    write(folder, {**BASE, "templates": ["{name} is here."]})
+    model = Words()
+    model.cfg.device = "meta"  # a device of its own, so that a tensor left on the CPU shows
+    batch = tasks.build(tasks.load_task("t"), model)
+    assert {t.device.type for t in (batch.clean_tokens, batch.corrupted_tokens, batch.answer_tokens)} == {"meta"}
+    write(folder, FAMILIES)
+    batch = tasks.build(tasks.load_task("t"), model)
+    assert {t.device.type for t in [*batch.clean_tokens, batch.answer_tokens]} == {"meta"}
+
+
+@pytest.mark.parametrize("length", [59, 60, 61])
+def test_a_prompt_is_shortened_in_the_message_only_beyond_60_characters(folder, length):
+    name = "J" * (length - len(" is here."))
+    write(folder, {**BASE, "templates": ["{name} is here."], "groups": {"male": {**MALE, "names": [name]}}})
+    spec = tasks.load_task("t")
+    longest = max((len(Words().ids(t)), t) for p in spec.prompts for t in (p.text, p.corrupted))[1]
+    assert len(longest) == length
+    with pytest.raises(ReportError) as e:
+        tasks.check_context(spec, Words(3))
+    shown_text = longest if length <= 60 else longest[:28] + "..." + longest[-28:]
+    assert f"the prompt {shown_text!r} is 5 tokens" in str(e.value)
