@@ -118,6 +118,7 @@ def naive_digits(estimate, low, high, digits=2, most=8):
         (0.5, 0.5, 0.5),
         (0.5, 0.4999, 0.50001),
         (1.0, 1.0 - 1e-12, 1.0 + 1e-12),  # never apart at 8 decimals: 8
+        (0.5, 0.4999999, 0.5),  # apart at 7 decimals, one short of the cap
         (-2.51, -2.516, -2.5049),
         (0.1234, 0.1, 0.12344),
     ],
