@@ -55,13 +55,16 @@ bench: install  # both benchmarks, e.g. make bench BENCH_ARGS="--threads 1"
 	$(BIN)/python benchmarks/bench_circuit.py $(BENCH_ARGS)
 
 # Mutation testing of the numeric core ([tool.mutmut] in pyproject.toml says which modules and
-# which tests): not part of `make test` or CI. Bounded by MUTATION_TIMEOUT seconds; mutmut keeps
-# its results in mutants/ and re-runs only the mutants whose code or tests changed.
+# which tests; scripts/mutation_report.py --targets which of their functions): not part of
+# `make test` or CI. Bounded by MUTATION_TIMEOUT seconds, niced, one torch thread per worker;
+# mutmut keeps its results in mutants/. MUTANTS narrows a run, e.g.
+# make mutation MUTANTS="'generator.circuit_stats.*'".
 MUTATION_TIMEOUT ?= 3600
+MUTANTS ?= $(shell $(BIN)/python scripts/mutation_report.py --targets)
 mutation: install
 	@# a changed [tool.mutmut] (other modules or tests) needs fresh mutants: mutmut keeps old copies
 	find mutants -maxdepth 0 ! -newer pyproject.toml -exec rm -rf {} + 2>/dev/null || true
-	OMP_NUM_THREADS=1 timeout $(MUTATION_TIMEOUT) $(BIN)/mutmut run --max-children 2 || true
+	OMP_NUM_THREADS=1 timeout $(MUTATION_TIMEOUT) nice -n 10 $(BIN)/mutmut run --max-children 2 $(MUTANTS) || true
 	$(BIN)/python scripts/mutation_report.py
 
 organism: install

@@ -3,6 +3,7 @@ survivors judged equivalent (scripts/mutation_equivalent.txt: one mutant name pe
 why). A mutant with no test reaching it counts as a survivor.
 
     python scripts/mutation_report.py [--min 90]
+    python scripts/mutation_report.py --targets   # the mutants `make mutation` runs (globs)
 """
 
 from __future__ import annotations
@@ -12,6 +13,11 @@ import json
 import sys
 from collections import defaultdict
 from pathlib import Path
+
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10: pytest's own dependency
+    import tomli as tomllib
 
 ROOT = Path(__file__).resolve().parent.parent
 # Modules of which only some functions are the numeric core (the rest is orchestration, tested
@@ -44,10 +50,26 @@ def equivalent() -> dict[str, str]:
     return out
 
 
+def targets() -> list[str]:
+    """mutmut name globs of the numeric core: every mutant of a module in [tool.mutmut]'s
+    only_mutate, or of SCOPE's functions only where a module has a SCOPE (its other functions
+    are orchestration, tested end to end: running their mutants would only cost time)."""
+    config = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["tool"]["mutmut"]
+    out = []
+    for path in config["only_mutate"]:
+        module = path.removesuffix(".py").removesuffix("/__init__").replace("/", ".")
+        out += [f"{module}.x_{f}__mutmut_*" for f in SCOPE[path]] if path in SCOPE else [f"{module}.*"]
+    return out
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--min", type=float, default=0.0, help="fail below this kill rate (percent) on any module")
+    ap.add_argument("--targets", action="store_true", help="print the mutant name globs to run, and stop")
     args = ap.parse_args()
+    if args.targets:
+        print(" ".join(f"'{t}'" for t in targets()))
+        return 0
     metas = sorted((ROOT / "mutants").rglob("*.py.meta"))
     if not metas:
         print("no mutmut results: run `mutmut run` first (make mutation)")

@@ -12,17 +12,17 @@ from pathlib import Path
 MUTANTS = [
     (
         "bootstrap without replacement",
-        "generator/experiments/circuit.py",
-        "idx = torch.randint(b, (params.bootstrap, b), generator=g)",
-        "idx = torch.stack([torch.randperm(b, generator=g) for _ in range(params.bootstrap)])",
-        "tests/test_circuit_stats.py",
+        "generator/circuit_stats.py",
+        "draws = torch.randint(len(ids), (n, len(ids)), generator=generator)",
+        "draws = torch.stack([torch.randperm(len(ids), generator=generator) for _ in range(n)])",
+        "tests/test_circuit_stats_fast.py",
     ),
     (
         "held-out halves overlap by one",
-        "generator/experiments/circuit.py",
-        "subset(args, perm[:half])",
-        "subset(args, perm[: half + 1])",
-        "tests/test_circuit_stats.py",
+        "generator/circuit_stats.py",
+        "return picked, [i for i, p in enumerate(prompts) if p.name not in scoring]",
+        "return picked, [picked[0]] + [i for i, p in enumerate(prompts) if p.name not in scoring]",
+        "tests/test_circuit_stats_fast.py",
     ),
     (
         "seed dropped from the key",

@@ -91,3 +91,66 @@ def test_a_missing_number_names_itself():
     env.filters["fmt"] = text.fmt
     with pytest.raises(jinja2.UndefinedError, match="'missing_value' is undefined"):
         env.from_string("{{ missing_value | fmt }}").render()
+
+
+# ---- intervals: the fewest decimals at which the bounds and the estimate keep their order ------
+
+
+def naive_digits(estimate, low, high, digits=2, most=8):
+    """The first d from `digits` at which the three printed values compare as the values do."""
+
+    def pattern(a, b, c):  # signs of estimate − low, high − estimate, high − low
+        return [(x > y) - (x < y) for x, y in ((b, a), (c, b), (c, a))]
+
+    for d in range(digits, most + 1):
+        printed = [float(format(v, f".{d}f")) for v in (low, estimate, high)]
+        if pattern(*printed) == pattern(low, estimate, high):
+            return d
+    return most
+
+
+@pytest.mark.parametrize(
+    ("estimate", "low", "high"),
+    [
+        (0.98612, 0.98534, 0.98701),  # 3 decimals: at 2 all three print 0.99
+        (0.5, 0.3, 0.7),  # 2 are enough
+        (0.5, 0.5, 0.7),  # a bound equal to the estimate prints equal
+        (0.5, 0.5, 0.5),
+        (0.5, 0.4999, 0.50001),
+        (1.0, 1.0 - 1e-12, 1.0 + 1e-12),  # never apart at 8 decimals: 8
+        (0.5, 0.4999999, 0.5),  # apart at 7 decimals, one short of the cap
+        (-2.51, -2.516, -2.5049),
+        (0.1234, 0.1, 0.12344),
+    ],
+)
+def test_interval_digits_keep_the_order_of_bounds_and_estimate(estimate, low, high):
+    d = naive_digits(estimate, low, high)
+    assert text.interval_digits(estimate, low, high) == d
+    assert text.interval(estimate, (low, high)) == f"{estimate:.{d}f} ({low:.{d}f}–{high:.{d}f})"
+    assert text.interval_only((low, high), estimate) == f"({low:.{d}f}–{high:.{d}f})"
+    assert text.interval_bounds((low, high), estimate) == f"{low:.{d}f}–{high:.{d}f}"
+    for digits in (1, 4):
+        d = naive_digits(estimate, low, high, digits)
+        assert d >= digits and text.interval_digits(estimate, low, high, digits) == d
+        assert text.interval(estimate, (low, high), digits) == f"{estimate:.{d}f} ({low:.{d}f}–{high:.{d}f})"
+        assert text.interval_only((low, high), estimate, digits) == f"({low:.{d}f}–{high:.{d}f})"
+        assert text.interval_bounds((low, high), estimate, digits) == f"{low:.{d}f}–{high:.{d}f}"
+    assert text.interval_digits(estimate, low, high, 2, most=2) == 2  # never beyond `most`
+
+
+def test_interval_digits_examples_by_hand():
+    assert text.interval(0.98612, (0.98534, 0.98701)) == "0.986 (0.985–0.987)"
+    assert text.interval(0.5, (0.5, 0.7)) == "0.50 (0.50–0.70)"
+    assert text.interval_digits(1.0, 1.0 - 1e-12, 1.0 + 1e-12) == 8
+    assert text.interval_digits(1.0, 1.0 - 1e-12, 1.0 + 1e-12, most=5) == 5
+    # a bound that differs prints differently, and one equal to the estimate prints equal
+    assert text.interval_digits(0.5, 0.5, 0.5004) == 4 and text.interval_digits(0.5004, 0.5, 0.5004) == 4
+    assert text.interval_digits(0.5, 0.4996, 0.5) == 4 and text.interval_digits(0.4996, 0.4996, 0.5) == 4
+
+
+@pytest.mark.parametrize("bad", [("x", (0.1, 0.2)), (0.1, (None, 0.2)), (0.1, (0.0, math.nan))])
+def test_interval_refuses_what_is_not_a_finite_number(bad):
+    with pytest.raises(ValueError, match="^`interval` got "):
+        text.interval(*bad)
+    with pytest.raises(ValueError, match="^`interval` got "):
+        text.interval_only(bad[1], bad[0])

@@ -218,3 +218,11 @@ def test_every_top_token_problem_is_named():
     baseline["probes"][0]["top"] = []
     row = next(r for r in compare(baseline, attribution, judge=True)["rows"] if r["what"].startswith("top-10"))
     assert row["this"] is None and row["difference"] is None and row["ok"] is False
+
+
+def test_each_row_shows_its_own_tolerance():
+    baseline, attribution = metrics_from_reference()
+    rows = {r["what"].split(" (")[0]: r for r in compare(baseline, attribution, judge=True)["rows"]}
+    assert rows["mean logit difference"]["tolerance"] == reproduction.TOL_LOGIT_DIFF
+    assert rows["every per-prompt logit difference"]["tolerance"] == reproduction.TOL_LOGIT_DIFF
+    assert rows["mean logit difference after “;”"]["tolerance"] == reproduction.TOL_CORRUPTED
