@@ -5,9 +5,9 @@ mutant. That every field of a real key changes it is tested in test_keys.py."""
 from __future__ import annotations
 
 import copy
-from types import SimpleNamespace
 
 from generator import pipeline
+from generator.models import ModelRef
 from generator.store import digest
 
 PARTS = {
@@ -36,20 +36,24 @@ def test_model_part_names_the_model_where_it_lives_and_its_weights(monkeypatch):
     from generator import models
 
     monkeypatch.setattr(models, "fingerprint", lambda ref: f"weights of {ref.name}")
-    hub = SimpleNamespace(name="gpt2", source="hub", location="openai-community/gpt2")
+    hub = ModelRef(name="gpt2", source="hub", location="openai-community/gpt2")
     assert pipeline.model_part(hub) == {
         "name": "gpt2",
         "source": "hub",
         "location": "openai-community/gpt2",
         "weights": "weights of gpt2",
     }
-    local = SimpleNamespace(name="mine", source="local", location="/home/me/model")
+    local = ModelRef(name="mine", source="local", location="/home/me/model")
     assert pipeline.model_part(local) == {
         "name": "mine",
         "source": "local",
         "location": "local",  # not its folder: its weights identify it
         "weights": "weights of mine",
     }
+    # a named revision joins the part (and so the key); without one the part is as it was
+    pinned = ModelRef(name="pythia@step1", source="hub", location="EleutherAI/pythia-70m", revision="step1")
+    assert pipeline.model_part(pinned)["revision"] == "step1"
+    assert "revision" not in pipeline.model_part(hub)
 
 
 def test_comparable_takes_the_stored_revision_only_for_an_uncached_hub_model():
