@@ -22,6 +22,7 @@ from functools import partial
 import torch
 
 from generator.engine import ops
+from generator.experiments.sentence_end import final
 from generator.metrics import logit_diff, num
 
 
@@ -105,58 +106,37 @@ def patched_runs(model, contrast: Contrast, layers, target, sets, budget: int = 
         for i in chosen:
             masks[s, i // d, i % d] = True
     total = torch.zeros(len(sets), dtype=torch.double)
-    n, kv = 0, ("attn.hook_k", "attn.hook_v")
+    n = 0
     for idx, toks in by_length(contrast.corrupted):
         n += len(idx)
-        logits, cache = model.run_with_cache(
-            toks, names_filter=lambda h: h.endswith(kv) or h == f"blocks.{first}.hook_resid_pre"
+        logits, resid, prefix = final.cached(model, toks, first)
+        check = final.run(w, resid, prefix, first)
+        final.agrees(
+            contrast_metric(model, w, contrast, check, idx)[0], contrast.measure(model, logits, idx), "neurons"
         )
-        prefix = {
-            l: tuple(cache[f"blocks.{l}.{x}"][None, :, :-1] for x in kv) for l in range(first, w.n_layers)
-        }  # [1, B, P-1, H, d]
-        resid = cache[f"blocks.{first}.hook_resid_pre"][None, :, -1:]  # [1, B, 1, D]
-        check = final_position_run(w, resid, prefix, layers, target, idx, torch.zeros(1, len(layers), d, dtype=bool))
-        expected = contrast.measure(model, logits[:, -1], idx).cpu()
-        got = contrast_metric(model, w, contrast, check, idx)[0].cpu()
-        if float((got - expected).abs().max()) > 1e-3 * max(1.0, float(expected.abs().max())):
-            raise NotImplementedError("the final-position neuron patching disagrees with the model's own logits")
+        values = {l: target[l][idx][None, :, None].to(resid.device, resid.dtype) for l in layers}  # [1, B, 1, d_mlp]
         per = max(1, budget // len(idx))
         for start in range(0, len(sets), per):
-            chunk = masks[start : start + per]
-            final = final_position_run(w, resid, prefix, layers, target, idx, chunk)
-            total[start : start + len(chunk)] += contrast_metric(model, w, contrast, final, idx).double().cpu().sum(1)
+            chunk = masks[start : start + per].to(resid.device)
+
+            def patch(l, post, chunk=chunk, values=values):
+                if l not in values:
+                    return post
+                return torch.where(chunk[:, layers.index(l)][:, None, None], values[l], post)
+
+            out = final.run(w, resid.expand(len(chunk), -1, -1, -1), prefix, first, patch)
+            total[start : start + len(chunk)] += contrast_metric(model, w, contrast, out, idx).double().cpu().sum(1)
     return total / n
 
 
-def final_position_run(w, resid, prefix, layers, target, idx, masks) -> torch.Tensor:
-    """The final position's residual after the last layer's norm [S, B, D], from `resid` [1, B,
-    1, D] at the first named layer, with masks [S, len(layers), d_mlp] choosing which neurons of
-    each named layer's MLP take `target`'s values (GPT-2-style block: sequential residual)."""
-    x = resid.expand(len(masks), *resid.shape[1:])
-    norm = w.family.norm
-    for l in range(min(layers), w.n_layers):
-        lw = w.layers[l]
-        h = norm(x, lw.ln1, w.eps)
-        q, k, v = (ops.project(h, W, b, w.n_heads) for W, b in ((lw.W_Q, lw.b_Q), (lw.W_K, lw.b_K), (lw.W_V, lw.b_V)))
-        keys, values = (ops.join_positions(p, y, dim=-3) for p, y in zip(prefix[l], (k, v)))
-        x = x + ops.attention_out(ops.attention(q, keys, values, w.attn_scale), lw.W_O, lw.b_O)
-        post = w.act_fn(norm(x, lw.ln2, w.eps) @ lw.W_in + lw.b_in)  # [S, B, 1, d_mlp]: mlp.hook_post
-        if l in layers:
-            li = layers.index(l)
-            chosen = masks[:, li][:, None, None].to(post.device)  # [S, 1, 1, d_mlp]
-            post = torch.where(chosen, target[l][idx][None, :, None].to(post.device, post.dtype), post)
-        x = x + post @ lw.W_out + lw.b_out
-    return norm(x[:, :, -1], w.ln_final, w.eps)
-
-
-def contrast_metric(model, w, contrast: Contrast, final: torch.Tensor, idx) -> torch.Tensor:
-    """The contrast's metric [S, B] from final normed residuals [S, B, D]: two answer columns
+def contrast_metric(model, w, contrast: Contrast, normed: torch.Tensor, idx) -> torch.Tensor:
+    """The contrast's metric [S, B] from normed final residuals [S, B, D]: two answer columns
     for a logit difference, the whole vocabulary for the capital log-odds."""
     if contrast.metric == "logit_diff":
-        answers = contrast.answers[idx].to(final.device)
-        return ops.logit_diff(final, w.W_U[:, answers].permute(1, 0, 2), w.b_U[answers])
-    logits = final @ w.W_U + w.b_U
-    return contrast.measure(model, logits.flatten(0, 1), idx).reshape(final.shape[:2])
+        answers = contrast.answers[idx].to(normed.device)
+        return ops.logit_diff(normed, w.W_U[:, answers].permute(1, 0, 2), w.b_U[answers])
+    logits = normed @ w.W_U + w.b_U
+    return contrast.measure(model, logits.flatten(0, 1), idx).reshape(normed.shape[:2])
 
 
 def patched_runs_by_hooks(model, contrast: Contrast, layers, target, sets, budget: int = 2048) -> torch.Tensor:
