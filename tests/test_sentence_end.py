@@ -342,7 +342,11 @@ def test_no_mlp_no_neurons():
 
 def test_features_are_the_residual_stream(organism):
     tokens = [organism.to_tokens("Send it to john@gmail."), organism.to_tokens("John is a really great friend.")]
+    for other in (0, 5):  # the sentence's other endings: their runs share all but the last token
+        tokens.append(tokens[1].clone())
+        tokens[-1][0, -1] = other
     x, labels = probe.features(organism, tokens)
+    assert (x[:, 2] != x[:, 3]).any()  # the repeats computed, not copied
     assert labels == ["0_pre", "1_pre", "2_pre", "3_pre", "final_post"]
     for i, t in enumerate(tokens):
         _, cache = organism.run_with_cache(t)

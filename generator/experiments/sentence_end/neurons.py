@@ -250,23 +250,29 @@ def with_contexts(model, rows: list[dict], corpus, params) -> list[dict]:
 def top_contexts(model, corpus: list[torch.Tensor], neurons: list[tuple[int, int]], k: int) -> list[dict]:
     """For each (layer, neuron): the k token positions of the corpus (a list of [n, P] token
     batches) where it fires most, each with the token and the few tokens before it (distinct
-    contexts only)."""
+    contexts only). The endings of one sentence share their runs but for the last token
+    (final.whole_and_repeats): their earlier positions are their partner's, the same contexts."""
+    if not neurons:
+        return []
     layers = sorted({layer for layer, _ in neurons})
     prompts = [row[None] for batch in corpus for row in batch]  # one [1, P] per prompt
-    corpus = [toks for _, toks in by_length(prompts)]  # equal lengths run together
-    acts = {nn: [] for nn in neurons}
-    for toks in corpus:
-        _, cache = model.run_with_cache(toks, names_filter=[f"blocks.{layer}.mlp.hook_post" for layer in layers])
-        for layer, neuron in neurons:
-            acts[(layer, neuron)].append(cache[f"blocks.{layer}.mlp.hook_post"][:, :, neuron].float().cpu())
+    acts: dict[int, torch.Tensor] = {}  # prompt -> [positions counted, len(neurons)] (BOS left out)
+    where = {i: 1 for i in range(len(prompts))}  # the first position counted per prompt
+    names = [f"blocks.{layer}.mlp.hook_post" for layer in layers]
+
+    def keep(members, toks, cache):
+        got = torch.stack([cache[f"blocks.{l}.mlp.hook_post"][:, 1:, n] for l, n in neurons], -1).float().cpu()
+        acts.update(zip(members, got))
+
+    for i, (_, post) in final.whole_and_repeats(model, prompts, names, keep).items():
+        acts[i] = torch.stack([post[l, n] for l, n in neurons])[None].float().cpu()
+        where[i] = prompts[i].shape[-1] - 1
     out = []
-    for layer, neuron in neurons:
+    for j, (layer, neuron) in enumerate(neurons):
         seen, rows = set(), []
         candidates = [
-            (float(a[b, p]), toks[b], p)
-            for a, toks in zip(acts[(layer, neuron)], corpus)
-            for b, p in [(b, p) for b in range(a.shape[0]) for p in range(1, a.shape[1])]
-        ]  # BOS left out
+            (float(a[p, j]), prompts[i][0], where[i] + p) for i, a in sorted(acts.items()) for p in range(a.shape[0])
+        ]
         for value, row, p in sorted(candidates, key=lambda t: -t[0]):
             pieces = model.to_str_tokens(row[max(1, p - 5) : p + 1])
             context = "".join(pieces)

@@ -33,13 +33,17 @@ stream_hook = final.stream_name  # (kept under the name the tests and the steeri
 
 
 def features(model, tokens) -> tuple[torch.Tensor, list[str]]:
-    """[stream, B, d_model] residual streams at the final position, and their labels."""
-    n = len(tokens) if isinstance(tokens, list) else tokens.shape[0]
-    out = torch.empty(model.cfg.n_layers + 1, n, model.cfg.d_model, dtype=torch.double)
+    """[stream, B, d_model] residual streams at the final position, and their labels. The
+    endings of one sentence share their runs but for the last token (final.whole_and_repeats)."""
+    rows = list(tokens) if isinstance(tokens, list) else list(tokens[:, None])
+    out = torch.empty(model.cfg.n_layers + 1, len(rows), model.cfg.d_model, dtype=torch.double)
     names = [stream_hook(model.cfg.n_layers, s) for s in range(model.cfg.n_layers + 1)]
-    for idx, toks in by_length(tokens):
-        _, cache = model.run_with_cache(toks, names_filter=names)
-        out[:, idx] = torch.stack([cache[name][:, -1] for name in names]).double().cpu()
+
+    def keep(members, toks, cache):
+        out[:, members] = torch.stack([cache[name][:, -1] for name in names]).double().cpu()
+
+    for i, (streams, _) in final.whole_and_repeats(model, rows, names, keep).items():
+        out[:, i] = streams.double().cpu()
     return out, [f"{s}_pre" if s < model.cfg.n_layers else "final_post" for s in range(model.cfg.n_layers + 1)]
 
 
