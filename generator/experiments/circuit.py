@@ -29,6 +29,7 @@ sentence ends corrupted the same way.
 
 from __future__ import annotations
 
+import hashlib
 import time
 
 import torch
@@ -69,6 +70,7 @@ class Evaluator:
         self.shape = mask.shape
         self.edges = mask.flatten().nonzero()[:, 0]  # flat indices of the graph's edges
         self.n_edges = len(self.edges)
+        self.runs: dict[bytes, torch.Tensor] = {}  # evaluate's, by the circuit's set of edges
 
     def edge_scores(self, scores: torch.Tensor) -> torch.Tensor:
         """Position-aware [W, R, n_pos] scores -> one score per edge of this graph."""
@@ -80,9 +82,18 @@ class Evaluator:
         keep[self.edges[order[:n]]] = True
         return keep.reshape(self.shape)
 
+    def evaluate(self, order: torch.Tensor, n: int) -> torch.Tensor:
+        """[B] per-prompt metrics of the top-n edges of `order`. A circuit is its set of edges,
+        whatever the order: each set runs once (every ranking's and random order's full
+        circuit, a refined size that the curve already has, rankings agreeing on their top n)."""
+        key = hashlib.blake2b(order[:n].sort().values.cpu().numpy().tobytes(), digest_size=16).digest()
+        if key not in self.runs:
+            self.runs[key] = self.runner.evaluate(self.keep(order, n))
+        return self.runs[key]
+
     def curve(self, order: torch.Tensor, sizes: list[int]) -> torch.Tensor:
         """[len(sizes), B] per-prompt logit differences of each circuit."""
-        return torch.stack([self.runner.evaluate(self.keep(order, n)) for n in sizes])
+        return torch.stack([self.evaluate(order, n) for n in sizes])
 
 
 def faithfulness(m_c: torch.Tensor, m_n: torch.Tensor, m_0: torch.Tensor) -> torch.Tensor:
@@ -175,7 +186,7 @@ def smallest_faithful(
     low = sizes[hit - 1] if hit else 0
     grid = sorted({round(low + (sizes[hit] - low) * t) for t in torch.logspace(-1, 0, refine).tolist()} - {low})
     for n in grid if refine else []:
-        metric = runner.evaluate(evaluator.keep(order, n))[None]
+        metric = evaluator.evaluate(order, n)[None]
         value = float(faithfulness(metric, runner.clean_metric, runner.corrupted_metric)[0])
         if value >= params.faithful:
             return {"edges": n, "fraction": num(n / evaluator.n_edges), "faithfulness": num(value)}
