@@ -5,7 +5,8 @@ layer on. Attention is causal, so every earlier position keeps the unchanged run
 changed run starts at that layer from the unchanged run's residual and computes the final
 position alone, attending to the unchanged run's cached keys and values at the earlier
 positions (as generator.engine's patching does), and reads the logits there only. Exact: the
-same numbers as whole forwards with TransformerLens hooks (tested on neurons and steering).
+same numbers as whole forwards with TransformerLens hooks (tested on the neurons, the steering,
+the endings and the probe's features).
 GPT-2-style blocks (a sequential residual), the only family generator.engine implements; its
 model_weights refuses others, and the experiment is skipped where the engine cannot run."""
 

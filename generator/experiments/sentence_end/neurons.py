@@ -9,8 +9,8 @@ log-odds; the prompts are not pairs, so the clean side is the sentence ends' mea
 Per neuron of the MLPs the stored circuit names: attribution = (clean − corrupted activation)
 × the gradient of the mean metric at the corrupted run (first order, as attribution patching),
 summed over prompts. Then exact patching: the top neurons' clean activations set into the
-corrupted run (TransformerLens hooks on mlp.hook_post, final position), each alone and the top k
-together, as a share of all the named MLPs' neurons patched at once. Also: what each top neuron
+corrupted run (mlp.hook_post, final position; computed for that position alone, final.py),
+each alone and the top k together, as a share of all the named MLPs' neurons patched at once. Also: what each top neuron
 writes onto the capitalisation direction (generator.experiments.hypotheses.copying), and the
 tokens of the tasks on which it fires most.
 """
