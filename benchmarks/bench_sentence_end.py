@@ -7,8 +7,8 @@ reads the circuit experiment's stored circuit; here a stand-in circuit that name
 (the worst case for the neuron analysis, which scores every neuron of every named MLP) and
 whose edges are each MLP's edge into the logits, so no circuit run is needed first.
 
-    python benchmarks/bench_sentence_end.py              # the store's fixed 2 threads
-    python benchmarks/bench_sentence_end.py --threads 1
+    OMP_NUM_THREADS=1 python benchmarks/bench_sentence_end.py    # one thread, as measured
+    python benchmarks/bench_sentence_end.py --threads 2           # the store's fixed 2 threads
 """
 
 from __future__ import annotations
@@ -28,8 +28,10 @@ import torch  # noqa: E402
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from benchmarks.timed import Timer  # noqa: E402
 from generator.experiments import get, sentence_end  # noqa: E402
 from generator.experiments.params import SentenceEnd  # noqa: E402
+from generator.experiments.sentence_end import endings, neurons, probe  # noqa: E402
 from generator.models import load_model, resolve  # noqa: E402
 from generator.pipeline import build_batches  # noqa: E402
 from generator.tasks import build, load_task  # noqa: E402
@@ -57,7 +59,7 @@ def stand_in_circuit(n_layers: int):
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--device", default="cpu")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -68,11 +70,16 @@ def main(argv=None) -> None:
     batch = build(load_task("pronoun"), model)
     tasks = build_batches(model, "bench", set(), set(get("sentence_end").extra_tasks))
     inputs = {"circuit": stand_in_circuit(model.cfg.n_layers), "tasks": tasks}
-    start = time.perf_counter()
+    timer = Timer()
+    for module, name in ((endings, "analyse"), (neurons, "analyse"), (neurons, "with_contexts"), (probe, "analyse")):
+        timer.wrap(module, name, f"{module.__name__.rsplit('.', 1)[1]}.{name}")
+    start, cpu = time.perf_counter(), time.process_time()
     with torch.no_grad():
         result = sentence_end.run(model, batch, SentenceEnd(), inputs)
     parts = ", ".join(f"{k} {v:.1f} s" for k, v in result.timings.items())
-    print(f"sentence_end: {time.perf_counter() - start:.1f} s on {args.threads} thread(s) ({parts})", flush=True)
+    wall, cpu = time.perf_counter() - start, time.process_time() - cpu
+    print(f"sentence_end: wall {wall:.1f} s, cpu {cpu:.1f} s on {args.threads} thread(s) ({parts})", flush=True)
+    print(timer.report(), flush=True)
 
 
 if __name__ == "__main__":

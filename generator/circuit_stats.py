@@ -122,7 +122,7 @@ def smallest_faithful(
     low = sizes[hit - 1] if hit else 0
     grid = sorted({round(low + (sizes[hit] - low) * t) for t in torch.logspace(-1, 0, refine).tolist()} - {low})
     for n in grid if refine else []:
-        metric = runner.evaluate(evaluator.keep(order, n))[None]
+        metric = evaluator.evaluate(order, n)[None]
         value = float(faithfulness(metric, runner.clean_metric, runner.corrupted_metric)[0])
         if value >= params.faithful:
             return {"edges": n, "fraction": num(n / evaluator.n_edges), "faithfulness": num(value)}

@@ -234,13 +234,16 @@ class Linear:
     def __init__(self, n_edges, b=5):
         m_n, m_0 = metrics(b)
         self.n_edges, self.asked = n_edges, []
-        self.runner = SimpleNamespace(clean_metric=m_n, corrupted_metric=m_0, evaluate=self.evaluate)
+        self.runner = SimpleNamespace(clean_metric=m_n, corrupted_metric=m_0, evaluate=self.run)
 
     def keep(self, order, n):
         assert torch.equal(order, torch.arange(self.n_edges).flip(0))  # the order it was given
         return n
 
-    def evaluate(self, n):
+    def evaluate(self, order, n):  # the Evaluator's: the top n edges of the order, run
+        return self.run(self.keep(order, n))
+
+    def run(self, n):
         self.asked.append(n)
         r = self.runner
         return r.corrupted_metric + (r.clean_metric - r.corrupted_metric) * n / self.n_edges

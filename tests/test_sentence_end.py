@@ -227,6 +227,30 @@ def test_top_k_patching_by_transformer_lens_hooks(organism, few_prompts, m):
     assert row.share == pytest.approx(row.effect / c.all_effect, rel=1e-3)
 
 
+def test_final_position_patching_is_whole_forwards_with_hooks(organism, few_prompts, tasks):
+    """The fast patched runs (from the first named layer, the final position alone, cached keys
+    and values) give the numbers of whole forwards with hooks on mlp.hook_post, on both kinds
+    of contrast: paired prompts of one length with a logit difference, and the exception
+    contrast's pairs of several lengths with the capital log-odds over the whole vocabulary."""
+    from generator.experiments.exceptions import case_masks
+
+    period, _, _ = period_contrast(organism, few_prompts)
+    exception = sentence_end.exception_contrast(tasks["contrast"], tasks["exceptions"], case_masks(organism))
+    assert len({t.shape[-1] for t in exception.corrupted}) > 1  # several token lengths
+    d, layers = organism.cfg.d_mlp, [1, organism.cfg.n_layers - 1]
+    g = torch.Generator().manual_seed(0)
+    sets = [tuple(range(2 * d)), (3,), (d + 7,)] + [
+        tuple(torch.randperm(2 * d, generator=g)[:k].tolist()) for k in (5, 50)
+    ]
+    for c in (period, exception):
+        _, clean, _ = neurons.run_final(organism, c, c.clean, layers)
+        n = len(c.corrupted) if isinstance(c.corrupted, list) else c.corrupted.shape[0]
+        target = {l: clean[l] if c.paired else clean[l].mean(0).expand(n, -1) for l in layers}
+        fast = neurons.patched_runs(organism, c, layers, target, sets, budget=7)  # several chunks
+        slow = neurons.patched_runs_by_hooks(organism, c, layers, target, sets)
+        assert torch.allclose(fast, slow, atol=1e-5, rtol=1e-5), (c.name, (fast - slow).abs().max())
+
+
 def test_attribution_by_finite_difference(organism, few_prompts, m):
     """Σ_prompts (clean − corrupted activation) × ∂metric/∂activation / n, naively: the mean
     metric's central difference when every prompt's activation moves by ε × its own difference."""
@@ -318,7 +342,11 @@ def test_no_mlp_no_neurons():
 
 def test_features_are_the_residual_stream(organism):
     tokens = [organism.to_tokens("Send it to john@gmail."), organism.to_tokens("John is a really great friend.")]
+    for other in (0, 5):  # the sentence's other endings: their runs share all but the last token
+        tokens.append(tokens[1].clone())
+        tokens[-1][0, -1] = other
     x, labels = probe.features(organism, tokens)
+    assert (x[:, 2] != x[:, 3]).any()  # the repeats computed, not copied
     assert labels == ["0_pre", "1_pre", "2_pre", "3_pre", "final_post"]
     for i, t in enumerate(tokens):
         _, cache = organism.run_with_cache(t)

@@ -25,6 +25,7 @@ from generator import ReportError
 from generator.engine.graph import CircuitRunner
 from generator.experiments.circuit import boot_faithfulness, cluster_weights, faithfulness, quantiles
 from generator.experiments.exceptions import capital_log_odds
+from generator.experiments.sentence_end import final
 from generator.metrics import logit_diff, num, to_list
 
 
@@ -48,17 +49,33 @@ def final_metrics(model, tokens: torch.Tensor, answers: torch.Tensor, masks, fwd
     return logit_diff(logits, answers).float().cpu(), capital_log_odds(logits, upper, lower).cpu()
 
 
-def mean_embedding_hook(model, token_ids: list[int]):
-    """A hook on hook_embed that replaces the final position's token embedding by the mean
-    embedding of `token_ids` (a mean ablation of the final token's identity)."""
-    mean = model.W_E[torch.tensor(token_ids, device=model.W_E.device)].mean(0)
+class LastToken:
+    """Runs of the task's prompts that change only the final token, computed for the final
+    position alone from one cached run of `tokens` (sentence_end.final: exact, as whole
+    forwards; tested against them)."""
 
-    def hook(x, hook):
-        x = x.clone()
-        x[:, -1] = mean
-        return x
+    def __init__(self, model, tokens: torch.Tensor, answers: torch.Tensor, masks):
+        from generator.engine.families import model_weights
 
-    return ("hook_embed", hook)
+        self.w, self.answers, self.masks, self.n_pos = model_weights(model), answers, masks, tokens.shape[1]
+        logits, _, self.prefix = final.cached(model, tokens, 0)
+        final.agrees(self.metrics(self.embed(tokens[:, -1]))[1], self._odds(logits), "endings")
+
+    def embed(self, last: torch.Tensor | None, vector: torch.Tensor | None = None) -> torch.Tensor:
+        """The residual stream's input at the final position [1, B, 1, D]: the embedding of each
+        prompt's final token `last` [B] (or `vector` for all) and the position's."""
+        w, p = self.w, self.n_pos
+        x = w.W_E[last.to(w.W_E.device)] if last is not None else vector.expand(len(self.answers), -1)
+        return (x + w.family.positions(w, p - 1, p))[None, :, None]
+
+    def metrics(self, resid: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per prompt ([B] each): the logit difference and the capital log-odds."""
+        logits = (final.run(self.w, resid, self.prefix, 0) @ self.w.W_U + self.w.b_U)[0]
+        return logit_diff(logits, self.answers.to(logits.device)).float().cpu(), self._odds(logits)
+
+    def _odds(self, logits: torch.Tensor) -> torch.Tensor:
+        upper, lower = (m.to(logits.device) for m in self.masks)
+        return capital_log_odds(logits, upper, lower).cpu()
 
 
 def interval(values: torch.Tensor, weights: torch.Tensor, params) -> list[float]:
@@ -77,8 +94,14 @@ def analyse(model, batch, circuit_keep, params, masks) -> tuple[dict, dict]:
     endings = list(dict.fromkeys(params.sentence_ends + params.non_ends))
     tokens = {e: ending_tokens(model, prompts, e) for e in endings}
     ld, odds, rows = {}, {}, []
+    period, corruption = params.sentence_ends[0], params.non_ends[0]
+    last = LastToken(model, tokens[period], answers, masks)
     for e in endings:
-        ld[e], odds[e] = final_metrics(model, tokens[e], answers, masks)
+        same = tokens[e].shape == tokens[period].shape and bool((tokens[e][:, :-1] == tokens[period][:, :-1]).all())
+        if same:  # the period's run but for the last token: that position alone
+            ld[e], odds[e] = last.metrics(last.embed(tokens[e][:, -1]))
+        else:
+            ld[e], odds[e] = final_metrics(model, tokens[e], answers, masks)
         rows.append(
             {
                 "ending": e,
@@ -90,9 +113,11 @@ def analyse(model, batch, circuit_keep, params, masks) -> tuple[dict, dict]:
                 "log_odds_ci": interval(odds[e], weights, params),
             }
         )
-    period, corruption = params.sentence_ends[0], params.non_ends[0]
     singles = [int(tokens[e][0, -1]) for e in endings if e and tokens[e].shape == tokens[period].shape]
-    neutral, _ = final_metrics(model, tokens[period], answers, masks, [mean_embedding_hook(model, singles)])
+    # the final token's embedding replaced by the mean of the single-token endings' (a mean
+    # ablation of its identity, computed for the last position alone)
+    mean = model.W_E[torch.tensor(singles, device=model.W_E.device)].mean(0)
+    neutral, _ = last.metrics(last.embed(None, mean))
     others = [e for e in endings if e not in (period, corruption)]
     resample = torch.stack([ld[e] for e in others]).mean(0)
     halves = {

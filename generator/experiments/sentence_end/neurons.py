@@ -9,8 +9,8 @@ log-odds; the prompts are not pairs, so the clean side is the sentence ends' mea
 Per neuron of the MLPs the stored circuit names: attribution = (clean − corrupted activation)
 × the gradient of the mean metric at the corrupted run (first order, as attribution patching),
 summed over prompts. Then exact patching: the top neurons' clean activations set into the
-corrupted run (TransformerLens hooks on mlp.hook_post, final position), each alone and the top k
-together, as a share of all the named MLPs' neurons patched at once. Also: what each top neuron
+corrupted run (mlp.hook_post, final position; computed for that position alone, final.py),
+each alone and the top k together, as a share of all the named MLPs' neurons patched at once. Also: what each top neuron
 writes onto the capitalisation direction (generator.experiments.hypotheses.copying), and the
 tokens of the tasks on which it fires most.
 """
@@ -21,6 +21,8 @@ from functools import partial
 
 import torch
 
+from generator.engine import ops
+from generator.experiments.sentence_end import final
 from generator.metrics import logit_diff, num
 
 
@@ -85,11 +87,61 @@ def run_final(model, contrast, tokens, layers, grad=False):
     return metric, acts, grads
 
 
-def patched_runs(model, contrast: Contrast, layers, target, sets, budget: int = 2048) -> torch.Tensor:
+def patched_runs(model, contrast: Contrast, layers, target, sets, budget: int = 4096) -> torch.Tensor:
     """Mean metric [len(sets)] of the corrupted prompts with each set of neurons (flat indices,
-    layer-major over `layers`) set to `target` ({layer: [B, d_mlp]}) at the final position
-    (TransformerLens hooks on mlp.hook_post). Sets run together, the corrupted batch repeated
-    once per set, at most about `budget` token rows a forward."""
+    layer-major over `layers`) set to `target` ({layer: [B, d_mlp]}) at the final position.
+
+    Only the final position changes, so (as generator.engine's patching) each patched run
+    starts at the first named layer from the corrupted run's residual there and computes the
+    final position alone, attending to the corrupted run's cached keys and values at the
+    earlier positions, which the patch cannot change (attention is causal). The same numbers as
+    hooks on mlp.hook_post of whole forwards (patched_runs_by_hooks; tested), from one cached
+    corrupted run per token length, sets batched, about `budget` final positions a run."""
+    from generator.engine.families import model_weights
+
+    w = model_weights(model)  # refuses a block it does not reproduce (the experiment's unsupported)
+    d, first = model.cfg.d_mlp, min(layers)
+    masks = torch.zeros(len(sets), len(layers), d, dtype=torch.bool)
+    for s, chosen in enumerate(sets):
+        for i in chosen:
+            masks[s, i // d, i % d] = True
+    total = torch.zeros(len(sets), dtype=torch.double)
+    n = 0
+    for idx, toks in by_length(contrast.corrupted):
+        n += len(idx)
+        logits, resid, prefix = final.cached(model, toks, first)
+        check = final.run(w, resid, prefix, first)
+        final.agrees(
+            contrast_metric(model, w, contrast, check, idx)[0], contrast.measure(model, logits, idx), "neurons"
+        )
+        values = {l: target[l][idx][None, :, None].to(resid.device, resid.dtype) for l in layers}  # [1, B, 1, d_mlp]
+        per = max(1, budget // len(idx))
+        for start in range(0, len(sets), per):
+            chunk = masks[start : start + per].to(resid.device)
+
+            def patch(l, post, chunk=chunk, values=values):
+                if l not in values:
+                    return post
+                return torch.where(chunk[:, layers.index(l)][:, None, None], values[l], post)
+
+            out = final.run(w, resid.expand(len(chunk), -1, -1, -1), prefix, first, patch)
+            total[start : start + len(chunk)] += contrast_metric(model, w, contrast, out, idx).double().cpu().sum(1)
+    return total / n
+
+
+def contrast_metric(model, w, contrast: Contrast, normed: torch.Tensor, idx) -> torch.Tensor:
+    """The contrast's metric [S, B] from normed final residuals [S, B, D]: two answer columns
+    for a logit difference, the whole vocabulary for the capital log-odds."""
+    if contrast.metric == "logit_diff":
+        answers = contrast.answers[idx].to(normed.device)
+        return ops.logit_diff(normed, w.W_U[:, answers].permute(1, 0, 2), w.b_U[answers])
+    logits = normed @ w.W_U + w.b_U
+    return contrast.measure(model, logits.flatten(0, 1), idx).reshape(normed.shape[:2])
+
+
+def patched_runs_by_hooks(model, contrast: Contrast, layers, target, sets, budget: int = 2048) -> torch.Tensor:
+    """patched_runs the slow, plain way (kept as its check): TransformerLens hooks on
+    mlp.hook_post at the final position, a whole forward of the corrupted batch per set."""
     d = model.cfg.d_mlp
     masks = torch.zeros(len(sets), len(layers), d, dtype=torch.bool)
     for s, chosen in enumerate(sets):
@@ -198,23 +250,29 @@ def with_contexts(model, rows: list[dict], corpus, params) -> list[dict]:
 def top_contexts(model, corpus: list[torch.Tensor], neurons: list[tuple[int, int]], k: int) -> list[dict]:
     """For each (layer, neuron): the k token positions of the corpus (a list of [n, P] token
     batches) where it fires most, each with the token and the few tokens before it (distinct
-    contexts only)."""
+    contexts only). The endings of one sentence share their runs but for the last token
+    (final.whole_and_repeats): their earlier positions are their partner's, the same contexts."""
+    if not neurons:
+        return []
     layers = sorted({layer for layer, _ in neurons})
     prompts = [row[None] for batch in corpus for row in batch]  # one [1, P] per prompt
-    corpus = [toks for _, toks in by_length(prompts)]  # equal lengths run together
-    acts = {nn: [] for nn in neurons}
-    for toks in corpus:
-        _, cache = model.run_with_cache(toks, names_filter=[f"blocks.{layer}.mlp.hook_post" for layer in layers])
-        for layer, neuron in neurons:
-            acts[(layer, neuron)].append(cache[f"blocks.{layer}.mlp.hook_post"][:, :, neuron].float().cpu())
+    acts: dict[int, torch.Tensor] = {}  # prompt -> [positions counted, len(neurons)] (BOS left out)
+    where = {i: 1 for i in range(len(prompts))}  # the first position counted per prompt
+    names = [f"blocks.{layer}.mlp.hook_post" for layer in layers]
+
+    def keep(members, toks, cache):
+        got = torch.stack([cache[f"blocks.{l}.mlp.hook_post"][:, 1:, n] for l, n in neurons], -1).float().cpu()
+        acts.update(zip(members, got))
+
+    for i, (_, post) in final.whole_and_repeats(model, prompts, names, keep).items():
+        acts[i] = torch.stack([post[l, n] for l, n in neurons])[None].float().cpu()
+        where[i] = prompts[i].shape[-1] - 1
     out = []
-    for layer, neuron in neurons:
+    for j, (layer, neuron) in enumerate(neurons):
         seen, rows = set(), []
         candidates = [
-            (float(a[b, p]), toks[b], p)
-            for a, toks in zip(acts[(layer, neuron)], corpus)
-            for b, p in [(b, p) for b in range(a.shape[0]) for p in range(1, a.shape[1])]
-        ]  # BOS left out
+            (float(a[p, j]), prompts[i][0], where[i] + p) for i, a in sorted(acts.items()) for p in range(a.shape[0])
+        ]
         for value, row, p in sorted(candidates, key=lambda t: -t[0]):
             pieces = model.to_str_tokens(row[max(1, p - 5) : p + 1])
             context = "".join(pieces)

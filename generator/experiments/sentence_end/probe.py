@@ -25,23 +25,25 @@ import torch
 
 from generator.experiments.circuit import cluster_weights, quantiles
 from generator.experiments.exceptions import capital_log_odds
+from generator.experiments.sentence_end import final
 from generator.experiments.sentence_end.neurons import by_length
 from generator.metrics import num, to_list
 
-
-def stream_hook(n_layers: int, stream: int) -> str:
-    """The hook of residual stream `stream` (0 … n_layers: each block's input, then the last output)."""
-    return f"blocks.{stream}.hook_resid_pre" if stream < n_layers else f"blocks.{n_layers - 1}.hook_resid_post"
+stream_hook = final.stream_name  # (kept under the name the tests and the steering use)
 
 
 def features(model, tokens) -> tuple[torch.Tensor, list[str]]:
-    """[stream, B, d_model] residual streams at the final position, and their labels."""
-    n = len(tokens) if isinstance(tokens, list) else tokens.shape[0]
-    out = torch.empty(model.cfg.n_layers + 1, n, model.cfg.d_model, dtype=torch.double)
+    """[stream, B, d_model] residual streams at the final position, and their labels. The
+    endings of one sentence share their runs but for the last token (final.whole_and_repeats)."""
+    rows = list(tokens) if isinstance(tokens, list) else list(tokens[:, None])
+    out = torch.empty(model.cfg.n_layers + 1, len(rows), model.cfg.d_model, dtype=torch.double)
     names = [stream_hook(model.cfg.n_layers, s) for s in range(model.cfg.n_layers + 1)]
-    for idx, toks in by_length(tokens):
-        _, cache = model.run_with_cache(toks, names_filter=names)
-        out[:, idx] = torch.stack([cache[name][:, -1] for name in names]).double().cpu()
+
+    def keep(members, toks, cache):
+        out[:, members] = torch.stack([cache[name][:, -1] for name in names]).double().cpu()
+
+    for i, (streams, _) in final.whole_and_repeats(model, rows, names, keep).items():
+        out[:, i] = streams.double().cpu()
     return out, [f"{s}_pre" if s < model.cfg.n_layers else "final_post" for s in range(model.cfg.n_layers + 1)]
 
 
@@ -239,23 +241,27 @@ def data_label(model, stream: int) -> str:
 
 def log_odds(model, tokens: list, hook_name: str, vectors: torch.Tensor, masks) -> torch.Tensor:
     """Capital log-odds with each of `vectors` ([V, d_model], or one [d_model]) added to the
-    final position at `hook_name`: [V, n] (or [n]). Each group of equal-length prompts runs
-    once, repeated for every vector."""
+    final position at `hook_name` (a residual stream, stream_hook's): [V, n] (or [n]). Each
+    group of equal-length prompts runs once unchanged; every vector's run then starts at that
+    stream and computes the final position alone (final.run: exact, as whole forwards with a
+    hook; tested)."""
+    from generator.engine.families import model_weights
+
+    w = model_weights(model)
+    n_layers = model.cfg.n_layers
+    stream = next(s for s in range(n_layers + 1) if stream_hook(n_layers, s) == hook_name)
     many = vectors.dim() == 2
     vectors = vectors if many else vectors[None]
     out = torch.empty(len(vectors), len(tokens), dtype=torch.double)
     upper, lower = masks
     for idx, toks in by_length(tokens):
-        added = vectors.repeat_interleave(len(idx), 0)  # row v * len(idx) + i: vector v, prompt i
-
-        def add(x, hook, added=added):
-            x = x.clone()
-            x[:, -1] += added.to(x.device, x.dtype)
-            return x
-
-        logits = model.run_with_hooks(toks.repeat(len(vectors), 1), fwd_hooks=[(hook_name, add)])[:, -1]
-        odds = capital_log_odds(logits, upper.to(logits.device), lower.to(logits.device)).double().cpu()
-        out[:, idx] = odds.reshape(len(vectors), len(idx))
+        logits, resid, prefix = final.cached(model, toks, stream)
+        up, low = upper.to(logits.device), lower.to(logits.device)
+        unchanged = final.run(w, resid, prefix, stream)[0] @ w.W_U + w.b_U
+        final.agrees(capital_log_odds(unchanged, up, low), capital_log_odds(logits, up, low), "steering")
+        added = resid + vectors[:, None, None].to(resid.device, resid.dtype)  # [V, B, 1, D]
+        odds = capital_log_odds(final.run(w, added, prefix, stream) @ w.W_U + w.b_U, up, low)
+        out[:, idx] = odds.double().cpu()
     return out if many else out[0]
 
 
