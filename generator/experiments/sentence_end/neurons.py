@@ -100,11 +100,8 @@ def patched_runs(model, contrast: Contrast, layers, target, sets, budget: int = 
     from generator.engine.families import model_weights
 
     w = model_weights(model)  # refuses a block it does not reproduce (the experiment's unsupported)
-    d, first = model.cfg.d_mlp, min(layers)
-    masks = torch.zeros(len(sets), len(layers), d, dtype=torch.bool)
-    for s, chosen in enumerate(sets):
-        for i in chosen:
-            masks[s, i // d, i % d] = True
+    first = min(layers)
+    masks = set_masks(sets, len(layers), model.cfg.d_mlp)
     total = torch.zeros(len(sets), dtype=torch.double)
     n = 0
     for idx, toks in by_length(contrast.corrupted):
@@ -129,6 +126,15 @@ def patched_runs(model, contrast: Contrast, layers, target, sets, budget: int = 
     return total / n
 
 
+def set_masks(sets, n_layers: int, d_mlp: int) -> torch.Tensor:
+    """[S, layers, d_mlp] bool: which neurons each set patches (a neuron's id is layer index × d_mlp + its index)."""
+    masks = torch.zeros(len(sets), n_layers, d_mlp, dtype=torch.bool)
+    for s, chosen in enumerate(sets):
+        for i in chosen:
+            masks[s, i // d_mlp, i % d_mlp] = True
+    return masks
+
+
 def contrast_metric(model, w, contrast: Contrast, normed: torch.Tensor, idx) -> torch.Tensor:
     """The contrast's metric [S, B] from normed final residuals [S, B, D]: two answer columns
     for a logit difference, the whole vocabulary for the capital log-odds."""
@@ -142,11 +148,7 @@ def contrast_metric(model, w, contrast: Contrast, normed: torch.Tensor, idx) -> 
 def patched_runs_by_hooks(model, contrast: Contrast, layers, target, sets, budget: int = 2048) -> torch.Tensor:
     """patched_runs the slow, plain way (kept as its check): TransformerLens hooks on
     mlp.hook_post at the final position, a whole forward of the corrupted batch per set."""
-    d = model.cfg.d_mlp
-    masks = torch.zeros(len(sets), len(layers), d, dtype=torch.bool)
-    for s, chosen in enumerate(sets):
-        for i in chosen:
-            masks[s, i // d, i % d] = True
+    masks = set_masks(sets, len(layers), model.cfg.d_mlp)
     total = torch.zeros(len(sets), dtype=torch.double)
     n = 0
     for idx, toks in by_length(contrast.corrupted):
