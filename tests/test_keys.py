@@ -150,29 +150,6 @@ def test_input_key_holds_every_part_but_the_versions(config):
         assert pipeline.input_key({**base, field: "changed"}) != key, field
 
 
-def test_model_part_says_where_the_weights_come_from(monkeypatch):
-    from types import SimpleNamespace
-
-    from generator import models
-
-    monkeypatch.setattr(models, "fingerprint", lambda ref: f"w-{ref.name}")
-    hub = SimpleNamespace(name="gpt2-small", source="hub", location="openai-community/gpt2")
-    local = SimpleNamespace(name="organism", source="local", location="/somewhere/organism")
-    assert pipeline.model_part(hub) == {
-        "name": "gpt2-small",
-        "source": "hub",
-        "location": "openai-community/gpt2",
-        "weights": "w-gpt2-small",
-    }
-    # a local folder's path is not part of the key (a copy of the project elsewhere is the same)
-    assert pipeline.model_part(local) == {
-        "name": "organism",
-        "source": "local",
-        "location": "local",
-        "weights": "w-organism",
-    }
-
-
 def test_an_uncached_hub_model_takes_the_stored_weights_and_nothing_else(config):
     base = parts(config, "baseline")
     uncached = {**base, "model": {**MODEL, "source": "hub", "weights": "uncached"}}

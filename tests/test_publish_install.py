@@ -149,7 +149,7 @@ def test_base_install_leaves_torch_to_the_run_extra():
     base, run = names(project["dependencies"]), names(project["optional-dependencies"]["run"])
     assert {"torch", "transformer-lens", "transformers"} <= run
     assert not base & {name.replace("_", "-") for name in BLOCKED}
-    assert '".[run,dev]"' in (ROOT / "Makefile").read_text()
+    assert '".[run,dev,ray]"' in (ROOT / "Makefile").read_text()  # make install: all extras
     # the Pages workflow installs the base package only
     workflow = yaml.safe_load((ROOT / ".github" / "workflows" / "pages.yml").read_text())
     installs = [

@@ -107,8 +107,8 @@ def edge_sets(s) -> dict:
         )
     )
     fig.update_layout(
+        # no x-axis title: the axis sits on top, under the title, and its labels are the families
         title="Edges of the families' circuits: shared by all (top) to one family's own (bottom)",
-        xaxis_title="family",
         height=max(420, 16 * len(labels) + 140),
     )
     fig.update_yaxes(autorange="reversed", type="category")
