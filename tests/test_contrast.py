@@ -114,6 +114,51 @@ def test_pooled_verification_matches_a_hand_patched_forward(organism, contrast_b
         torch.testing.assert_close(got, r.evaluate(mine))
 
 
+def test_padded_batches_equal_one_runner_per_length(organism, contrast_batch):
+    """Left-padding pairs of several lengths into one batch changes no number: each prompt's
+    metrics, random circuits on both graphs, patched edges and EAP-IG scores equal those of a
+    runner per length with no padding (the way the pool ran before it padded)."""
+    upper, lower = naive_masks(organism)
+    idx = list(range(len(contrast_batch.spec.prompts)))
+    clean, corrupted = members(contrast_batch, idx)
+    runner = PooledRunner(organism, clean, corrupted, None, case_masks=(upper, lower))
+    lengths = {int(t.shape[-1]) for t in clean}
+    assert len(runner.runners) < len(lengths)  # padding pooled some lengths
+    assert any(r.pad is not None and bool(r.pad.any()) for r in runner.runners)
+    alone = {}
+    for n in lengths:
+        rows = [i for i in idx if clean[i].shape[-1] == n]
+        r = CircuitRunner(organism, torch.cat([clean[i] for i in rows]), torch.cat([corrupted[i] for i in rows]), None,
+                          case_masks=(upper, lower))  # fmt: skip
+        alone[n] = (rows, r)
+
+    def per_prompt(fn):  # a per-length function's per-prompt values, in the pool's order
+        values = {}
+        for rows, r in alone.values():
+            values.update(zip(rows, fn(r)))
+        return torch.stack([values[i] for i in runner.order])
+
+    tol = {"atol": 1e-4, "rtol": 0}
+    torch.testing.assert_close(runner.clean_metric, per_prompt(lambda r: r.clean_metric), **tol)
+    torch.testing.assert_close(runner.corrupted_metric, per_prompt(lambda r: r.corrupted_metric), **tol)
+    g = torch.Generator().manual_seed(1)
+    plain = (torch.rand(runner.graph.upstream().shape, generator=g) < 0.3) & runner.graph.upstream()
+    aware = torch.rand(*plain.shape, runner.n_pos, generator=g) < 0.5
+
+    def cut(mask, r):
+        return mask[..., runner.n_pos - r.n_pos :] if mask.dim() == 3 else mask
+
+    for keep in (plain, aware):
+        torch.testing.assert_close(runner.evaluate(keep), per_prompt(lambda r, k=keep: r.evaluate(cut(k, r))), **tol)
+        torch.testing.assert_close(
+            runner.patch_edges(~keep), per_prompt(lambda r, k=keep: r.patch_edges(cut(~k, r))), **tol
+        )
+    want = torch.zeros_like(runner.scores(2))
+    for rows, r in alone.values():
+        want[..., runner.n_pos - r.n_pos :] += r.scores(2) * len(rows) / len(idx)
+    torch.testing.assert_close(runner.scores(2), want, atol=1e-5, rtol=1e-4)
+
+
 def test_pooled_scores_are_the_prompt_weighted_mean(organism, contrast_batch):
     """EAP-IG scores of the pool: the gradient of the mean over every prompt, i.e. each length
     group's scores (aligned at the final position) weighted by its share of the prompts."""
@@ -126,6 +171,25 @@ def test_pooled_scores_are_the_prompt_weighted_mean(organism, contrast_batch):
     torch.testing.assert_close(runner.scores(2), total)
     # the scores sum to the first-order change of the mean metric: close to the exact one (IG's completeness)
     assert torch.sign(runner.scores(2).sum()) == torch.sign((runner.clean_metric - runner.corrupted_metric).mean())
+
+
+def test_random_orders_run_on_the_graphs_the_params_name(organism, contrast_batch, result):
+    """random_seeds orders on the position-agnostic graph; on the position-aware one only
+    position_random_seeds (default none): each takes a curve's evaluations."""
+    for f in result.metrics["families"]:
+        if f["circuit"] is not None:
+            assert len(f["circuit"]["methods"]["random"]["seeds"]) == 1
+            assert "random" not in f["circuit"]["by_position"]["methods"]
+    upper, lower = naive_masks(organism)
+    idx = [i for i, p in enumerate(contrast_batch.spec.prompts) if p.group == FAMILIES[0]]
+    runner = PooledRunner(organism, *members(contrast_batch, idx), None, case_masks=(upper, lower))
+    prompts = [contrast_batch.spec.prompts[idx[j]] for j in runner.order]
+    cp = contrast.circuit_params(params.Contrast(bootstrap=100, sizes=[0.1, 1.0]))
+    for seeds in (0, 2):
+        table, state, _ = contrast.run_graph(runner, cp, True, prompts, only=["eap_ig"], random_seeds=seeds)
+        assert len(table.get("random", {"seeds": []})["seeds"]) == seeds
+        # two sizes per curve: the EAP-IG curves (the full circuit shared) and each order's smaller one
+        assert len(state["evaluator"].runs) == 3 + seeds
 
 
 def test_stored_measures_match_plain_forwards(organism, contrast_batch, result):

@@ -133,10 +133,17 @@ class CircuitRunner:
         *,
         share_prefix: bool = True,
         case_masks: tuple[torch.Tensor, torch.Tensor] | None = None,
+        pad: torch.Tensor | None = None,
     ):
         """case_masks: (upper, lower) bool masks over the vocabulary; given, every metric is the
         capital log-odds of the next token (ops.vocabulary_log_odds) instead of the answer
-        pair's logit difference, and answer_tokens may be None."""
+        pair's logit difference, and answer_tokens may be None.
+
+        pad: [B] left padding of each prompt (prompts of several lengths in one batch, aligned
+        at the final token, generator.engine.pooled): prompt i is tokens[i, pad[i]:], its
+        positions counted from there, and no position reads its padding. The padding must lie
+        in the shared prefix (every pad < the first position where a pair differs), so that
+        every computed position is a real token of every prompt."""
         self.w = model_weights(model)
         self.family = self.w.family
         reason = unsupported(model, circuit=True)  # a family whose layout the edge graph lacks
@@ -158,6 +165,18 @@ class CircuitRunner:
         differs = (self.clean_tokens != self.corrupted_tokens).any(0).nonzero()
         self.start = (int(differs[0]) if len(differs) else self.n_pos - 1) if share_prefix else 0
         self.start = min(self.start, self.n_pos - 1)  # the final position is always computed
+        self.pad = None if pad is None or not bool(pad.any()) else pad.to(self.device)
+        if self.pad is not None and int(self.pad.max()) > self.start:
+            raise ValueError(
+                f"pad: {int(self.pad.max())} padding tokens reach past the shared prefix ({self.start} "
+                "positions); allowed: padding within the positions every pair shares"
+            )
+        # [B, 1, 1, N]: the padding, which no query reads (None without padding)
+        self.key_mask = (
+            None
+            if self.pad is None
+            else (torch.arange(self.n_pos, device=self.device)[None] < self.pad[:, None])[:, None, None]
+        )
         self._scores: dict[tuple, torch.Tensor] = {}
         self.memo: dict = {}  # derived quantities that callers compute once per runner
         with torch.no_grad():
@@ -170,15 +189,42 @@ class CircuitRunner:
     def embed(self, tokens: torch.Tensor) -> torch.Tensor:  # [B, P, D], positions from `start`
         return self.w.W_E[tokens[:, self.start :]]
 
+    def positions(self) -> torch.Tensor:
+        """What the computed positions get besides the tokens: [1, P, D], or [B, P, D] with
+        padding (each prompt's positions counted from its first real token)."""
+        if self.pad is None:
+            return self.family.positions(self.w, self.start, self.n_pos)[None]
+        return torch.stack([self.family.positions(self.w, self.start - p, self.n_pos - p) for p in self.pad.tolist()])
+
     def _prefix_keys_values(self) -> list[tuple[torch.Tensor | None, torch.Tensor | None]]:
         """Keys and values at the shared prefix ([B, start, H, d] per layer, None without a
-        prefix): a plain forward through the family's block."""
+        prefix): a plain forward through the family's block; with padding, one per amount of
+        padding on the real tokens alone, zero at the padding (which no query reads)."""
         if not self.start:
             return [(None, None)] * self.w.n_layers
-        x = self.w.W_E[self.clean_tokens[:, : self.start]] + self.family.positions(self.w, 0, self.start)
+        pads = [0] if self.pad is None else sorted(set(self.pad.tolist()))
+        out = None
+        for p in pads:
+            rows = slice(None) if self.pad is None else (self.pad == p).nonzero()[:, 0]
+            kv = self._plain_prefix(self.clean_tokens[rows, p : self.start])
+            if self.pad is None:
+                return kv
+            if out is None:
+                out = [tuple(t.new_zeros(len(self.pad), self.start, *t.shape[2:]) for t in x) for x in kv]
+            for (k_all, v_all), (k, v) in zip(out, kv):
+                k_all[rows, p:], v_all[rows, p:] = k, v
+        return out
+
+    def _plain_prefix(self, tokens: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        if not tokens.shape[1]:  # all padding
+            empty = self.w.W_E.new_zeros(len(tokens), 0, self.w.n_heads, self.w.d_head)
+            return [(empty, empty)] * self.w.n_layers
+        x = self.w.W_E[tokens] + self.family.positions(self.w, 0, tokens.shape[1])
         out = []
         for layer in self.w.layers:
-            state = ops.run_ops(self.family.OPS, ops.Step(self.w, layer, 0, self.start, None, None), {"resid_pre": x})
+            state = ops.run_ops(
+                self.family.OPS, ops.Step(self.w, layer, 0, tokens.shape[1], None, None), {"resid_pre": x}
+            )
             out.append((state["k"], state["v"]))
             x = state["resid_post"]
         return out
@@ -208,27 +254,50 @@ class CircuitRunner:
             readers = ablate.flatten(2).any(-1).any(0) if ablate.dim() == 3 else ablate.any(0)
             layers = [i for i, r in enumerate(g.readers) if r[0] != "logits" and bool(readers[i])]
             first = g.readers[layers[0]][1] if layers else w.n_layers
-        const = self.family.positions(w, self.start, self.n_pos)[None]  # positions and, later, attention biases
+        const = self.positions()  # positions and, later, attention biases
         const = const + sum((L.b_O for L in w.layers[:first]), torch.zeros_like(const))
         live = [embed] if first == 0 else list(base[: g.writers_before(first)])
         total = embed if first == 0 else self.cumulative(base)[len(live) - 1]  # Σ live
         others = None if other is None else self.cumulative(other)  # Σ other, for the sparse form below
+        # live − other per writer, each computed once as it is written (the reader blocks after
+        # it all read it): [W, B, P, D], filled up to len(live); and which writers' outputs may
+        # differ from other's: not those of a block whose readers all got other's input (they
+        # write what they wrote in the other run, so are not recomputed)
+        deltas = None
+        if other is not None and ablate is not None:
+            deltas = (other.new_empty(other.shape), torch.ones(len(other), dtype=torch.bool, device=other.device))
+            deltas[0][: len(live)] = torch.stack(live) - other[: len(live)]
         for layer in range(first, w.n_layers):
-            L = w.layers[layer]
-            inputs = self._reader_inputs(const, total, live, other, others, ablate, g.reader_slice(layer, "attn"), taps)
-            q, k, v = self._queries_keys_values(L, inputs)
-            pk, pv = self.prefix_kv[layer]
-            k, v = ops.join_positions(pk, k, dim=-3), ops.join_positions(pv, v, dim=-3)
-            z = ops.attention(q, k, v, w.attn_scale)  # [B, P, H, d]
-            result = ops.head_writes(z, L.W_O)  # [B, P, H, D]
+            L, n = w.layers[layer], len(live)
+            inputs = self._reader_inputs(const, total, n, deltas, others, ablate, g.reader_slice(layer, "attn"), taps)
+            if untouched(inputs):  # every q, k, v input is other's: so is every head's output
+                result = other[n : n + w.n_heads].movedim(0, 2)
+                deltas[1][n : n + w.n_heads] = False
+            else:
+                q, k, v = self._queries_keys_values(L, inputs)
+                pk, pv = self.prefix_kv[layer]
+                k, v = ops.join_positions(pk, k, dim=-3), ops.join_positions(pv, v, dim=-3)
+                z = ops.attention(q, k, v, w.attn_scale, self.key_mask)  # [B, P, H, d]
+                result = ops.head_writes(z, L.W_O)  # [B, P, H, D]
+            if deltas is not None:
+                deltas[0][n : n + w.n_heads] = result.movedim(2, 0) - other[n : n + w.n_heads]
             live += list(result.unbind(2))
             total = total + result.sum(2)
             const = const + L.b_O
-            x = self._reader_inputs(const, total, live, other, others, ablate, g.reader_slice(layer, "mlp"), taps)
-            mlp_out = self.family.mlp(self.family.norm(one_reader(x), L.ln2, w.eps), L, w.act_fn)
+            n = len(live)
+            x = self._reader_inputs(const, total, n, deltas, others, ablate, g.reader_slice(layer, "mlp"), taps)
+            if untouched(x):
+                mlp_out = other[n]
+                deltas[1][n] = False
+            else:
+                mlp_out = self.family.mlp(self.family.norm(one_reader(x), L.ln2, w.eps), L, w.act_fn)
+            if deltas is not None:
+                deltas[0][n] = mlp_out - other[n]
             live.append(mlp_out)
             total = total + mlp_out
-        final = self._reader_inputs(const, total, live, other, others, ablate, slice(len(g.readers) - 1, None), taps)
+        final = self._reader_inputs(
+            const, total, len(live), deltas, others, ablate, slice(len(g.readers) - 1, None), taps
+        )
         x = self.family.norm(one_reader(final)[:, -1], w.ln_final, w.eps)  # [B, D]
         metric = self.readout(x)
         return (torch.stack(live), metric) if record else metric
@@ -241,7 +310,7 @@ class CircuitRunner:
         if isinstance(inputs, torch.Tensor):  # every reader's own input (tapped for gradients)
             x = norm(inputs, L.ln1, w.eps).unflatten(0, (3, H))  # [3, H, B, P, D]
             return [ops.project_heads(x[i], W, b, slice(None), H) for i, (W, b) in enumerate(projections)]
-        shared, readers, differing = inputs
+        shared, readers, differing, _ = inputs
         x = norm(shared, L.ln1, w.eps)
         out = [ops.project(x, W, b, H) for W, b in projections]
         if len(readers):
@@ -263,7 +332,7 @@ class CircuitRunner:
                 return self.memo[name]
         return writers.cumsum(0)
 
-    def _reader_inputs(self, const, total, live, other, others, ablate, readers: slice, taps):
+    def _reader_inputs(self, const, total, n, deltas, others, ablate, readers: slice, taps):
         """The inputs of a block of readers (a layer's 3 × H attention inputs, its MLP input or
         the logits): (shared [B, P, D], indices of the readers whose input differs from it, their
         inputs [k, B, P, D]); or, with `taps`, every reader's own input [R', B, P, D], tapped.
@@ -271,7 +340,10 @@ class CircuitRunner:
         Exact in two forms; the one that touches fewer writers is used (hand-written because the
         dense form, every upstream writer into every reader, dominates the cost): live −
         Σ_ablated a·(live − other), or other − Σ_kept (1 − a)·(live − other), the sums over
-        writers with a nonzero weight; readers no such writer reaches get the shared input."""
+        writers with a nonzero weight; readers no such writer reaches get the shared input.
+        n: how many writers precede these readers; deltas: (live − other per writer, which writers
+        may have a nonzero one). A fourth element says whether `shared` is other's input (the
+        second form) and no reader differs from it: the block's writers need not be computed."""
         n_readers = (readers.stop if readers.stop is not None else len(self.graph.readers)) - readers.start
         shared = const + total
         if taps is not None:  # gradients per reader: each reader gets a tensor of its own
@@ -281,8 +353,8 @@ class CircuitRunner:
             return x
         none = torch.zeros(0, dtype=torch.long, device=total.device)
         if ablate is None:
-            return shared, none, None
-        n = len(live)
+            return shared, none, None, False
+        delta, moved = deltas
         a = ablate[:n, readers].to(total.dtype)
         if a.dim() == 3:  # position-aware: one weight per position, computed ones only
             a = a[..., self.start :]
@@ -293,13 +365,15 @@ class CircuitRunner:
         else:
             shared = const + others[n - 1]
             writers, weights, sign = kept, 1 - a[kept], 1
+        writers, weights = writers[moved[writers]], weights[moved[writers]]  # a zero delta adds nothing
         differ = weights.flatten(2).ne(0).any(-1).any(0) if weights.dim() == 3 else weights.ne(0).any(0)
         idx = differ.nonzero()[:, 0]
         if not len(idx):
-            return shared, none, None
-        delta = torch.stack([live[i] for i in writers.tolist()]) - other[writers]
+            return shared, none, None, sign > 0
+        if 2 * len(writers) > n:  # most writers: every one (a zero weight adds nothing), no copy
+            writers, weights = slice(0, n), (a if sign < 0 else 1 - a)
         spec = "nbpd,nrp->rbpd" if weights.dim() == 3 else "nbpd,nr->rbpd"
-        return shared, idx, shared[None] + sign * torch.einsum(spec, delta, weights[:, idx])
+        return shared, idx, shared[None] + sign * torch.einsum(spec, delta[writers], weights[:, idx]), False
 
     # ---- what the circuit experiment asks --------------------------------------------------
 
@@ -364,5 +438,11 @@ def one_reader(inputs) -> torch.Tensor:
     """The input [B, P, D] of a block with a single reader (an MLP, the logits)."""
     if isinstance(inputs, torch.Tensor):
         return inputs[0]
-    shared, readers, differing = inputs
+    shared, readers, differing, _ = inputs
     return differing[0] if len(readers) else shared
+
+
+def untouched(inputs) -> bool:
+    """Whether every reader of a block gets the other run's input (so its writers write what
+    they wrote in the other run)."""
+    return not isinstance(inputs, torch.Tensor) and inputs[3]

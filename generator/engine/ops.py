@@ -63,14 +63,18 @@ def join_positions(prefix: torch.Tensor | None, suffix: torch.Tensor, dim: int) 
     return torch.cat([prefix.expand(*lead, *prefix.shape[1:]), suffix.expand(*lead, *suffix.shape[1:])], dim)
 
 
-def attention_pattern(q: torch.Tensor, k: torch.Tensor, scale: float) -> torch.Tensor:
+def attention_pattern(
+    q: torch.Tensor, k: torch.Tensor, scale: float, key_mask: torch.Tensor | None = None
+) -> torch.Tensor:
     """Causal softmax(q·k / scale): q [..., P, H, d] at the last P of the N positions, k
-    [..., N, H, d] at every position -> [..., H, P, N]."""
+    [..., N, H, d] at every position -> [..., H, P, N]. key_mask [..., 1, 1, N] bool: keys no
+    query may read (left padding), besides the later ones."""
     scores = q.transpose(-3, -2) @ k.transpose(-3, -2).transpose(-2, -1) / scale
     n_pos = k.shape[-3]
     q_pos = torch.arange(n_pos - q.shape[-3], n_pos, device=q.device)
     k_pos = torch.arange(n_pos, device=q.device)
-    return scores.masked_fill(k_pos[None, :] > q_pos[:, None], float("-inf")).softmax(-1)
+    scores = scores.masked_fill(k_pos[None, :] > q_pos[:, None], float("-inf"))
+    return (scores if key_mask is None else scores.masked_fill(key_mask, float("-inf"))).softmax(-1)
 
 
 def mix_values(pattern: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
@@ -78,9 +82,12 @@ def mix_values(pattern: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
     return (pattern @ v.transpose(-3, -2)).transpose(-3, -2)
 
 
-def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: float) -> torch.Tensor:
-    """z [..., P, H, d] of causal attention (k and v at every position)."""
-    return mix_values(attention_pattern(q, k, scale), v)
+def attention(
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: float, key_mask: torch.Tensor | None = None
+) -> torch.Tensor:
+    """z [..., P, H, d] of causal attention (k and v at every position; key_mask as in
+    attention_pattern)."""
+    return mix_values(attention_pattern(q, k, scale, key_mask), v)
 
 
 def attention_out(z: torch.Tensor, W_O: torch.Tensor, b_O: torch.Tensor) -> torch.Tensor:

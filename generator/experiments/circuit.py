@@ -195,11 +195,12 @@ def methods(runner: CircuitRunner, evaluator: Evaluator, params: Params, positio
 
 
 def run_graph(
-    runner: CircuitRunner, params: Params, position_aware: bool, prompts, only=None
+    runner: CircuitRunner, params: Params, position_aware: bool, prompts, only=None, random_seeds: int | None = None
 ) -> tuple[dict, dict, dict]:
     """Every method's curves (signed and absolute rankings) on one graph (`only`: just these
     gradient methods, and the random baseline); the evaluator and the methods' scores and
-    orders come back for the figures."""
+    orders come back for the figures. random_seeds: how many random orders (default the
+    params'; 0: no random baseline on this graph)."""
     evaluator = Evaluator(runner, position_aware)
     weights = resamples(prompts, params, params.seed)
     fractions = list(params.sizes)
@@ -218,10 +219,14 @@ def run_graph(
         )
         timings[name] = round(seconds + time.perf_counter() - start, 3)
         table[name] = row
+    state = {"evaluator": evaluator, "orders": orders, "sizes": sizes}
+    random_seeds = params.random_seeds if random_seeds is None else random_seeds
+    if not random_seeds:
+        return table, state, timings
     start = time.perf_counter()
     g = torch.Generator().manual_seed(params.seed)
     randoms = []
-    for _ in range(params.random_seeds):
+    for _ in range(random_seeds):
         order = torch.randperm(evaluator.n_edges, generator=g)
         curve = evaluator.curve(order, sizes)
         randoms.append(
@@ -234,7 +239,7 @@ def run_graph(
         "smallest_faithful": None,
     }
     timings["random"] = round(time.perf_counter() - start, 3)
-    return table, {"evaluator": evaluator, "orders": orders, "sizes": sizes}, timings
+    return table, state, timings
 
 
 def subset(runner_args, idx: torch.Tensor) -> CircuitRunner:

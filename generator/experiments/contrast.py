@@ -15,12 +15,14 @@ runs on each family with
   so every family is measured the same way whatever its continuation. Faithfulness
   f = (m(C) − m(∅)) / (m(N) − m(∅)) is the same ratio as on the Circuit page.
 
-Pairs differ in length from pair to pair; generator.engine.pooled runs each length as its own
-batch, positions counted from the end (the final "." is always the last). Per family: the
+Pairs differ in length from pair to pair; generator.engine.pooled left-pads them into one batch
+(no position reads the padding), positions counted from the end (the final "." is always the
+last). Per family: the
 EAP-IG ranking (with EAP, attribution patching and the exact node ranking where the params ask
 for them: the circuit page compares the methods, this one uses EAP-IG's) verified exactly at MIB's
-sizes, CPR / CMD with pair-bootstrap intervals (each pair is its own cluster), random orders,
-the smallest faithful circuit, on the plain and the position-aware graph. Then the transfer
+sizes, CPR / CMD with pair-bootstrap intervals (each pair is its own cluster), random orders
+(on the plain graph; on the position-aware one only if `position_random_seeds` asks), the
+smallest faithful circuit, on the plain and the position-aware graph. Then the transfer
 matrix (each family's circuit at one fixed size, verified exactly on every other family and on
 the pronoun task, measured the same way), the edges all families share and those only one has,
 and the heads that move the deciding context to the final position: heads whose output at the
@@ -151,7 +153,9 @@ def family_circuit(runner: PooledRunner, prompts, params: Params, timings: dict,
         "evaluator": evaluator,
     }
     if params.position_aware:
-        ptable, pstate, seconds = run_graph(runner, cp, position_aware=True, prompts=prompts, only=params.methods)
+        ptable, pstate, seconds = run_graph(
+            runner, cp, True, prompts, only=params.methods, random_seeds=params.position_random_seeds
+        )
         timings.update({f"{family}_{k}_by_position": v for k, v in seconds.items()})
         pevaluator, porder = pstate["evaluator"], pstate["orders"][("eap_ig", "cmd")]
         pfaithful = smallest_faithful(
@@ -160,7 +164,7 @@ def family_circuit(runner: PooledRunner, prompts, params: Params, timings: dict,
         shown = min(params.graph_edges, pevaluator.n_edges)
         n = pfaithful["edges"] if pfaithful and pfaithful["edges"] <= shown else shown
         # no per-edge exact effects (the page reads the circuit's edges and scores, not each
-        # edge alone): each would be a patched run per length group
+        # edge alone): each would be a patched run of its own
         drawn = describe(runner.graph, pevaluator, porder, n, ptable["eap_ig"]["scores"], torch.zeros(0), True)
         out["by_position"] = {
             "methods": strip(ptable),
@@ -284,6 +288,7 @@ def run(model, batch, params: Params, inputs: dict) -> Result:
         "bootstrap": params.bootstrap,
         "confidence": params.confidence,
         "random_seeds": params.random_seeds,
+        "position_random_seeds": params.position_random_seeds,
         "faithful": params.faithful,
         "transfer_size": params.transfer_size,
         "n_pairs": 0,

@@ -177,6 +177,13 @@ class Contrast(Params):
     refine: int = Field(4, ge=1, le=32, description="sizes tried below the first evaluated size that is faithful")
     node_ranking: bool = Field(False, description="also rank edges by their writers' exact node effects (slow)")
     random_seeds: int = Field(3, ge=1, le=100, description="random edge orders (the baseline)")
+    position_random_seeds: int = Field(
+        0,
+        ge=0,
+        le=100,
+        description="random edge orders on the position-aware graph too (0: none; the position-agnostic graph's "
+        "are the baseline the page compares with, and each order costs as much as a ranking's curve)",
+    )
     bootstrap: int = Field(200, ge=100, le=100_000, description="bootstrap resamples of the pairs")
     confidence: float = Field(0.95, gt=0, lt=1, description="level of the bootstrap intervals")
     position_aware: bool = Field(

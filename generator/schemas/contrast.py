@@ -125,6 +125,7 @@ class Metrics(Strict):
     bootstrap: int
     confidence: float
     random_seeds: int
+    position_random_seeds: int = 0  # random orders on the position-aware graph (0: none)
     faithful: float
     transfer_size: float
     families: list[Family]
