@@ -96,8 +96,8 @@ def exception_contrast(contrast, exceptions, masks):
     followed by a lowercase word), the sentence-end member clean, prompt by prompt; without it,
     the exceptions task's ordinary sentence ends against its lowercase families, the clean side
     their mean activation. None without either."""
-    if contrast is not None and lowercase_pairs(contrast):
-        idx = lowercase_pairs(contrast)
+    idx = lowercase_pairs(contrast) if contrast is not None else []
+    if idx:
         return neurons.Contrast(
             "exception",
             [contrast.corrupted_tokens[i] for i in idx],

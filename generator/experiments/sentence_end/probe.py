@@ -49,24 +49,36 @@ def features(model, tokens) -> tuple[torch.Tensor, list[str]]:
 
 def fit(x: torch.Tensor, y: torch.Tensor, l2: float) -> tuple[torch.Tensor, torch.Tensor]:
     """Logistic regression on standardised features: (w, b) in the original units, so that
-    x @ w + b is the logit of label 1. Minimises mean BCE + l2/2 ‖w_std‖²."""
+    x @ w + b is the logit of label 1. Minimises mean BCE + l2/2 ‖w_std‖².
+
+    Newton's method with a backtracking line search (hand-written: torch has no logistic
+    regression and scikit-learn is not a dependency). With d_model + 1 unknowns the Hessian is
+    small: a few solves per stream, where L-BFGS took about 80 gradient steps on the
+    near-separable streams (13 streams of GPT-2 small's width: 4.8 s of CPU, about 8 s before;
+    the optimum, which is unique, agrees to 4e-7)."""
     mean, std = x.mean(0), x.std(0).clamp_min(1e-8)
-    z = (x - mean) / std
-    w = torch.zeros(x.shape[1], dtype=torch.double, requires_grad=True)
-    b = torch.zeros((), dtype=torch.double, requires_grad=True)
-    opt = torch.optim.LBFGS(
-        [w, b], max_iter=500, tolerance_grad=1e-10, tolerance_change=1e-14, line_search_fn="strong_wolfe"
-    )
+    z = torch.cat([(x - mean) / std, torch.ones(len(x), 1, dtype=x.dtype)], 1)  # the bias last
+    penalty = torch.full((z.shape[1],), float(l2), dtype=x.dtype)
+    penalty[-1] = 0.0
 
-    def closure():
-        opt.zero_grad()
-        loss = loss_of(z, y, w, b, l2)
-        loss.backward()
-        return loss
+    def loss(theta):
+        return torch.nn.functional.binary_cross_entropy_with_logits(z @ theta, y) + (penalty * theta) @ theta / 2
 
-    with torch.enable_grad():
-        opt.step(closure)
-    w, b = w.detach(), b.detach()
+    theta = torch.zeros(z.shape[1], dtype=x.dtype)
+    for _ in range(100):
+        p = torch.sigmoid(z @ theta)
+        grad = z.T @ (p - y) / len(y) + penalty * theta
+        if float(grad.abs().max()) < 1e-10:
+            break
+        hessian = (z.T * (p * (1 - p))) @ z / len(y) + torch.diag(penalty)
+        step = torch.linalg.lstsq(hessian, grad[:, None]).solution[:, 0]  # lstsq: singular without l2
+        t, before, slope = 1.0, loss(theta), float(grad @ step)
+        while t > 1e-12 and loss(theta - t * step) > before - 1e-4 * t * slope:
+            t /= 2
+        if t <= 1e-12:
+            break
+        theta = theta - t * step
+    w, b = theta[:-1], theta[-1]
     return w / std, b - (mean / std) @ w
 
 
