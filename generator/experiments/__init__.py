@@ -50,6 +50,7 @@ class Experiment:
     after: tuple[str, ...] = ()  # experiments whose metrics run() receives in `inputs`
     extra_tasks: tuple[str, ...] = ()  # other tasks whose batches run() receives in inputs["tasks"]
     overview: bool = False  # adds templates/partials/overview/<name>.md.j2 to the overview
+    overview_order: int = 0  # the overview's sentences: lower first, then the configured order
 
 
 # the navigation follows this order
@@ -86,6 +87,8 @@ EXPERIMENTS: dict[str, Experiment] = {
         p.Contrast,
         (Page("contrast.md", "Contrast circuits"),),
         extra_tasks=("contrast",),
+        overview=True,
+        overview_order=1,  # after the pronoun task's sentences, which it does not continue
     ),
     "patching": Experiment(
         "generator.experiments.patching", "pronoun", p.Patching, (Page("patching.md", "Activation patching"),)

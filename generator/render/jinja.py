@@ -114,11 +114,8 @@ def render_pages(config: Config, results: dict) -> dict[str, str]:
     # results: templates see only what ran, and its pages say why for that model
     skipped = {m: {e: rec["skipped"] for e, rec in recs.items() if "skipped" in rec} for m, recs in results.items()}
     results = {m: {e: rec for e, rec in recs.items() if "skipped" not in rec} for m, recs in results.items()}
-    overview = [
-        f"partials/overview/{e}.md.j2"
-        for e in config.experiments
-        if EXPERIMENTS[e].overview and e not in skipped[primary]
-    ]
+    shown = [e for e in config.experiments if EXPERIMENTS[e].overview and e not in skipped[primary]]
+    overview = [f"partials/overview/{e}.md.j2" for e in sorted(shown, key=lambda e: EXPERIMENTS[e].overview_order)]
     context = {
         "ALL_MODELS": Markup(ALL_MODELS),
         "config": config,
