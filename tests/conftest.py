@@ -233,6 +233,30 @@ def build_report(
     return config
 
 
+@pytest.fixture(scope="session")
+def published_site(tmp_path_factory, request):
+    """The site the Pages workflow publishes (build_report's default: the committed results, the
+    repository's report.yaml), built once per test run and shared, read-only, by the tests that
+    read it, across xdist workers: a full build is some 15 s. Under xdist each worker's base
+    temp folder is one of the run's, so the site goes beside them, built by the first worker to
+    take the lock."""
+    import fcntl
+
+    from generator.config import load_config
+
+    base = tmp_path_factory.getbasetemp()
+    root = base.parent if hasattr(request.config, "workerinput") else base
+    folder, done = root / "published-site", root / "published-site.done"
+    with open(root / "published-site.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not done.exists():
+            shutil.rmtree(folder, ignore_errors=True)
+            folder.mkdir()
+            build_report(folder)
+            done.touch()
+    return load_config(folder / "report.yaml")
+
+
 def typed(experiment: str, result):
     """An experiment's metrics as the store hands them on (to templates, figures and downstream
     experiments): through JSON and validated against the experiment's schema."""

@@ -77,13 +77,13 @@ def test_a_skipped_experiment_says_why_on_its_page(tmp_path):
     assert "was not run on" not in circuit
 
 
-def test_every_experiment_page_shows_every_model_in_its_own_tab(tmp_path):
+def test_every_experiment_page_shows_every_model_in_its_own_tab(published_site):
     """Each experiment page holds a tab per configured model, and each tab states that model's
     own numbers (not the first model's)."""
     from generator.render import load_results
     from generator.render.jinja import ALL_MODELS
 
-    config = build_report(tmp_path)
+    config = published_site
     results = load_results(config, log=lambda m: None)
     models = list(results)
     assert len(models) >= 2

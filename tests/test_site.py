@@ -27,8 +27,8 @@ FIGURE = re.compile(
 
 
 @pytest.fixture(scope="module")
-def built(tmp_path_factory):
-    return build_report(tmp_path_factory.mktemp("site"))
+def built(published_site):
+    return published_site
 
 
 @pytest.fixture(scope="module")
