@@ -257,6 +257,39 @@ def published_site(tmp_path_factory, request):
     return load_config(folder / "report.yaml")
 
 
+@pytest.fixture(scope="session")
+def prepare_once():
+    """generator.organism.train.prepare (fetch and build the organisms' corpus, train the
+    tokenizer, tokenise: some 12 s) done once per test run and handed out as fresh copies, for
+    tests that train: install it with monkeypatch.setattr(generator.organism.train, "prepare",
+    prepare_once). Its result depends on hp's max_vocab and n_positions only (checked here on
+    its source), which both organisms share."""
+    import copy
+    import inspect
+    import re
+
+    from tokenizers import Tokenizer
+
+    from generator.organism import train
+
+    real = train.prepare
+    source = inspect.getsource(real)
+    read = set(re.findall(r"\bhp\[[\"'](\w+)[\"']\]", source))
+    assert read == {"max_vocab", "n_positions"} and re.findall(r"\bhp\b(?!\[)", source) == ["hp"], (
+        f"prepare reads {read} of hp, or hands hp on: prepare_once's key must say all it depends on"
+    )
+    done = {}
+
+    def prepare(hp: dict, log=lambda *a, **k: None):
+        key = (hp["max_vocab"], hp["n_positions"])
+        if key not in done:
+            done[key] = real(hp, log)
+        text, tok, rows, info = done[key]
+        return text, Tokenizer.from_str(tok.to_str()), [list(r) for r in rows], copy.deepcopy(info)
+
+    return prepare
+
+
 def typed(experiment: str, result):
     """An experiment's metrics as the store hands them on (to templates, figures and downstream
     experiments): through JSON and validated against the experiment's schema."""
