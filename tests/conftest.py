@@ -27,6 +27,40 @@ TOL = 1e-5
 TOL_REFERENCE = 1e-4
 
 
+# The slowest test files, slowest first (pytest --durations on two workers). `make test` hands
+# whole files to its two xdist workers in collection order (--dist loadfile
+# --no-loadscope-reorder), so these go first and the files that start last are short ones:
+# neither worker sits idle at the end while the other runs a long file. A file missing here
+# only runs later; its tests run all the same.
+SLOW_FILES = [
+    "test_browser.py",
+    "test_executors.py",
+    "test_gpt2_report.py",
+    "test_errors.py",
+    "test_render.py",
+    "test_publish_install.py",
+    "test_organism_train.py",
+    "test_store_keys.py",
+    "test_site.py",
+    "test_sweep.py",
+    "test_contrast.py",
+    "test_engine.py",
+    "test_pipeline.py",
+    "test_findings.py",
+    "test_circuit.py",
+    "test_hypotheses.py",
+    "test_keys.py",
+    "test_hostile_text.py",
+]
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(config, items):
+    """SLOW_FILES first (a stable sort: each file's tests keep their order, the other files theirs)."""
+    rank = {name: i for i, name in enumerate(SLOW_FILES)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(SLOW_FILES)))
+
+
 @pytest.fixture(scope="session", autouse=True)
 def one_thread():
     """One torch thread: on 2 shared cores, two OpenMP threads spin-wait on each other."""
