@@ -4,6 +4,7 @@ GPT-2-shaped models built from the real GPT-2 tokenizer files in tests/fixtures/
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
@@ -267,22 +268,34 @@ def build_report(
     return config
 
 
+def run_folder(tmp_path_factory, request) -> Path:
+    """A folder of this test run that every xdist worker sees: under xdist each worker's base
+    temp folder is one of the run's; run serially, the base temp folder itself."""
+    base = tmp_path_factory.getbasetemp()
+    return base.parent if hasattr(request.config, "workerinput") else base
+
+
+@contextlib.contextmanager
+def run_lock(path: Path):
+    """Held by one process of the run at a time (the xdist workers): the first to take it builds
+    what the others then read."""
+    import fcntl
+
+    with open(path, "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
+
+
 @pytest.fixture(scope="session")
 def published_site(tmp_path_factory, request):
     """The site the Pages workflow publishes (build_report's default: the committed results, the
     repository's report.yaml), built once per test run and shared, read-only, by the tests that
-    read it, across xdist workers: a full build is some 15 s. Under xdist each worker's base
-    temp folder is one of the run's, so the site goes beside them, built by the first worker to
-    take the lock."""
-    import fcntl
-
+    read it, across xdist workers: a full build is some 15 s."""
     from generator.config import load_config
 
-    base = tmp_path_factory.getbasetemp()
-    root = base.parent if hasattr(request.config, "workerinput") else base
+    root = run_folder(tmp_path_factory, request)
     folder, done = root / "published-site", root / "published-site.done"
-    with open(root / "published-site.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
+    with run_lock(root / "published-site.lock"):
         if not done.exists():
             shutil.rmtree(folder, ignore_errors=True)
             folder.mkdir()
@@ -292,14 +305,16 @@ def published_site(tmp_path_factory, request):
 
 
 @pytest.fixture(scope="session")
-def prepare_once():
+def prepare_once(tmp_path_factory, request):
     """generator.organism.train.prepare (fetch and build the organisms' corpus, train the
-    tokenizer, tokenise: some 12 s) done once per test run and handed out as fresh copies, for
-    tests that train: install it with monkeypatch.setattr(generator.organism.train, "prepare",
-    prepare_once). Its result depends on hp's max_vocab and n_positions only (checked here on
-    its source), which both organisms share."""
+    tokenizer, tokenise: some 12 s) done once per test run, across xdist workers (pickled in the
+    run's folder), and handed out as fresh copies, for tests that train: install it with
+    monkeypatch.setattr(generator.organism.train, "prepare", prepare_once). Its result depends
+    on hp's max_vocab and n_positions only (checked here on its source), which both organisms
+    share."""
     import copy
     import inspect
+    import pickle
     import re
 
     from tokenizers import Tokenizer
@@ -312,14 +327,20 @@ def prepare_once():
     assert read == {"max_vocab", "n_positions"} and re.findall(r"\bhp\b(?!\[)", source) == ["hp"], (
         f"prepare reads {read} of hp, or hands hp on: prepare_once's key must say all it depends on"
     )
-    done = {}
+    root, done = run_folder(tmp_path_factory, request), {}
 
     def prepare(hp: dict, log=lambda *a, **k: None):
         key = (hp["max_vocab"], hp["n_positions"])
         if key not in done:
-            done[key] = real(hp, log)
+            path = root / f"organism-prepared-{key[0]}-{key[1]}.pickle"
+            with run_lock(path.with_suffix(".lock")):
+                if not path.exists():
+                    text, tok, rows, info = real(hp, log)
+                    path.with_suffix(".tmp").write_bytes(pickle.dumps((text, tok.to_str(), rows, info)))
+                    path.with_suffix(".tmp").rename(path)
+            done[key] = pickle.loads(path.read_bytes())
         text, tok, rows, info = done[key]
-        return text, Tokenizer.from_str(tok.to_str()), [list(r) for r in rows], copy.deepcopy(info)
+        return copy.deepcopy(text), Tokenizer.from_str(tok), [list(r) for r in rows], copy.deepcopy(info)
 
     return prepare
 
