@@ -45,10 +45,13 @@ corpus: install
 	$(BIN)/capcircuit organism fetch
 
 # Two pytest-xdist workers, a test file each at a time (module fixtures such as the Ray cluster
-# start once): the suite is CPU-bound on one torch thread per worker. TEST_WORKERS=0 runs serially.
+# start once), the slowest files first (tests/conftest.py SLOW_FILES, kept in that order by
+# --no-loadscope-reorder): the suite is CPU-bound on one torch thread per worker, and per
+# command a test starts (OMP_NUM_THREADS=1: OpenMP threads spin-wait on each other on 2 cores).
+# TEST_WORKERS=0 runs serially.
 TEST_WORKERS ?= 2
 test: install lint corpus
-	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile
+	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder
 
 bench: install  # both benchmarks, e.g. make bench BENCH_ARGS="--threads 1"
 	$(BIN)/python benchmarks/bench_patching.py $(BENCH_ARGS)

@@ -4,6 +4,7 @@ GPT-2-shaped models built from the real GPT-2 tokenizer files in tests/fixtures/
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
@@ -25,6 +26,40 @@ TOL = 1e-5
 # Comparisons of two different float32 computations of the same number through deep models
 # (TransformerLens's hooks vs a hand-written reference, different summation orders)
 TOL_REFERENCE = 1e-4
+
+
+# The slowest test files, slowest first (pytest --durations on two workers). `make test` hands
+# whole files to its two xdist workers in collection order (--dist loadfile
+# --no-loadscope-reorder), so these go first and the files that start last are short ones:
+# neither worker sits idle at the end while the other runs a long file. A file missing here
+# only runs later; its tests run all the same.
+SLOW_FILES = [
+    "test_browser.py",
+    "test_executors.py",
+    "test_gpt2_report.py",
+    "test_errors.py",
+    "test_render.py",
+    "test_publish_install.py",
+    "test_organism_train.py",
+    "test_store_keys.py",
+    "test_site.py",
+    "test_sweep.py",
+    "test_contrast.py",
+    "test_engine.py",
+    "test_pipeline.py",
+    "test_findings.py",
+    "test_circuit.py",
+    "test_hypotheses.py",
+    "test_keys.py",
+    "test_hostile_text.py",
+]
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(config, items):
+    """SLOW_FILES first (a stable sort: each file's tests keep their order, the other files theirs)."""
+    rank = {name: i for i, name in enumerate(SLOW_FILES)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(SLOW_FILES)))
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -231,6 +266,83 @@ def build_report(
         config, log=lambda message: None, site_url=site_url, allow_stale=allow_stale, render_pages=after_render is None
     )
     return config
+
+
+def run_folder(tmp_path_factory, request) -> Path:
+    """A folder of this test run that every xdist worker sees: under xdist each worker's base
+    temp folder is one of the run's; run serially, the base temp folder itself."""
+    base = tmp_path_factory.getbasetemp()
+    return base.parent if hasattr(request.config, "workerinput") else base
+
+
+@contextlib.contextmanager
+def run_lock(path: Path):
+    """Held by one process of the run at a time (the xdist workers): the first to take it builds
+    what the others then read."""
+    import fcntl
+
+    with open(path, "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
+
+
+@pytest.fixture(scope="session")
+def published_site(tmp_path_factory, request):
+    """The site the Pages workflow publishes (build_report's default: the committed results, the
+    repository's report.yaml), built once per test run and shared, read-only, by the tests that
+    read it, across xdist workers: a full build is some 15 s."""
+    from generator.config import load_config
+
+    root = run_folder(tmp_path_factory, request)
+    folder, done = root / "published-site", root / "published-site.done"
+    with run_lock(root / "published-site.lock"):
+        if not done.exists():
+            shutil.rmtree(folder, ignore_errors=True)
+            folder.mkdir()
+            build_report(folder)
+            done.touch()
+    return load_config(folder / "report.yaml")
+
+
+@pytest.fixture(scope="session")
+def prepare_once(tmp_path_factory, request):
+    """generator.organism.train.prepare (fetch and build the organisms' corpus, train the
+    tokenizer, tokenise: some 12 s) done once per test run, across xdist workers (pickled in the
+    run's folder), and handed out as fresh copies, for tests that train: install it with
+    monkeypatch.setattr(generator.organism.train, "prepare", prepare_once). Its result depends
+    on hp's max_vocab and n_positions only (checked here on its source), which both organisms
+    share."""
+    import copy
+    import inspect
+    import pickle
+    import re
+
+    from tokenizers import Tokenizer
+
+    from generator.organism import train
+
+    real = train.prepare
+    source = inspect.getsource(real)
+    read = set(re.findall(r"\bhp\[[\"'](\w+)[\"']\]", source))
+    assert read == {"max_vocab", "n_positions"} and re.findall(r"\bhp\b(?!\[)", source) == ["hp"], (
+        f"prepare reads {read} of hp, or hands hp on: prepare_once's key must say all it depends on"
+    )
+    root, done = run_folder(tmp_path_factory, request), {}
+
+    def prepare(hp: dict, log=lambda *a, **k: None):
+        key = (hp["max_vocab"], hp["n_positions"])
+        if key not in done:
+            path = root / f"organism-prepared-{key[0]}-{key[1]}.pickle"
+            with run_lock(path.with_suffix(".lock")):
+                if not path.exists():
+                    text, tok, rows, info = real(hp, log)
+                    path.with_suffix(".tmp").write_bytes(pickle.dumps((text, tok.to_str(), rows, info)))
+                    path.with_suffix(".tmp").rename(path)
+            done[key] = pickle.loads(path.read_bytes())
+        text, tok, rows, info = done[key]
+        return copy.deepcopy(text), Tokenizer.from_str(tok), [list(r) for r in rows], copy.deepcopy(info)
+
+    return prepare
 
 
 def typed(experiment: str, result):

@@ -197,7 +197,10 @@ def watched(browser, site_url):
     w.close()
 
 
-def test_every_page_draws_its_figures_offline(watched, site_url):
+def test_every_page_draws_its_figures_offline_and_is_laid_out_at_desktop_width(watched, site_url):
+    """Every page, reached by instant navigation at 1280 px: its figures draw, with no error and
+    no request off the site, and it passes the layout checks below (at the phone's width in the
+    next test). One walk for both: drawing every page's figures is what costs the time."""
     page = watched.page
     page.goto(site_url)
     page.evaluate("() => { window.__firstLoad = true; }")  # survives instant navigation only
@@ -205,18 +208,22 @@ def test_every_page_draws_its_figures_offline(watched, site_url):
     pages = watched.nav_links()
     assert len(pages) >= 4, f"navigation lists too few pages: {pages}"
     counts = {"plotly": 0, "circuitsvis": 0}
+    problems = []
     for url in pages:
         if url != page.url:
             watched.click_nav(url)
         state = watched.figures_drawn(url)
         counts["plotly"] += len(state["plotly"])
         counts["circuitsvis"] += len(state["circuitsvis"])
+        problems += layout_problems(page, "desktop", url.removeprefix(site_url))
         if url.endswith(LOADER_PAGE[:-3] + "/"):
             check_tab_resize(page)
     assert page.evaluate("() => window.__firstLoad === true"), "pages were reloaded, not instantly navigated"
+    assert page.viewport_size["width"] == WIDTHS["desktop"]
     assert counts["plotly"] >= 3 and counts["circuitsvis"] >= 1, counts
     assert not watched.errors, watched.errors
     assert not watched.blocked, f"requests to other hosts: {watched.blocked}"
+    assert not problems, "\n".join(problems)
 
 
 def check_tab_resize(page) -> None:
@@ -357,20 +364,25 @@ FIGURES_SIZED = """() => [...document.querySelectorAll('.report-plotly')].every(
   el.offsetParent === null || (el._fullLayout && Math.abs(el._fullLayout.width - el.clientWidth) <= 2))"""
 
 
-def test_every_page_is_laid_out_at_desktop_and_phone_widths(watched, site_url):
-    """At 1280 and 390 px, on every page: each table header sits over its column, no two texts
-    of a figure overlap, no figure is wider than the content column."""
+def layout_problems(page, width: str, path: str) -> list[str]:
+    """LAYOUT_PROBLEMS on the page as it is, once its figures have their column's width."""
+    page.wait_for_function(FIGURES_SIZED, timeout=10_000)
+    return [f"{width} {path or '/'}: {p}" for p in page.evaluate(LAYOUT_PROBLEMS, FIGURE_TEXT)]
+
+
+def test_every_page_is_laid_out_at_phone_width(watched, site_url):
+    """At 390 px, every page loaded afresh (what a phone reader gets): each table header sits
+    over its column, no two texts of a figure overlap, no figure is wider than the content
+    column. (At 1280 px: in the walk of the first test.)"""
     page = watched.page
     page.goto(site_url)
     pages = watched.nav_links()
+    page.set_viewport_size({"width": WIDTHS["phone"], "height": 900})
     problems = []
-    for name, width in WIDTHS.items():
-        page.set_viewport_size({"width": width, "height": 900})
-        for url in pages:
-            page.goto(url)
-            watched.figures_drawn(url)
-            page.wait_for_function(FIGURES_SIZED, timeout=10_000)
-            found = page.evaluate(LAYOUT_PROBLEMS, FIGURE_TEXT)
-            problems += [f"{name} {url.removeprefix(site_url) or '/'}: {p}" for p in found]
+    for url in pages:
+        page.goto(url)
+        watched.figures_drawn(url)
+        problems += layout_problems(page, "phone", url.removeprefix(site_url))
+    assert len(pages) >= 4, f"navigation lists too few pages: {pages}"
     assert not problems, "\n".join(problems)
     assert not watched.errors, watched.errors

@@ -691,10 +691,13 @@ RAW = ("<script>alert(1)", "<img src=x", "<b>is</b>", "\\&lt;")
 
 
 def test_html_in_prompts_and_titles_is_shown_as_text(tmp_path, monkeypatch, tiny_gpt2_dir):
+    from conftest import small_tasks
+
     import generator.tasks
 
     data_dir = tmp_path / "tasks"
     shutil.copytree(generator.tasks.DATA_DIR, data_dir)
+    small_tasks(data_dir)  # every group and family, few prompts: what is checked is how they print
     pronoun = yaml.safe_load((data_dir / "pronoun.yaml").read_text())
     pronoun["description"] += " " + XSS
     pronoun["templates"] = [f"{XSS} " + t.replace("{name} is", "{name} <b>is</b>") for t in pronoun["templates"]]

@@ -316,8 +316,8 @@ def test_overview_of_the_planted_model_names_only_the_planted_components(planted
 
 
 @pytest.fixture(scope="module")
-def committed_site(tmp_path_factory):
-    return build_report(tmp_path_factory.mktemp("site"))
+def committed_site(published_site):
+    return published_site
 
 
 def test_overview_opens_with_the_findings_and_discloses_the_models(committed_site):

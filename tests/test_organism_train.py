@@ -9,6 +9,7 @@ import json
 
 import pytest
 
+import generator.organism.train
 from generator import ReportError
 from generator.models import BUNDLED
 from generator.organism import evaluate
@@ -137,10 +138,12 @@ def test_committed_tokenizer_keeps_the_notebook_prompts_whole(name):
 
 
 @pytest.mark.parametrize("name", sorted(MODELS))
-def test_retraining_reproduces_the_committed_run(name):
+def test_retraining_reproduces_the_committed_run(name, monkeypatch, prepare_once):
     """The corpus, the tokenizer and the first PREFIX_STEPS steps of the committed training,
     redone from nothing, give the recorded bytes; the record's weights digest is the committed
-    file's. (The whole run: `capcircuit organism train --verify`.)"""
+    file's. (The whole run: `capcircuit organism train --verify`.) The corpus and tokenizer are
+    built once per test run for both organisms (conftest.prepare_once)."""
+    monkeypatch.setattr(generator.organism.train, "prepare", prepare_once)
     folder = BUNDLED[name]
     record = json.loads((folder / "training.json").read_text())
     for f in ("model.safetensors", "tokenizer.json"):
@@ -156,9 +159,10 @@ def test_retraining_reproduces_the_committed_run(name):
 
 
 @pytest.mark.parametrize("name", sorted(MODELS))
-def test_train_writes_a_loadable_checkpoint_atomically(tmp_path, name):
+def test_train_writes_a_loadable_checkpoint_atomically(tmp_path, name, monkeypatch, prepare_once):
     from safetensors.torch import load_file
 
+    monkeypatch.setattr(generator.organism.train, "prepare", prepare_once)
     out = tmp_path / name
     out.mkdir()
     (out / "stale.txt").write_text("from an older run")

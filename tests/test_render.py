@@ -8,7 +8,8 @@ import shutil
 import subprocess
 import sys
 
-from conftest import ROOT, build_report
+import yaml
+from conftest import ROOT, build_report, repo_config
 
 from generator.experiments import EXPERIMENTS
 from generator.fingerprint import source_modules
@@ -49,6 +50,10 @@ def test_changing_a_figure_title_rerenders_without_rerunning(tmp_path):
     assert status.returncode == 0, status.stderr
     rows = [line for line in status.stdout.splitlines() if line.strip()]
     assert rows and all("fresh" in line for line in rows), status.stdout
+    # the site of the retitled figure's experiment alone (the others' pages would not change)
+    config = yaml.safe_load((project / "report.yaml").read_text())
+    config["experiments"] = {"baseline": config["experiments"]["baseline"]}
+    (project / "report.yaml").write_text(yaml.safe_dump(config))
     site = capcircuit(project, "site")
     assert site.returncode == 0, site.stderr
     page = (project / "site" / "baseline" / "index.html").read_text()
@@ -69,7 +74,11 @@ def test_a_skipped_experiment_says_why_on_its_page(tmp_path):
     record = json.loads(path.read_text())
     record.update(metrics={}, skipped="the engine has no block for this family (a test's reason)")
     path.write_text(json.dumps(record))
-    config = build_report(tmp_path / "site", results=results, allow_stale=False)
+    # the skipped experiment, what it reads, one page beside it and baseline (every report has
+    # it): the other pages need not be built
+    repo = repo_config()["experiments"]
+    experiments = {name: repo[name] for name in ("baseline", "patching", "path_patching", "circuit")}
+    config = build_report(tmp_path / "site", results=results, allow_stale=False, experiments=experiments)
     page = (config.path("site") / "path-patching" / "index.html").read_text()
     assert "was not run on" in page and "a test&#39;s reason" in page or "a test's reason" in page
     assert "organism-attn-only-1l" in page  # it ran there
@@ -77,13 +86,13 @@ def test_a_skipped_experiment_says_why_on_its_page(tmp_path):
     assert "was not run on" not in circuit
 
 
-def test_every_experiment_page_shows_every_model_in_its_own_tab(tmp_path):
+def test_every_experiment_page_shows_every_model_in_its_own_tab(published_site):
     """Each experiment page holds a tab per configured model, and each tab states that model's
     own numbers (not the first model's)."""
     from generator.render import load_results
     from generator.render.jinja import ALL_MODELS
 
-    config = build_report(tmp_path)
+    config = published_site
     results = load_results(config, log=lambda m: None)
     models = list(results)
     assert len(models) >= 2

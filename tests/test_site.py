@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import ROOT, build_report, repo_config, write_config
+from conftest import ROOT, repo_config
 from markupsafe import escape
 
 from generator.render import as_text, pages
@@ -27,8 +27,8 @@ FIGURE = re.compile(
 
 
 @pytest.fixture(scope="module")
-def built(tmp_path_factory):
-    return build_report(tmp_path_factory.mktemp("site"))
+def built(published_site):
+    return published_site
 
 
 @pytest.fixture(scope="module")
@@ -66,14 +66,6 @@ def test_every_configured_page_is_built_and_in_the_navigation(built):
         assert spec.page.title in index, f"{spec.page.title} is not in the navigation"
     assert set(repo_config()["experiments"]) >= {"path_patching", "circuit"}
     assert (site / "circuit" / "index.html").exists() and (site / "path-patching" / "index.html").exists()
-
-
-def test_two_renders_of_the_same_results_give_the_same_site(built, tmp_path):
-    again = build_report(tmp_path)
-    first, second = site_files(built.path("site")), site_files(again.path("site"))
-    assert sorted(first) == sorted(second)
-    differ = [name for name in first if first[name] != second[name]]
-    assert not differ, f"files that differ between two renders: {differ}"
 
 
 def test_vendor_bundles_are_copied_once_and_nothing_is_fetched(built):
@@ -237,39 +229,43 @@ def test_circuit_graph_download_is_linked_and_holds_the_stored_graph(built, resu
         assert json.loads((built.path("site") / path).read_text()) == json.loads(json.dumps(expected)), kind
 
 
-def test_site_command_builds_from_stored_results_without_torch(tmp_path):
-    import shutil
-
-    shutil.copytree(ROOT / "results", tmp_path / "results")
-    repo = repo_config()
-    config = write_config(tmp_path, models=repo["models"], experiments=repo["experiments"])
+@pytest.fixture(scope="module")
+def clone_builds(tmp_path_factory) -> dict:
+    """A fresh clone (it has only what is committed) built twice, in two processes: by plain
+    `mkdocs build --strict` (the hook renders docs/ from results/) into plain/, and by `capcircuit
+    site` into the clone's site/, checking that the latter never imported torch."""
+    tmp = tmp_path_factory.mktemp("clone")
+    clone = tmp / "clone"
+    subprocess.run(["git", "clone", "-q", str(ROOT), str(clone)], check=True)
+    mkdocs = Path(sys.executable).parent / "mkdocs"
+    plain = subprocess.run(
+        [str(mkdocs), "build", "--strict", "-d", str(tmp / "plain")], cwd=clone, capture_output=True, text=True
+    )
     code = (
         "import sys; from generator.cli import main\n"
-        "try: main(['site', '--config', sys.argv[1]])\n"
+        "try: main(['site'])\n"
         "except SystemExit as e: assert e.code in (0, None), e.code\n"
         "assert 'torch' not in sys.modules, 'capcircuit site imported torch'\n"
     )
-    done = subprocess.run([sys.executable, "-c", code, str(config)], capture_output=True, text=True, cwd=tmp_path)
-    assert done.returncode == 0, done.stderr
-    assert (tmp_path / "site" / "circuit" / "index.html").exists()
+    cli = subprocess.run([sys.executable, "-c", code], cwd=clone, capture_output=True, text=True)
+    return {"plain": plain, "cli": cli, "plain_site": tmp / "plain", "cli_site": clone / "site"}
 
 
-def test_plain_mkdocs_build_in_a_fresh_clone_equals_capcircuit_site(tmp_path, built):
-    """`mkdocs build --strict` works in a fresh clone (the hook renders docs/ from results/) and
-    builds the same site as `capcircuit site`."""
-    clone = tmp_path / "clone"
-    subprocess.run(["git", "clone", "-q", str(ROOT), str(clone)], check=True)
-    # the working tree's committed files (a clone has only what is committed)
-    mkdocs = Path(sys.executable).parent / "mkdocs"
-    done = subprocess.run(
-        [str(mkdocs), "build", "--strict", "-d", str(tmp_path / "plain")], cwd=clone, capture_output=True, text=True
-    )
-    assert done.returncode == 0, done.stderr[-2000:]
-    cli = subprocess.run([sys.executable, "-m", "generator", "site"], cwd=clone, capture_output=True, text=True)
-    assert cli.returncode == 0, cli.stderr[-2000:]
-    plain, site = site_files(tmp_path / "plain"), site_files(clone / "site")
+def test_site_command_builds_from_stored_results_without_torch(clone_builds):
+    assert clone_builds["cli"].returncode == 0, clone_builds["cli"].stderr[-2000:]
+    assert (clone_builds["cli_site"] / "circuit" / "index.html").exists()
+
+
+def test_plain_mkdocs_build_in_a_fresh_clone_equals_capcircuit_site(clone_builds):
+    """`mkdocs build --strict` works in a fresh clone and builds the same site as `capcircuit
+    site`: two renders of the same results, in two processes (each with its own hash seed), give
+    the same files, byte for byte (the sitemap's build dates aside)."""
+    assert clone_builds["plain"].returncode == 0, clone_builds["plain"].stderr[-2000:]
+    assert clone_builds["cli"].returncode == 0, clone_builds["cli"].stderr[-2000:]
+    plain, site = site_files(clone_builds["plain_site"]), site_files(clone_builds["cli_site"])
     assert sorted(plain) == sorted(site)
-    assert [n for n in plain if plain[n] != site[n]] == []
+    differ = [name for name in plain if plain[name] != site[name]]
+    assert not differ, f"files that differ between two renders: {differ}"
 
 
 def test_pages_workflow_publishes_committed_results():

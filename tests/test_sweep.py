@@ -183,15 +183,18 @@ def test_first_from_is_where_a_property_appears_and_stays():
 
 
 @pytest.fixture(scope="module")
-def sweep_report(tmp_path_factory):
+def sweep_report(tmp_path_factory, prepare_once):
     """A 6-step training run of the organism keeping 3 checkpoints, and a report over them on
     few prompts (conftest.small_tasks: 8 of the pronoun task's), so that it runs in seconds."""
+    import generator.organism.train
     import generator.tasks
     from generator.render import render
 
     root = tmp_path_factory.mktemp("sweep")
     ck = root / "ck"
-    train(root / "final", model="organism", steps=6, progress=False, check=False, checkpoints=3, checkpoint_dir=ck)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(generator.organism.train, "prepare", prepare_once)  # the corpus, built once per run
+        train(root / "final", model="organism", steps=6, progress=False, check=False, checkpoints=3, checkpoint_dir=ck)
     sweep = yaml.safe_load((root / "ck" / "sweep.yaml").read_text())
     experiments = {"baseline": {}, "attribution": {}, "circuit": SMALL_CIRCUIT}
     config = load_config(write_config(root, experiments=experiments, sweep=sweep, device="cpu"))
