@@ -5,6 +5,7 @@ experiment, so how a page looks is in no key."""
 from __future__ import annotations
 
 import ast
+import functools
 import hashlib
 from pathlib import Path
 
@@ -41,15 +42,26 @@ def _sources(module_name: str) -> dict[str, str]:
         path = _module_path(name)
         if name in seen or path is None or name in DECLARATIONS:
             continue
-        source = path.read_text()
-        seen[name] = hashlib.sha256(source.encode()).hexdigest()
-        for node in ast.walk(ast.parse(source)):
-            if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("generator"):
-                todo.append(node.module)
-                todo.extend(f"{node.module}.{a.name}" for a in node.names)
-            elif isinstance(node, ast.Import):
-                todo.extend(a.name for a in node.names if a.name.startswith("generator"))
+        stat = path.stat()
+        seen[name], imports = _parsed(str(path), stat.st_mtime_ns, stat.st_size)
+        todo.extend(imports)
     return seen
+
+
+@functools.lru_cache(maxsize=1024)
+def _parsed(path: str, mtime_ns: int, size: int) -> tuple[str, tuple[str, ...]]:
+    """(hash of a file's source, the generator modules it imports). Cached by the file's
+    modification time and size: every status and build asks for each experiment's sources,
+    and parsing them all again took seconds per build."""
+    source = Path(path).read_text()
+    imports = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("generator"):
+            imports.append(node.module)
+            imports.extend(f"{node.module}.{a.name}" for a in node.names)
+        elif isinstance(node, ast.Import):
+            imports.extend(a.name for a in node.names if a.name.startswith("generator"))
+    return hashlib.sha256(source.encode()).hexdigest(), tuple(imports)
 
 
 def _module_path(name: str) -> Path | None:
