@@ -57,17 +57,24 @@ bench: install  # both benchmarks, e.g. make bench BENCH_ARGS="--threads 1"
 	$(BIN)/python benchmarks/bench_patching.py $(BENCH_ARGS)
 	$(BIN)/python benchmarks/bench_circuit.py $(BENCH_ARGS)
 
-# Mutation testing of the numeric core ([tool.mutmut] in pyproject.toml says which modules and
-# which tests; scripts/mutation_report.py --targets which of their functions): not part of
-# `make test` or CI. Bounded by MUTATION_TIMEOUT seconds, niced, one torch thread per worker;
-# mutmut keeps its results in mutants/. MUTANTS narrows a run, e.g.
-# make mutation MUTANTS="'generator.circuit_stats.*'".
+# Mutation testing of the numeric core: not part of `make test` or CI. The modules come in sets
+# ([tool.capcircuit.mutation.<set>] in pyproject.toml: their modules and the tests run on their
+# mutants), each run by mutmut in .mutation/<set>/ (scripts/mutation_set.py prepares it and
+# names the functions whose mutants run), since mutmut takes one list of tests per run. Each
+# set is bounded by MUTATION_TIMEOUT seconds, niced, one torch thread per worker; mutmut keeps
+# its results in .mutation/<set>/mutants/. MUTATION_SETS and MUTANTS narrow a run, e.g.
+# make mutation MUTATION_SETS=numeric MUTANTS="generator.circuit_stats.*".
 MUTATION_TIMEOUT ?= 3600
-MUTANTS ?= $(shell $(BIN)/python scripts/mutation_report.py --targets)
+MUTATION_WORKERS ?= 2
+MUTATION_SETS ?= $(shell $(BIN)/python scripts/mutation_set.py --list)
+MUTANTS ?=
 mutation: install
-	@# a changed [tool.mutmut] (other modules or tests) needs fresh mutants: mutmut keeps old copies
-	find mutants -maxdepth 0 ! -newer pyproject.toml -exec rm -rf {} + 2>/dev/null || true
-	OMP_NUM_THREADS=1 timeout $(MUTATION_TIMEOUT) nice -n 10 $(BIN)/mutmut run --max-children 2 $(MUTANTS) || true
+	@set -f; for set in $(MUTATION_SETS); do \
+	  targets=$$($(BIN)/python scripts/mutation_set.py $$set) || exit 1; \
+	  echo "mutation set $$set"; \
+	  (cd .mutation/$$set && OMP_NUM_THREADS=1 timeout $(MUTATION_TIMEOUT) nice -n 10 \
+	    $(abspath $(BIN))/mutmut run --max-children $(MUTATION_WORKERS) $(or $(MUTANTS),$$targets)) || true; \
+	done
 	$(BIN)/python scripts/mutation_report.py
 
 organism: install

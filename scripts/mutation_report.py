@@ -1,9 +1,9 @@
-"""Kill rate per module of the last `mutmut run` (read from mutants/**/*.meta), without the
-survivors judged equivalent (scripts/mutation_equivalent.txt: one mutant name per line, then
-why). A mutant with no test reaching it counts as a survivor.
+"""Kill rate per module of the last `make mutation` (read from each set's results,
+.mutation/<set>/mutants/**/*.meta), without the survivors judged equivalent
+(scripts/mutation_equivalent.txt: one mutant name per line, then why). A mutant with no test
+reaching it counts as a survivor.
 
     python scripts/mutation_report.py [--min 90]
-    python scripts/mutation_report.py --targets   # the mutants `make mutation` runs (globs)
 """
 
 from __future__ import annotations
@@ -12,30 +12,9 @@ import argparse
 import json
 import sys
 from collections import defaultdict
-from pathlib import Path
 
-try:
-    import tomllib
-except ModuleNotFoundError:  # Python 3.10: pytest's own dependency
-    import tomli as tomllib
+from mutation_set import FOLDER, ROOT, SCOPE
 
-ROOT = Path(__file__).resolve().parent.parent
-# Modules of which only some functions are the numeric core (the rest is orchestration, tested
-# end to end, not by the fast subset): only these functions' mutants are counted.
-SCOPE = {
-    "generator/pipeline.py": ("key_parts", "input_key", "comparable", "model_part"),
-    "generator/store.py": (
-        "dumps",
-        "digest",
-        "read_json",
-        "outdated",
-        "record_problem",
-        "timing_problem",
-        "non_finite",
-        "_json_type",
-        "stale_reasons",
-    ),
-}
 KILLED = {1, 3, 37}  # test failed, pytest internal error, caught by the type check
 TIMEOUT = {36, 24, -24, 152, 255}
 
@@ -50,35 +29,19 @@ def equivalent() -> dict[str, str]:
     return out
 
 
-def targets() -> list[str]:
-    """mutmut name globs of the numeric core: every mutant of a module in [tool.mutmut]'s
-    only_mutate, or of SCOPE's functions only where a module has a SCOPE (its other functions
-    are orchestration, tested end to end: running their mutants would only cost time)."""
-    config = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["tool"]["mutmut"]
-    out = []
-    for path in config["only_mutate"]:
-        module = path.removesuffix(".py").removesuffix("/__init__").replace("/", ".")
-        out += [f"{module}.x_{f}__mutmut_*" for f in SCOPE[path]] if path in SCOPE else [f"{module}.*"]
-    return out
-
-
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--min", type=float, default=0.0, help="fail below this kill rate (percent) on any module")
-    ap.add_argument("--targets", action="store_true", help="print the mutant name globs to run, and stop")
     args = ap.parse_args()
-    if args.targets:
-        print(" ".join(f"'{t}'" for t in targets()))
-        return 0
-    metas = sorted((ROOT / "mutants").rglob("*.py.meta"))
+    metas = sorted(FOLDER.glob("*/mutants/**/*.py.meta"))
     if not metas:
-        print("no mutmut results: run `mutmut run` first (make mutation)")
+        print("no mutmut results: run `make mutation` first")
         return 1
     skip = equivalent()
     counts: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
-    survivors = []
+    survivors, stale = [], []
     for meta in metas:
-        module = str(meta.relative_to(ROOT / "mutants")).removesuffix(".meta")
+        module = "/".join(meta.relative_to(FOLDER).parts[2:]).removesuffix(".meta")  # <set>/mutants/<path>
         for name, code in json.loads(meta.read_text())["exit_code_by_key"].items():
             function = name.rpartition(".")[2].removeprefix("x_").partition("__mutmut_")[0]
             if module in SCOPE and function.rpartition("ǁ")[2] not in SCOPE[module]:
@@ -91,6 +54,8 @@ def main() -> int:
             c["total"] += 1
             if name in skip:
                 c["equivalent"] += 1
+                if code in KILLED:  # mutmut numbers a function's mutants in order: code moved
+                    stale.append(name)
             elif code in KILLED:
                 c["killed"] += 1
             elif code in TIMEOUT:
@@ -120,7 +85,10 @@ def main() -> int:
     if survivors:
         print(f"\n{len(survivors)} survivors (`mutmut show NAME` shows one):")
         print("\n".join(f"  {s}" for s in survivors))
-    return 1 if worst < args.min else 0
+    if stale:
+        print(f"\n{len(stale)} listed as equivalent but killed: the list names another mutant now (check it):")
+        print("\n".join(f"  {s}" for s in stale))
+    return 1 if worst < args.min or stale else 0
 
 
 if __name__ == "__main__":

@@ -77,7 +77,7 @@ def norm(x, affine):
     return (x - mean) / torch.sqrt(var + W.eps) * affine[0] + affine[1]
 
 
-def naive_run(embed, ablate=None, other=None, taps=None):
+def naive_run(embed, ablate=None, other=None, taps=None, masks=None):
     """(writer outputs [W, B, N, D], per-prompt logit differences [B]) of a run from token
     embeddings [B, N, D] (every position), each reader's input summed writer by writer:
     edge (w, r) carries a·other_w + (1 − a)·live_w at each position, a = ablate[w, r(, pos)]."""
@@ -112,6 +112,9 @@ def naive_run(embed, ablate=None, other=None, taps=None):
         x = norm(reader_input(("mlp", layer), const), lw.ln2)
         writers.append(gelu(x @ lw.W_in + lw.b_in) @ lw.W_out + lw.b_out)
     x = norm(reader_input(("logits",), const)[:, -1], W.ln_final)
+    if masks is not None:  # the capital log-odds readout instead of the answers' difference
+        odds = [naive_log_odds(x[b] @ W.W_U + W.b_U, *masks) for b in range(B)]
+        return torch.stack(writers), torch.tensor(odds, dtype=torch.float64)
     diff = [
         float(x[b] @ W.W_U[:, ANSWERS[b, 0]] + W.b_U[ANSWERS[b, 0]])
         - float(x[b] @ W.W_U[:, ANSWERS[b, 1]] + W.b_U[ANSWERS[b, 1]])
@@ -121,6 +124,18 @@ def naive_run(embed, ablate=None, other=None, taps=None):
         logits = torch.einsum("bd,dbk->bk", x, W.W_U[:, ANSWERS]) + W.b_U[ANSWERS]
         return torch.stack(writers), logits[:, 0] - logits[:, 1]
     return torch.stack(writers), torch.tensor(diff, dtype=torch.float64)
+
+
+def naive_log_odds(logits, upper, lower) -> float:
+    """log Σ exp over the capital-initial tokens − log Σ exp over the lowercase-initial ones."""
+    return math.log(sum(math.exp(float(logits[t])) for t in range(V) if upper[t])) - math.log(
+        sum(math.exp(float(logits[t])) for t in range(V) if lower[t])
+    )
+
+
+# two parts of the vocabulary, neither all of it, together not all of it either
+UPPER = torch.tensor([t in (1, 4, 5, 9) for t in range(V)])
+LOWER = torch.tensor([t in (0, 2, 7, 8, 12) for t in range(V)])
 
 
 def embed(tokens):
@@ -452,6 +467,39 @@ def test_logit_difference_of_each_prompts_answers():
         for b in range(B):
             logits = x[v, b] @ W.W_U + W.b_U
             assert float(out[v, b]) == pytest.approx(float(logits[ANSWERS[b, 0]] - logits[ANSWERS[b, 1]]), abs=TOL)
+
+
+def test_capital_log_odds_of_each_prompt():
+    x = rand(2, B, D)  # two variants of B prompts
+    out = ops.vocabulary_log_odds(x, W.W_U, W.b_U, UPPER, LOWER)
+    assert out.shape == (2, B)
+    for v in range(2):
+        for b in range(B):
+            expected = naive_log_odds(x[v, b] @ W.W_U + W.b_U, UPPER, LOWER)
+            assert float(out[v, b]) == pytest.approx(expected, abs=1e-5)  # computed in float32
+    half = (x[0] @ W.W_U + W.b_U).half()  # half-precision logits are summed in float32
+    out = ops.capital_log_odds(half, UPPER, LOWER)
+    assert out.dtype == torch.float32
+    for b in range(B):
+        assert float(out[b]) == pytest.approx(naive_log_odds(half[b].double(), UPPER, LOWER), abs=1e-5)
+
+
+def test_the_capital_log_odds_readout_of_every_run():
+    """case_masks: every metric of the runner (the clean and corrupted runs, a circuit, patched
+    edges) is the capital log-odds of the next token, with no answer pair."""
+    r = runner(answers=None, case_masks=(UPPER, LOWER))
+    clean, corrupted = (naive_run(embed(t), masks=(UPPER, LOWER)) for t in (CLEAN, CORRUPTED))
+
+    def near(got, expected):
+        torch.testing.assert_close(got.double(), expected, atol=1e-5, rtol=0)
+
+    near(r.clean_metric, clean[1])
+    near(r.corrupted_metric, corrupted[1])
+    assert not torch.allclose(clean[1], corrupted[1], atol=1e-3)  # the two runs differ
+    keep = random_mask((len(G.writers), len(G.readers)), 0.5, 0) & G.upstream()
+    near(r.evaluate(keep), naive_run(embed(CLEAN), (~keep).double(), corrupted[0], masks=(UPPER, LOWER))[1])
+    patched = random_mask((len(G.writers), len(G.readers)), 0.3, 1)
+    near(r.patch_edges(patched), naive_run(embed(CORRUPTED), patched.double(), clean[0], masks=(UPPER, LOWER))[1])
 
 
 def test_join_positions_broadcasts_the_cached_prefix():

@@ -68,6 +68,27 @@ def test_top_tokens_in_another_order_do_not_reproduce():
     assert compare(baseline, attribution, judge=True)["failed"] == ["top-10 next tokens after “.” alone (test_prompt)"]
 
 
+def test_only_tokens_printed_with_equal_logits_may_swap():
+    """Two tokens the notebook printed 0.02 apart (ranks 4 and 5) exchanged with the logits left
+    in place: every logit is in tolerance, but the order of the tokens is not the notebook's, so
+    both ranks are named. Two it printed equal (ranks 8 and 9, 9.24) may swap."""
+    baseline, attribution = metrics_from_reference()
+    ref = REFERENCE["test_prompt_period"]["top_tokens"]
+    assert 0.005 < ref[4]["logit"] - ref[5]["logit"] < 0.05 and ref[8]["logit"] == ref[9]["logit"]
+    top = baseline["probes"][0]["top"]
+    top[4]["token"], top[5]["token"] = top[5]["token"], top[4]["token"]
+    row = next(r for r in compare(baseline, attribution, judge=True)["rows"] if r["what"].startswith("top-10"))
+    assert row["ok"] is False
+    assert row["note"].split("; ") == [
+        f"rank 4: {ref[5]['token']!r} instead of {ref[4]['token']!r}",
+        f"rank 5: {ref[4]['token']!r} instead of {ref[5]['token']!r}",
+    ]
+    baseline, attribution = metrics_from_reference()
+    top = baseline["probes"][0]["top"]
+    top[8]["token"], top[9]["token"] = top[9]["token"], top[8]["token"]
+    assert compare(baseline, attribution, judge=True)["reproduces"]
+
+
 def test_each_row_shows_the_notebooks_value_this_builds_and_their_difference():
     baseline, attribution = metrics_from_reference()
     baseline["mean_logit_diff"] += 0.004

@@ -10,6 +10,8 @@ import copy
 import hashlib
 import json
 import math
+import os
+from errno import EISDIR, ENOENT
 
 import pytest
 from conftest import ROOT
@@ -146,6 +148,14 @@ def test_outdated_is_a_record_of_another_schema():
     assert not store.outdated({"key_parts": []}) and not store.outdated([]) and not store.outdated({})
 
 
+def test_a_record_without_a_schema_is_of_schema_1(monkeypatch):
+    """Schema 1 wrote no `schema` key part: under a capcircuit that reads schema 1 such a record
+    is current, and one that says 2 is not."""
+    monkeypatch.setattr(store.schemas, "SCHEMA_VERSION", 1)
+    assert not store.outdated({"key_parts": {}}) and not store.outdated({"key_parts": {"schema": 1}})
+    assert store.outdated({"key_parts": {"schema": 2}})
+
+
 def test_stale_reasons_name_every_part_that_changed():
     parts = {"a": 1, "b": {"x": 1}, "c": "same"}
     assert store.stale_reasons(None, parts) == ["no stored result"]
@@ -178,6 +188,13 @@ def test_dumps_and_digest_are_deterministic_json():
         (b'{"a": 1,\n "b": x}', "invalid JSON at byte 15 (line 2, column 7): Expecting value"),
         (b'{"\xc3\xa9": 1 2}', "invalid JSON at byte 9 (line 1, column 9): Expecting ',' delimiter"),
         (b'{"a": 1} trailing', "truncated JSON at byte 17 (the file ends before its JSON does)"),
+        # a file ending in a newline, as every stored one does: the error is still where it is
+        (b'{"a": 1,\n "b": x}\n', "invalid JSON at byte 15 (line 2, column 7): Expecting value"),
+        (b"[1 2]", "invalid JSON at byte 3 (line 1, column 4): Expecting ',' delimiter"),
+        # ends in a bracket, but the error is at the very end (more was to come) or in a string
+        # left open (its closing quote never came): both cut short
+        (b'{"a": [1, 2]', "truncated JSON at byte 12 (the file ends before its JSON does)"),
+        (b'{"a": "b}', "truncated JSON at byte 9 (the file ends before its JSON does)"),
         (b"[" * 100000 + b"]" * 100000, "JSON nested too deeply"),
     ],
 )
@@ -196,6 +213,7 @@ def test_read_json_reads_good_json_and_names_an_unreadable_file(tmp_path):
     path.write_text('{"a": [1, NaN]}')
     data = store.read_json(path, "fix")
     assert data["a"][0] == 1 and math.isnan(data["a"][1])
-    with pytest.raises(StoreError) as e:
-        store.read_json(tmp_path / "missing.json", "fix")
-    assert e.value.problem.startswith("cannot be read (") and e.value.fix == "check its permissions"
+    for missing, errno in ((tmp_path / "missing.json", ENOENT), (tmp_path, EISDIR)):
+        with pytest.raises(StoreError) as e:
+            store.read_json(missing, "fix")
+        assert (e.value.problem, e.value.fix) == (f"cannot be read ({os.strerror(errno)})", "check its permissions")

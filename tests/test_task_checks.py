@@ -344,11 +344,14 @@ class Words:
             rows = [r[: self.cfg.n_ctx] for r in rows]
         return torch.tensor(rows)
 
-    def to_str_tokens(self, text):
-        return ["<|endoftext|>"] + self.split(text)
+    def to_str_tokens(self, text, prepend_bos=True):
+        return ["<|endoftext|>"] * prepend_bos + self.split(text)
 
-    def to_string(self, i):
-        return next(t for t, j in self.vocab.items() if j == int(i))
+    def to_string(self, ids):
+        """One id or a list of them, as text."""
+        ids = ids.tolist() if hasattr(ids, "tolist") else ids
+        words = {j: t for t, j in self.vocab.items()}
+        return "".join(words[int(i)] for i in (ids if isinstance(ids, list) else [ids]))
 
 
 def test_build_tokenises_every_prompt_and_its_answers(folder):
@@ -494,3 +497,258 @@ def test_a_prompt_is_shortened_in_the_message_only_beyond_60_characters(folder, 
         tasks.check_context(spec, Words(3))
     shown_text = longest if length <= 60 else longest[:28] + "..." + longest[-28:]
     assert f"the prompt {shown_text!r} is 5 tokens" in str(e.value)
+
+
+def test_a_task_file_that_is_not_yaml_is_named_as_a_task_file(folder):
+    (folder / "t.yaml").write_text("templates: [\n")
+    with pytest.raises(ReportError) as e:
+        tasks.load_task("t")
+    assert str(e.value).startswith(f"task file {shown(folder / 't.yaml')} is not valid YAML"), str(e.value)
+
+
+def test_families_without_a_description_or_example_have_empty_ones(folder):
+    write(folder, FAMILIES)
+    spec = tasks.load_task("t")
+    assert (spec.description, spec.example) == ("", "")
+
+
+# ---- contrasts --------------------------------------------------------------------------------
+
+CONTRASTS = {
+    "contrasts": {
+        "mail": {"description": "an address", "after_exception": "lowercase", "answers": [" The", " the"], "pairs": [
+            {"exception": "Write to ann@home.", "end": "Write to ann at home."},
+            {"exception": "Go to bo@x.", "end": "Go to bo at x."},
+        ]},
+        "title": {"after_exception": "capital", "answers": [" He", " he"], "pairs": [
+            {"exception": "I met Dr.", "end": "I met Al."},
+        ]},
+    },
+}  # fmt: skip
+
+
+def test_contrasts_give_one_prompt_per_pair(folder):
+    write(folder, {**CONTRASTS, "description": "d", "example": "Go to bo@x."})
+    spec = tasks.load_task("t")
+    expected = [
+        (pair["exception"], pair["end"], tuple(f["answers"]), i, f"{family}[{i}]", family, False)
+        for family, f in CONTRASTS["contrasts"].items()
+        for i, pair in enumerate(f["pairs"])
+    ]
+    assert [
+        (p.text, p.corrupted, p.answers, p.template, p.name, p.group, p.from_notebook) for p in spec.prompts
+    ] == expected
+    assert spec.info == {
+        "kind": "contrasts",
+        "families": {
+            "mail": {"after_exception": "lowercase", "description": "an address"},
+            "title": {"after_exception": "capital", "description": ""},
+        },
+    }
+    assert spec.same_length is False and spec.groups == ("mail", "title") and spec.templates == ()
+    assert (spec.name, spec.description, spec.example) == ("t", "d", "Go to bo@x.")
+    write(folder, CONTRASTS)
+    assert (tasks.load_task("t").description, tasks.load_task("t").example) == ("", "")
+
+
+def contrasts_with(pair=None, **changes):
+    mail = copy.deepcopy(CONTRASTS["contrasts"]["mail"])
+    mail.update(changes)
+    if pair is not None:
+        mail["pairs"][0] = pair
+    return {"contrasts": {**CONTRASTS["contrasts"], "mail": mail}}
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        ({**CONTRASTS, "x": 1}, "unknown key 'x' (allowed: name, description, contrasts, example)"),
+        ({**CONTRASTS, "description": 5}, "description: must be a string, got 5"),
+        ({**CONTRASTS, "example": 5}, "example: must be a string, got 5"),
+        ({"contrasts": []}, "contrasts: must be a non-empty mapping of families, got []"),
+        ({"contrasts": {}}, "contrasts: must be a non-empty mapping of families, got {}"),
+        (
+            {"contrasts": {"mail": "x"}},
+            "contrasts.mail: must be a mapping (after_exception, answers, pairs), got str",
+        ),
+        (
+            contrasts_with(size=2),
+            "contrasts.mail: unknown key 'size' (allowed: description, after_exception, answers, pairs)",
+        ),
+        ({"contrasts": {"mail": {"answers": ["A", "a"], "pairs": []}}}, "contrasts.mail: after_exception is missing"),
+        (
+            contrasts_with(after_exception="maybe"),
+            "contrasts.mail.after_exception: must be capital or lowercase, got 'maybe'",
+        ),
+        (contrasts_with(description=2), "contrasts.mail.description: must be a string, got 2"),
+        (
+            contrasts_with(answers=[" The"]),
+            "contrasts.mail.answers: needs two answers [capital, lowercase], got [' The']",
+        ),
+        (contrasts_with(pairs=[]), "contrasts.mail.pairs: must be a non-empty list of {exception, end}, got []"),
+        (
+            contrasts_with(pairs={"exception": "a."}),
+            "contrasts.mail.pairs: must be a non-empty list of {exception, end}, got {'exception': 'a.'}",
+        ),
+        (contrasts_with(pair="a."), "contrasts.mail.pairs[0]: must be a mapping (exception, end), got str"),
+        (
+            contrasts_with(pair={"exception": "a.", "end": "b.", "other": 1}),
+            "contrasts.mail.pairs[0]: unknown key 'other' (allowed: exception, end)",
+        ),
+        (contrasts_with(pair={"exception": "a."}), "contrasts.mail.pairs[0]: end is missing"),
+        (
+            contrasts_with(pair={"exception": "", "end": "b."}),
+            "contrasts.mail.pairs[0].exception: must be a non-empty string, got ''",
+        ),
+        (
+            contrasts_with(pair={"exception": "a.", "end": 3}),
+            "contrasts.mail.pairs[0].end: must be a non-empty string, got 3",
+        ),
+        (
+            contrasts_with(pair={"exception": "a.", "end": "b"}),
+            "contrasts.mail.pairs[0]: 'a.' / 'b': both members must end in '.'",
+        ),
+        (
+            contrasts_with(pair={"exception": "a", "end": "b."}),
+            "contrasts.mail.pairs[0]: 'a' / 'b.': both members must end in '.'",
+        ),
+        (
+            contrasts_with(pair={"exception": "a.", "end": "a."}),
+            "contrasts.mail.pairs[0]: the two members are the same ('a.'): they must differ",
+        ),
+        (
+            contrasts_with(pair={"exception": "Go to bo at x.", "end": "Go to bo then."}),
+            "contrasts.mail.pairs[1]: the prompt 'Go to bo at x.' is also in contrasts.mail.pairs[0]",
+        ),
+        (
+            contrasts_with(pair={"exception": "I met Al.", "end": "I met Ed."}),
+            "contrasts.title.pairs[0]: the prompt 'I met Al.' is also in contrasts.mail.pairs[0]",
+        ),
+    ],
+)
+def test_each_contrasts_problem_is_named_in_full(folder, data, message):
+    assert problem(folder, data) == message
+
+
+def test_contrasts_read_from_data_name_the_default_file():
+    with pytest.raises(tasks.TaskFileError) as e:
+        tasks.load_contrasts("zz", {"contrasts": []})
+    assert str(e.value) == (
+        f"task file {shown(tasks.DATA_DIR / 'zz.yaml')}: contrasts: must be a non-empty mapping of families, got []"
+    )
+
+
+class Glued(Words):
+    """ " home" is two tokens (" ho", "me") in a text with an "@": a word both members share then
+    takes other tokens in one of them, as a context-dependent BPE might."""
+
+    def split(self, text):
+        pieces = super().split(text)
+        return sum(([" ho", "me"] if p == " home" and "@" in text else [p] for p in pieces), [])
+
+
+class Folded(Words):
+    """Ids that ignore case: two texts that differ only in case are the same tokens."""
+
+    def ids(self, text, bos=True):
+        return super().ids(text.lower(), bos)
+
+
+def pair(a, b, name="mail[0]"):
+    return tasks.Prompt(a, b, (" The", " the"), 0, name, "mail")
+
+
+@pytest.mark.parametrize(
+    ("a", "b", "positions"),
+    [
+        # [BOS, Write, ' to', ' ann', '@' / ' at', 'home' / ' home', '.']: the two words that differ
+        ("Write to ann@home.", "Write to ann at home.", [4, 5]),
+        ("Go to bob now.", "Go to bib now.", [3]),
+        # ' Bob' holds its space, which both share: still the word that differs
+        ("He met Bob at noon.", "He met at Bob noon.", [3, 4]),
+        ("Bob is here.", "Rob is here.", [1]),
+        ("It is mine.", "It is his.", [3]),
+        ("bob.", "Ibob.", [1]),  # the whole of one member is the other's end
+    ],
+)
+def test_pair_positions_are_the_words_that_differ(a, b, positions):
+    model = Words()
+    assert tasks.pair_positions(model, pair(a, b)) == positions
+    ids_a, ids_b = model.ids(a), model.ids(b)  # every differing token is among them, and no shared one
+    assert {i for i, (x, y) in enumerate(zip(ids_a, ids_b)) if x != y} <= set(positions)
+    assert len(ids_a) - 1 not in positions and 0 not in positions
+
+
+class Greedy(Words):
+    """Sub-word tokens: the longest piece of a small vocabulary first, as a BPE might split."""
+
+    def split(self, text):
+        pieces, i = [], 0
+        while i < len(text):
+            pieces.append(next(v for v in ("aba", "ba", "a", "b", ".") if text.startswith(v, i)))
+            i += len(pieces[-1])
+        return pieces
+
+
+def test_a_shared_start_and_end_that_overlap_leave_the_differing_token():
+    """'baba.' / 'baaba.' are [ba, ba, .] / [ba, aba, .]. Their shared start 'ba' and shared end
+    'aba.' overlap in the shorter member; the end is cut to what the start leaves of it, so the
+    longer member's second token still holds a differing character: a differing position, not
+    a shared word that moved."""
+    assert tasks.pair_positions(Greedy(), pair("baba.", "baaba.")) == [2]
+
+
+@pytest.mark.parametrize(
+    ("model", "a", "b", "problem"),
+    [
+        (Words(), "Write to ann@home.", "Write to ann at my home.", "7 against 8 tokens; the two members must have "
+         "the same token length"),
+        (Words(), "Go to bob now.", "Go to bob now!", "the members must end in the same '.' token"),
+        (Words(), "Go to bob now!", "Go to bib now!", "the members must end in the same '.' token"),
+        (Words(), "Go to  bob.", "Go to  bib.", "its tokens ['Go', ' to', ' bob', '.'] do not spell 'Go to  bob.', so "
+         "their positions cannot be checked"),
+        (Words(), "Go to bob.", "Go to  bib.", "its tokens ['Go', ' to', ' bib', '.'] do not spell 'Go to  bib.', so "
+         "their positions cannot be checked"),
+        # [BOS, mail, ' bo', '@' / ' at', 'x' / ' x', ' ho' / ' y', 'me' / ' home', '.']: ' home' moved
+        (Glued(), "mail bo@x home.", "mail bo at x y home.", "a word both members share is a different token at "
+         "position 6: the members must differ only where their words do"),
+        (Folded(), "Go to Bob.", "Go to bob.", "the members tokenize to the same tokens"),
+    ],
+)  # fmt: skip
+def test_each_pair_problem_is_named_in_full(model, a, b, problem):
+    with pytest.raises(ReportError) as e:
+        tasks.pair_positions(model, pair(a, b, "mail[3]"), "tk")
+    assert str(e.value) == f"task tk: pair mail[3] ({a!r} / {b!r}): {problem}"
+    with pytest.raises(ReportError, match=r"^task contrast: pair mail\[3\] "):  # the task's name by default
+        tasks.pair_positions(model, pair(a, b, "mail[3]"))
+
+
+def test_contrasts_build_one_tensor_per_member_with_their_positions(folder):
+    data = copy.deepcopy(CONTRASTS)
+    data["contrasts"]["title"]["answers"] = ["Xy z", "xy z"]  # two tokens: unusable, not an error
+    write(folder, {**data, "example": "Go to bo@x."})
+    spec, model = tasks.load_task("t"), Words()
+    batch = tasks.build(spec, model)
+    assert batch.spec is spec
+    assert [t.tolist() for t in batch.clean_tokens] == [[model.ids(p.text)] for p in spec.prompts]
+    assert [t.tolist() for t in batch.corrupted_tokens] == [[model.ids(p.corrupted)] for p in spec.prompts]
+    # by hand: '@' / ' at' and 'home' / ' home'; '@' / ' at' and 'x' / ' x'; 'Dr' / 'Al'
+    assert batch.differing == [[4, 5], [4, 5], [3]]
+    assert batch.answer_tokens.tolist() == [
+        [model.vocab[" The"], model.vocab[" the"]],
+        [model.vocab[" The"], model.vocab[" the"]],
+        [tasks.UNUSABLE, tasks.UNUSABLE],
+    ]
+    assert batch.position_labels == [f"{t.strip()}_{i}" for i, t in enumerate(model.to_str_tokens("Go to bo@x."))]
+    model.cfg.device = "meta"  # a device of its own, so that a tensor left on the CPU shows
+    batch = tasks.build(spec, model)
+    assert {t.device.type for t in [*batch.clean_tokens, *batch.corrupted_tokens, batch.answer_tokens]} == {"meta"}
+    write(folder, CONTRASTS)  # no example: the first pair's exception labels the positions
+    batch = tasks.build(tasks.load_task("t"), Words())
+    assert batch.position_labels == [
+        f"{t.strip()}_{i}" for i, t in enumerate(Words().to_str_tokens("Write to ann@home."))
+    ]
+    data["contrasts"]["title"]["pairs"][0]["end"] = "I met Al Bo."  # one pair broken: the build fails, naming it
+    write(folder, data)
+    with pytest.raises(ReportError, match=r"^task t: pair title\[0\] .*5 against 6 tokens"):
+        tasks.build(tasks.load_task("t"), Words())
