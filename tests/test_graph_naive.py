@@ -253,6 +253,36 @@ def test_circuit_runs_equal_the_naive_sum_over_edges(density, position_aware):
         close(r.evaluate(keep), expected)
 
 
+def test_left_padding_changes_no_number():
+    """A prompt left-padded into a longer batch (CircuitRunner's pad, the contrast pairs' pools)
+    gets the numbers of its run alone: metrics, circuit runs on both graphs, patched edges and
+    scores; padding that reaches past the shared prefix is refused."""
+    short_clean, short_corrupted = torch.tensor([[1, 2, 6, 7]]), torch.tensor([[1, 2, 0, 7]])
+    clean = torch.cat([CLEAN[:2], torch.nn.functional.pad(short_clean, (1, 0))])
+    corrupted = torch.cat([CORRUPTED[:2], torch.nn.functional.pad(short_corrupted, (1, 0))])
+    padded = runner(clean, corrupted, ANSWERS, pad=torch.tensor([0, 0, 1]))
+    full, alone = runner(CLEAN[:2], CORRUPTED[:2], ANSWERS[:2]), runner(short_clean, short_corrupted, ANSWERS[2:])
+    assert padded.start == 2 and alone.start == 2  # the short prompt's prefix: one real token, one pad
+
+    def both(fn, mask=None):  # the full prompts' and the short one's values, as the pool orders them
+        cut = None if mask is None else (mask[..., 1:] if mask.dim() == 3 else mask)
+        return torch.cat([fn(full, mask), fn(alone, cut)])
+
+    close(padded.clean_metric, both(lambda r, _: r.clean_metric))
+    close(padded.corrupted_metric, both(lambda r, _: r.corrupted_metric))
+    for position_aware in (False, True):
+        shape = (len(G.writers), len(G.readers)) + ((N,) if position_aware else ())
+        for seed, density in enumerate((0.1, 0.5, 0.9)):
+            keep = random_mask(shape, density, seed)
+            close(padded.evaluate(keep), both(lambda r, m: r.evaluate(m), keep))
+            close(padded.patch_edges(keep), both(lambda r, m: r.patch_edges(m), keep))
+    want = full.scores(2) * 2 / 3
+    want[..., 1:] += alone.scores(2) / 3
+    close(padded.scores(2), want)
+    with pytest.raises(ValueError, match="pad: 3 padding tokens reach past the shared prefix"):
+        runner(clean, corrupted, ANSWERS, pad=torch.tensor([0, 0, 3]))
+
+
 def test_whole_and_empty_circuits_and_one_layer_ablated():
     r = runner()
     upstream = G.upstream()
