@@ -52,7 +52,7 @@ def head_writes(engine: PatchingEngine, runner: CircuitRunner, which: str) -> tu
 
 REPLACEMENTS = {
     # each: ops' function name -> a different op of the same signature, built from the original
-    "attention_pattern": lambda original: lambda q, k, scale: original(0 * q, k, scale),  # uniform
+    "attention_pattern": lambda original: lambda q, k, scale, key_mask=None: original(0 * q, k, scale, key_mask),
     "layer_norm": lambda original: lambda x, affine, eps: 1.5 * original(x, affine, eps),
     "mlp": lambda original: lambda x, layer, act_fn: 0.5 * original(x, layer, act_fn),
 }
