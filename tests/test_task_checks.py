@@ -52,6 +52,11 @@ def with_(**changes):
     return {**BASE, **changes}
 
 
+def prompt_rows(spec) -> list[tuple]:
+    """Each prompt of a loaded task as (text, corrupted, answers, template, name, group, from_notebook)."""
+    return [(p.text, p.corrupted, p.answers, p.template, p.name, p.group, p.from_notebook) for p in spec.prompts]
+
+
 # ---- templates × groups ----------------------------------------------------------------------
 
 
@@ -64,9 +69,7 @@ def test_a_good_file_gives_every_name_with_every_template_in_order(folder):
             for t, template in enumerate(BASE["templates"]):
                 text = template.format(name=person)
                 expected.append((text, text.replace(".", ";"), tuple(g["answers"]), t, person, group, False))
-    assert [
-        (p.text, p.corrupted, p.answers, p.template, p.name, p.group, p.from_notebook) for p in spec.prompts
-    ] == expected
+    assert prompt_rows(spec) == expected
     assert (spec.name, spec.description, spec.example) == ("t", "about it", "Ann is here.")
     assert spec.groups == ("male", "female") and spec.templates == tuple(BASE["templates"])
     assert spec.same_length is True and spec.info == {}
@@ -247,9 +250,7 @@ def test_families_give_one_prompt_each_uncorrupted(folder):
         for family, f in FAMILIES["families"].items()
         for i, item in enumerate(f["prompts"])
     ]
-    assert [
-        (p.text, p.corrupted, p.answers, p.template, p.name, p.group, p.from_notebook) for p in spec.prompts
-    ] == expected
+    assert prompt_rows(spec) == expected
     assert spec.info == {
         "families": {
             "ends": {"expected": "capital", "description": "sentence ends"},
@@ -535,9 +536,7 @@ def test_contrasts_give_one_prompt_per_pair(folder):
         for family, f in CONTRASTS["contrasts"].items()
         for i, pair in enumerate(f["pairs"])
     ]
-    assert [
-        (p.text, p.corrupted, p.answers, p.template, p.name, p.group, p.from_notebook) for p in spec.prompts
-    ] == expected
+    assert prompt_rows(spec) == expected
     assert spec.info == {
         "kind": "contrasts",
         "families": {
