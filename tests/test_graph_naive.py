@@ -9,6 +9,7 @@ TransformerLens and MIB on real models is tested in test_circuit.py and test_eng
 from __future__ import annotations
 
 import math
+import re
 
 import pytest
 import torch
@@ -279,8 +280,22 @@ def test_left_padding_changes_no_number():
     want = full.scores(2) * 2 / 3
     want[..., 1:] += alone.scores(2) / 3
     close(padded.scores(2), want)
-    with pytest.raises(ValueError, match="pad: 3 padding tokens reach past the shared prefix"):
+    message = (
+        "pad: 3 padding tokens reach past the shared prefix (2 positions); allowed: padding within the "
+        "positions every pair shares"
+    )
+    with pytest.raises(ValueError, match=re.escape(message)):
         runner(clean, corrupted, ANSWERS, pad=torch.tensor([0, 0, 3]))
+    # padding up to the shared prefix's end: the short prompt has no earlier token at all
+    first_clean, first_corrupted = torch.tensor([[6, 7, 8]]), torch.tensor([[0, 7, 8]])
+    clean = torch.cat([CLEAN[:2], torch.nn.functional.pad(first_clean, (2, 0))])
+    corrupted = torch.cat([CORRUPTED[:2], torch.nn.functional.pad(first_corrupted, (2, 0))])
+    padded = runner(clean, corrupted, ANSWERS, pad=torch.tensor([0, 0, 2]))
+    alone = runner(first_clean, first_corrupted, ANSWERS[2:])
+    assert padded.start == 2 and alone.start == 0
+    keep = random_mask((len(G.writers), len(G.readers)), 0.5, 7)
+    close(padded.evaluate(keep), torch.cat([full.evaluate(keep), alone.evaluate(keep)]))
+    close(padded.clean_metric, torch.cat([full.clean_metric, alone.clean_metric]))
 
 
 def test_whole_and_empty_circuits_and_one_layer_ablated():
