@@ -15,6 +15,7 @@ from conftest import TOL_REFERENCE, build_report, load, typed, write_config
 from planted import CONTEXT_HEAD, save_planted
 
 from generator import tasks
+from generator.engine import pooled
 from generator.engine.graph import CircuitRunner
 from generator.engine.pooled import PooledRunner
 from generator.experiments import contrast, exceptions, params
@@ -157,6 +158,26 @@ def test_padded_batches_equal_one_runner_per_length(organism, contrast_batch):
     for rows, r in alone.values():
         want[..., runner.n_pos - r.n_pos :] += r.scores(2) * len(rows) / len(idx)
     torch.testing.assert_close(runner.scores(2), want, atol=1e-5, rtol=1e-4)
+
+
+def test_lengths_join_a_padded_batch_only_within_its_shared_prefix():
+    """pooled.batches, longest first: a length joins the current batch while its padding fits
+    in the prefix every pair of the batch shares, counted in that batch's positions."""
+
+    def pair(n, first):  # a pair of n tokens that first differs at position `first`
+        clean = torch.arange(1, n + 1)[None]
+        corrupted = clean.clone()
+        corrupted[0, first] = 0
+        return clean, corrupted
+
+    # A (10 tokens) shares 2; B (6) would need 4 pads; C (4) shares 3 of its own, so it fits
+    # B's batch only if B's prefix (1) were counted in A's positions (1 + 4 = 5) by mistake
+    a, b, c, d = pair(10, 2), pair(6, 1), pair(4, 3), pair(5, 4)
+    assert pooled.batches(*zip(a, b, c)) == [[0], [1], [2]]
+    # D (5) would need 5 pads, more than the 2 positions A's batch shares: a batch of its own
+    assert pooled.batches(*zip(a, d)) == [[0], [1]]
+    e = pair(9, 7)  # one pad, and its first difference (7, so 8 in A's positions) keeps A's prefix at 2
+    assert pooled.batches(*zip(a, e)) == [[0, 1]]
 
 
 def test_pooled_scores_are_the_prompt_weighted_mean(organism, contrast_batch):
