@@ -142,7 +142,7 @@ class CircuitRunner:
         pad: [B] left padding of each prompt (prompts of several lengths in one batch, aligned
         at the final token, generator.engine.pooled): prompt i is tokens[i, pad[i]:], its
         positions counted from there, and no position reads its padding. The padding must lie
-        in the shared prefix (every pad < the first position where a pair differs), so that
+        in the shared prefix (every pad ≤ the first position where a pair differs), so that
         every computed position is a real token of every prompt."""
         self.w = model_weights(model)
         self.family = self.w.family
