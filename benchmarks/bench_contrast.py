@@ -17,23 +17,19 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 os.environ.setdefault("TQDM_DISABLE", "1")
 
-import torch  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.bench_sentence_end import gpt2_small_shaped  # noqa: E402
+from benchmarks.bench_sentence_end import model_and_tasks  # noqa: E402
 from benchmarks.timed import Timer  # noqa: E402
-from generator.experiments import contrast, get  # noqa: E402
+from generator.experiments import contrast  # noqa: E402
 from generator.experiments.params import Contrast  # noqa: E402
-from generator.pipeline import build_batches  # noqa: E402
-from generator.tasks import build, load_task  # noqa: E402
 
 
 def main(argv=None) -> None:
@@ -43,13 +39,7 @@ def main(argv=None) -> None:
     parser.add_argument("--families", type=int, default=None, help="only the first N families get a circuit")
     parser.add_argument("--as-measured", action="store_true", help="no forced circuits: only families with a contrast")
     args = parser.parse_args(argv)
-    torch.set_num_threads(args.threads)
-    with tempfile.TemporaryDirectory() as tmp:
-        start = time.perf_counter()
-        model = gpt2_small_shaped(Path(tmp), args.device)
-        print(f"model: GPT2Config() random weights, loaded in {time.perf_counter() - start:.1f} s", flush=True)
-    batch = build(load_task("pronoun"), model)
-    tasks = build_batches(model, "bench", set(), set(get("contrast").extra_tasks))
+    model, batch, tasks = model_and_tasks(args, "contrast")
     task = tasks[contrast.TASK]
     if args.families is not None:  # keep only the first N families' pairs
         keep = set(task.spec.groups[: args.families])

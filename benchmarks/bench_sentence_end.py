@@ -49,6 +49,18 @@ def gpt2_small_shaped(folder: Path, device: str):
     return load_model(resolve(str(folder)), device=device)
 
 
+def model_and_tasks(args, experiment: str):
+    """The GPT-2-small-shaped model on args.threads threads and args.device, the pronoun batch,
+    and the batches of the experiment's extra tasks, as the pipeline builds them."""
+    torch.set_num_threads(args.threads)
+    with tempfile.TemporaryDirectory() as tmp:
+        start = time.perf_counter()
+        model = gpt2_small_shaped(Path(tmp), args.device)
+        print(f"model: GPT2Config() random weights, loaded in {time.perf_counter() - start:.1f} s", flush=True)
+    batch = build(load_task("pronoun"), model)
+    return model, batch, build_batches(model, "bench", set(), set(get(experiment).extra_tasks))
+
+
 def stand_in_circuit(n_layers: int):
     """Circuit metrics as sentence_end reads them: every MLP named, each MLP -> logits edge."""
     node = SimpleNamespace
@@ -62,13 +74,7 @@ def main(argv=None) -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--device", default="cpu")
     args = parser.parse_args(argv)
-    torch.set_num_threads(args.threads)
-    with tempfile.TemporaryDirectory() as tmp:
-        start = time.perf_counter()
-        model = gpt2_small_shaped(Path(tmp), args.device)
-        print(f"model: GPT2Config() random weights, loaded in {time.perf_counter() - start:.1f} s", flush=True)
-    batch = build(load_task("pronoun"), model)
-    tasks = build_batches(model, "bench", set(), set(get("sentence_end").extra_tasks))
+    model, batch, tasks = model_and_tasks(args, "sentence_end")
     inputs = {"circuit": stand_in_circuit(model.cfg.n_layers), "tasks": tasks}
     timer = Timer()
     for module, name in ((endings, "analyse"), (neurons, "analyse"), (neurons, "with_contexts"), (probe, "analyse")):
