@@ -28,6 +28,7 @@ from generator.experiments import Result
 from generator.experiments.params import Exceptions as Params
 from generator.heads import stack_label
 from generator.metrics import num, to_list
+from generator.models import final_logits_only
 
 
 def case_masks(model) -> tuple[torch.Tensor, torch.Tensor]:
@@ -92,7 +93,8 @@ def measure(model, batch) -> tuple[list[dict], torch.Tensor, list[str]]:
         by_length.setdefault(int(tokens.shape[1]), []).append(i)
     rows, lenses = [None] * len(spec.prompts), [None] * len(spec.prompts)
     for length, idx in by_length.items():
-        logits, cache = model.run_with_cache(torch.cat([batch.clean_tokens[i] for i in idx]))
+        tokens = torch.cat([batch.clean_tokens[i] for i in idx])
+        logits, cache = model.run_with_cache(tokens, **final_logits_only(model))
         final = logits[:, -1]
         log_odds = capital_log_odds(final, upper, lower)
         probs = final.float().softmax(-1)

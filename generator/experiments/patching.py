@@ -30,6 +30,7 @@ from generator.experiments import Result
 from generator.experiments.params import Patching as Params
 from generator.heads import Head, layer_group
 from generator.metrics import logit_diff, mean_logit_diff_metric, normalisation_scale, num, to_list
+from generator.models import final_logits_only
 from generator.patch_targets import TARGETS
 
 
@@ -159,9 +160,11 @@ def resid_flow(resid_pre: torch.Tensor, batch, params: Params) -> dict:
 def run(model, batch, params: Params, inputs: dict) -> Result:
     n_layers, n_heads = model.cfg.n_layers, model.cfg.n_heads
     targets = list(params.targets)
-    clean_logits, clean_cache = model.run_with_cache(batch.clean_tokens, names_filter=hook_names(model, targets))
+    last = final_logits_only(model)
+    names = hook_names(model, targets)
+    clean_logits, clean_cache = model.run_with_cache(batch.clean_tokens, names_filter=names, **last)
     clean = logit_diff(clean_logits, batch.answer_tokens).mean()
-    corrupted = logit_diff(model(batch.corrupted_tokens), batch.answer_tokens).mean()
+    corrupted = logit_diff(model(batch.corrupted_tokens, **last), batch.answer_tokens).mean()
     scale = normalisation_scale("patching", clean, corrupted)
 
     engine = make_engine(model, batch)

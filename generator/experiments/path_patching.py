@@ -29,6 +29,7 @@ from generator.experiments import Result
 from generator.experiments.params import PathPatching as Params
 from generator.heads import Head, head_name
 from generator.metrics import logit_diff, mean_logit_diff_metric, normalisation_scale, num, to_list
+from generator.models import final_logits_only
 
 HEAD_INPUTS = ("q", "k", "v")
 
@@ -66,11 +67,12 @@ class HookSweeps:
 
     def __init__(self, model, batch):
         self.model, self.batch = model, batch
-        _, self.clean_cache = model.run_with_cache(batch.clean_tokens)
-        _, self.corrupted_cache = model.run_with_cache(batch.corrupted_tokens)
+        last = final_logits_only(model)
+        _, self.clean_cache = model.run_with_cache(batch.clean_tokens, **last)
+        _, self.corrupted_cache = model.run_with_cache(batch.corrupted_tokens, **last)
         self.metric = mean_logit_diff_metric(batch.answer_tokens)
-        self.clean = logit_diff(model(batch.clean_tokens), batch.answer_tokens).mean()
-        self.corrupted = logit_diff(model(batch.corrupted_tokens), batch.answer_tokens).mean()
+        self.clean = logit_diff(model(batch.clean_tokens, **last), batch.answer_tokens).mean()
+        self.corrupted = logit_diff(model(batch.corrupted_tokens, **last), batch.answer_tokens).mean()
 
     def heads(self, sender: Head, component: str) -> torch.Tensor:
         return get_act_patch_direct_path(
@@ -101,7 +103,10 @@ class HookSweeps:
                 x += delta
             return x
 
-        return self.metric(self.model.run_with_hooks(self.batch.corrupted_tokens, fwd_hooks=[(f"{norm}.hook_in", add)]))
+        hooks = [(f"{norm}.hook_in", add)]
+        return self.metric(
+            self.model.run_with_hooks(self.batch.corrupted_tokens, fwd_hooks=hooks, **final_logits_only(self.model))
+        )
 
     def mlps(self, sender: Head) -> tuple[torch.Tensor, range]:
         n = self.model.cfg.n_layers

@@ -17,6 +17,7 @@ from __future__ import annotations
 import torch
 
 from generator.metrics import logit_diff, num, to_list
+from generator.models import final_logits_only
 
 
 def word_pairs(model, exclude: set[int]) -> list[tuple[int, int]]:
@@ -71,7 +72,7 @@ def set_logit_diff(model, batch) -> torch.Tensor:
     for idx in by_length.values():
         tokens = torch.cat([rows[i] for i in idx])
         answers = batch.answer_tokens[idx]
-        out[idx] = logit_diff(model(tokens), answers).float().cpu()
+        out[idx] = logit_diff(model(tokens, **final_logits_only(model)), answers).float().cpu()
     return out
 
 
@@ -130,7 +131,7 @@ SETS = ("copy_lowercase_names", "copy_no_capital", "copy_capital_word")
 def prompt_sets(model, batch, tasks: dict) -> dict:
     """Mean logit difference of the pronoun task and of each copying prompt set, the share of
     prompts where the capital wins, and each set's mean as a share of the task's."""
-    base = logit_diff(model(batch.clean_tokens), batch.answer_tokens).float().cpu()
+    base = logit_diff(model(batch.clean_tokens, **final_logits_only(model)), batch.answer_tokens).float().cpu()
     rows = [
         {
             "task": batch.spec.name,

@@ -13,6 +13,7 @@ import torch
 from generator.experiments.hypotheses.roles import batch_roles, position_roles
 from generator.experiments.patching import make_engine, sweep
 from generator.metrics import logit_diff, num, to_list
+from generator.models import final_logits_only
 from generator.tasks import Unbuildable
 
 TASKS = ("positions_name_gender", "positions_verb", "positions_subject")
@@ -22,8 +23,9 @@ TASKS = ("positions_name_gender", "positions_verb", "positions_subject")
 def analyse(model, batch, matters: float, min_gap: float) -> dict:
     if isinstance(batch, Unbuildable):  # this model's tokenizer breaks the prompt set
         return {"task": batch.name, "unusable": batch.reason}
-    clean = logit_diff(model(batch.clean_tokens), batch.answer_tokens).mean()
-    corrupted = logit_diff(model(batch.corrupted_tokens), batch.answer_tokens).mean()
+    last = final_logits_only(model)
+    clean = logit_diff(model(batch.clean_tokens, **last), batch.answer_tokens).mean()
+    corrupted = logit_diff(model(batch.corrupted_tokens, **last), batch.answer_tokens).mean()
     gap = float(clean - corrupted)
     labels = position_roles(batch_roles(model, batch))
     changed = sorted(set((batch.clean_tokens != batch.corrupted_tokens).nonzero()[:, 1].tolist()))
@@ -43,7 +45,7 @@ def analyse(model, batch, matters: float, min_gap: float) -> dict:
     if abs(gap) < min_gap:
         return out  # the corruption barely moves the metric: nothing to localise
     names = [f"blocks.{l}.{x}" for l in range(model.cfg.n_layers) for x in ("hook_resid_pre", "attn.hook_z")]
-    _, clean_cache = model.run_with_cache(batch.clean_tokens, names_filter=names)
+    _, clean_cache = model.run_with_cache(batch.clean_tokens, names_filter=names, **last)
     engine = make_engine(model, batch)
     recovered = (sweep(engine, model, batch, clean_cache, "resid_pre") - corrupted) / gap
     # which heads carry the changed position's information to where it is used
