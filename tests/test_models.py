@@ -62,3 +62,21 @@ def test_float64_gives_the_float32_numbers(organism, few_prompts, experiment):
         step = 1e-5 + 1e-9
         for a, b in zip(m32["per_prompt"], m64["per_prompt"]):
             assert abs(a["clean"] - b["clean"]) <= step and abs(a["corrupted"] - b["corrupted"]) <= step
+
+
+def test_final_logits_only_computes_the_last_positions_logits_alone(organism, few_prompts):
+    """transformers' logits_to_keep=1 where the model's forward takes it: the final position's
+    logits only, the same numbers; {} for a forward without it."""
+    from types import SimpleNamespace
+
+    from generator.models import final_logits_only
+
+    assert final_logits_only(organism) == {"logits_to_keep": 1}
+    tokens = few_prompts.clean_tokens
+    with torch.no_grad():
+        whole, last = organism(tokens), organism(tokens, **final_logits_only(organism))
+    assert whole.shape[1] == tokens.shape[1] and last.shape[1] == 1
+    torch.testing.assert_close(last[:, -1], whole[:, -1], atol=1e-5, rtol=0)
+    bare = SimpleNamespace(original_model=SimpleNamespace(forward=lambda input_ids, attention_mask=None: None))
+    assert final_logits_only(bare) == {}
+    assert final_logits_only(SimpleNamespace()) == {}
