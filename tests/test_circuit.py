@@ -266,6 +266,51 @@ def test_node_effects_equal_the_engines_head_output_patching(organism, few_promp
             assert abs(float(value) - float(head_out[tuple(where)])) < TOL, where
 
 
+def test_runs_side_by_side_give_one_threads_numbers(organism, few_prompts, monkeypatch):
+    """On two threads the curves' circuits, the random orders, the nodes and the drawn edges run
+    side by side (generator.engine.threads), each on one intra-op thread: every number is the
+    one a single thread computes, in the same place."""
+    import threading
+
+    from generator.engine import threads
+
+    workers = set()
+    inner = threads.side_by_side
+
+    def spy(fn, items, device="cpu"):
+        return inner(lambda x: workers.add(threading.get_ident()) or fn(x), items, device)
+
+    monkeypatch.setattr(circuit, "side_by_side", spy)
+    p = params.Circuit(sizes=[0.02, 0.1, 0.5, 1.0], random_seeds=2, node_ranking=True, bootstrap=100)
+    before, out = torch.get_num_threads(), []
+    try:
+        for n in (1, 2):
+            torch.set_num_threads(n)
+            workers.clear()
+            runner = runner_for(organism, few_prompts)
+            table, state, _ = circuit.run_graph(runner, p, False, few_prompts.spec.prompts)
+            order = state["orders"][("eap_ig", "cmd")]
+            edges = circuit.edge_effects(runner, state["evaluator"], order, 12)
+            out.append((table, edges, set(workers)))
+    finally:
+        torch.set_num_threads(before)
+    (alone, alone_edges, one), (together, together_edges, two) = out
+    assert one == {threading.get_ident()} and len(two) == 2 and threading.get_ident() not in two
+    assert same(together, alone)
+    assert torch.equal(together_edges, alone_edges)
+
+
+def same(a, b) -> bool:
+    """Equal, tensors included (every element, exactly)."""
+    if isinstance(a, torch.Tensor):
+        return isinstance(b, torch.Tensor) and torch.equal(a, b)
+    if isinstance(a, dict):
+        return isinstance(b, dict) and a.keys() == b.keys() and all(same(a[k], b[k]) for k in a)
+    if isinstance(a, (list, tuple)):
+        return type(a) is type(b) and len(a) == len(b) and all(same(x, y) for x, y in zip(a, b))
+    return a == b
+
+
 @pytest.fixture(scope="module")
 def result(circuit_result):
     return circuit_result

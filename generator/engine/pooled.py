@@ -45,7 +45,7 @@ class PooledRunner:
             )
             self.runners.append(runner)
             self.order += idx
-        self.graph = self.runners[0].graph
+        self.graph, self.device = self.runners[0].graph, self.runners[0].device
         self.n_pos = max(r.n_pos for r in self.runners)
         self.start = min(r.start + self.n_pos - r.n_pos for r in self.runners)
         self.sizes = torch.tensor([len(r.clean_metric) for r in self.runners], dtype=torch.float)

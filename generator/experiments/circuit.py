@@ -55,6 +55,7 @@ from generator.circuit_stats import (  # noqa: F401 (the statistics, importable 
     summarise,
 )
 from generator.engine.graph import CircuitRunner
+from generator.engine.threads import side_by_side
 from generator.experiments import Result
 from generator.experiments.params import Circuit as Params
 from generator.metrics import normalisation_scale, num, to_list
@@ -87,14 +88,23 @@ class Evaluator:
         """[B] per-prompt metrics of the top-n edges of `order`. A circuit is its set of edges,
         whatever the order: each set runs once (every ranking's and random order's full
         circuit, a refined size that the curve already has, rankings agreeing on their top n)."""
-        key = hashlib.blake2b(order[:n].sort().values.cpu().numpy().tobytes(), digest_size=16).digest()
-        if key not in self.runs:
-            self.runs[key] = self.runner.evaluate(self.keep(order, n))
-        return self.runs[key]
+        return self.run_all([(order, n)])[0]
+
+    def run_all(self, circuits: list[tuple[torch.Tensor, int]]) -> list[torch.Tensor]:
+        """evaluate for each (order, n), the circuits not run yet side by side
+        (generator.engine.threads)."""
+        keys = [
+            hashlib.blake2b(o[:n].sort().values.cpu().numpy().tobytes(), digest_size=16).digest() for o, n in circuits
+        ]
+        todo = {k: c for k, c in zip(keys, circuits) if k not in self.runs}
+        if todo:
+            found = side_by_side(lambda c: self.runner.evaluate(self.keep(*c)), list(todo.values()), self.runner.device)
+            self.runs.update(zip(todo, found))
+        return [self.runs[k] for k in keys]
 
     def curve(self, order: torch.Tensor, sizes: list[int]) -> torch.Tensor:
         """[len(sizes), B] per-prompt logit differences of each circuit."""
-        return torch.stack([self.evaluate(order, n) for n in sizes])
+        return torch.stack(self.run_all([(order, n) for n in sizes]))
 
 
 def node_effects(runner: CircuitRunner, position_aware: bool) -> torch.Tensor:
@@ -120,14 +130,19 @@ def _node_effects(runner: CircuitRunner, positions: list) -> torch.Tensor:
     upstream = runner.graph.upstream()
     base = runner.corrupted_metric.mean()
     out = torch.zeros(upstream.shape[0], runner.n_pos)
-    for w in range(upstream.shape[0]):
-        for p in positions:
-            patched = torch.zeros(*upstream.shape, runner.n_pos, dtype=torch.bool)
-            if p is None:
-                patched[w] = upstream[w, :, None]
-            else:
-                patched[w, :, p] = upstream[w]
-            out[w, p or 0] = runner.patch_edges(patched).mean() - base
+    nodes = [(w, p) for w in range(upstream.shape[0]) for p in positions]
+
+    def effect(node):
+        w, p = node
+        patched = torch.zeros(*upstream.shape, runner.n_pos, dtype=torch.bool)
+        if p is None:
+            patched[w] = upstream[w, :, None]
+        else:
+            patched[w, :, p] = upstream[w]
+        return runner.patch_edges(patched).mean() - base
+
+    for (w, p), value in zip(nodes, side_by_side(effect, nodes, runner.device)):  # the nodes side by side
+        out[w, p or 0] = value
     return out
 
 
@@ -153,7 +168,7 @@ def edge_effects(runner: CircuitRunner, evaluator: Evaluator, order: torch.Tenso
     at the only position computed is that edge at every position: each is computed once."""
     base = runner.corrupted_metric.mean()
     shape, one_position = evaluator.shape, runner.n_pos - runner.start == 1
-    out = []
+    keys, edges = [], {}  # each edge's memo key; memo key -> (writer, reader, position or None)
     for i in order[:n].tolist():
         flat = int(evaluator.edges[i])
         w, r, p = (
@@ -161,13 +176,18 @@ def edge_effects(runner: CircuitRunner, evaluator: Evaluator, order: torch.Tenso
             if len(shape) == 3
             else (flat // shape[1], flat % shape[1], None)
         )
-        key = ("edge_effect", w, r, None if one_position else p)
-        if key not in runner.memo:
-            patched = torch.zeros(*shape[:2], runner.n_pos, dtype=torch.bool)
-            patched[w, r, slice(None) if p is None else p] = True
-            runner.memo[key] = runner.patch_edges(patched).mean() - base
-        out.append(runner.memo[key])
-    return torch.stack(out)
+        keys.append(("edge_effect", w, r, None if one_position else p))
+        edges.setdefault(keys[-1], (w, r, p))
+
+    def effect(edge):
+        w, r, p = edge
+        patched = torch.zeros(*shape[:2], runner.n_pos, dtype=torch.bool)
+        patched[w, r, slice(None) if p is None else p] = True
+        return runner.patch_edges(patched).mean() - base
+
+    todo = [k for k in edges if k not in runner.memo]
+    runner.memo.update(zip(todo, side_by_side(effect, [edges[k] for k in todo], runner.device)))  # side by side
+    return torch.stack([runner.memo[k] for k in keys])
 
 
 def methods(runner: CircuitRunner, evaluator: Evaluator, params: Params, position_aware: bool, only=None):
@@ -209,9 +229,10 @@ def run_graph(
     for name, (scores, tie, seconds) in methods(runner, evaluator, params, position_aware, only).items():
         start = time.perf_counter()
         row = {"scores": scores}
+        kinds = {kind: ranking(scores, absolute, tie) for kind, absolute in (("cpr", False), ("cmd", True))}
+        evaluator.run_all([(order, n) for order in kinds.values() for n in sizes])  # both curves side by side
         for kind, absolute in (("cpr", False), ("cmd", True)):
-            order = ranking(scores, absolute, tie)
-            orders[(name, kind)] = order
+            order = orders[(name, kind)] = kinds[kind]
             curve = evaluator.curve(order, sizes)
             row[kind] = summarise(curve, runner, fractions, sizes, absolute, params, weights)
         row["smallest_faithful"] = smallest_faithful(
@@ -225,9 +246,9 @@ def run_graph(
         return table, state, timings
     start = time.perf_counter()
     g = torch.Generator().manual_seed(params.seed)
-    randoms = []
-    for _ in range(random_seeds):
-        order = torch.randperm(evaluator.n_edges, generator=g)
+    randoms, shuffled = [], [torch.randperm(evaluator.n_edges, generator=g) for _ in range(random_seeds)]
+    evaluator.run_all([(order, n) for order in shuffled for n in sizes])  # every order's curve side by side
+    for order in shuffled:
         curve = evaluator.curve(order, sizes)
         randoms.append(
             {k: summarise(curve, runner, fractions, sizes, k == "cmd", params, weights) for k in ("cpr", "cmd")}
