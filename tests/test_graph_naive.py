@@ -298,6 +298,33 @@ def test_left_padding_changes_no_number():
     close(padded.clean_metric, torch.cat([full.clean_metric, alone.clean_metric]))
 
 
+def test_runners_on_prompts_that_begin_alike_share_the_prefix_once(monkeypatch):
+    """prefix_cache: runners whose clean prompts have the same tokens before the first position
+    where a pair differs (the same sentences with another last token) compute the keys and
+    values there once, with their own numbers; another prefix, or padding, gets its own."""
+    computed = []
+    inner = CircuitRunner._prefix_keys_values
+    monkeypatch.setattr(CircuitRunner, "_prefix_keys_values", lambda self: computed.append(1) or inner(self))
+    cache: dict = {}
+    first = runner(prefix_cache=cache)
+    last = CLEAN.clone()
+    last[:, -1] = torch.tensor([6, 0, 3])  # another final token: the same 2-token prefix
+    second, alone = runner(last, prefix_cache=cache), runner(last)
+    assert len(computed) == 2 and len(cache) == 1 and second.prefix_kv is first.prefix_kv
+    keep = random_mask((len(G.writers), len(G.readers)), 0.5, 3)
+    close(second.clean_metric, alone.clean_metric)
+    close(second.evaluate(keep), alone.evaluate(keep))
+    close(second.evaluate(keep), naive_run(embed(last), (~keep).double(), CORRUPTED_RUN[0])[1])
+    other, other_corrupted = CLEAN.clone(), CORRUPTED.clone()
+    other[1, 1] = other_corrupted[1, 1] = 5  # another prefix token, in both members
+    assert runner(other, other_corrupted, prefix_cache=cache).start == 2 and len(computed) == 3 and len(cache) == 2
+    shorter = CLEAN.clone()
+    shorter[:, 1] = CORRUPTED[:, 1] + 1  # now the pairs differ from position 1: a prefix of one token
+    assert runner(shorter, prefix_cache=cache).start == 1 and len(computed) == 4 and len(cache) == 3
+    padded = runner(prefix_cache=cache, pad=torch.tensor([0, 0, 1]))
+    assert len(computed) == 5 and len(cache) == 4 and padded.prefix_kv is not first.prefix_kv
+
+
 def test_whole_and_empty_circuits_and_one_layer_ablated():
     r = runner()
     upstream = G.upstream()

@@ -134,6 +134,7 @@ class CircuitRunner:
         share_prefix: bool = True,
         case_masks: tuple[torch.Tensor, torch.Tensor] | None = None,
         pad: torch.Tensor | None = None,
+        prefix_cache: dict | None = None,
     ):
         """case_masks: (upper, lower) bool masks over the vocabulary; given, every metric is the
         capital log-odds of the next token (ops.vocabulary_log_odds) instead of the answer
@@ -143,7 +144,11 @@ class CircuitRunner:
         at the final token, generator.engine.pooled): prompt i is tokens[i, pad[i]:], its
         positions counted from there, and no position reads its padding. The padding must lie
         in the shared prefix (every pad ≤ the first position where a pair differs), so that
-        every computed position is a real token of every prompt."""
+        every computed position is a real token of every prompt.
+
+        prefix_cache: a dict shared by runners on one model whose prompts may begin alike (the
+        same sentences with other final tokens): the keys and values at the shared prefix are
+        computed once per distinct prefix tokens and padding, and looked up after."""
         self.w = model_weights(model)
         self.family = self.w.family
         reason = unsupported(model, circuit=True)  # a family whose layout the edge graph lacks
@@ -180,7 +185,7 @@ class CircuitRunner:
         self._scores: dict[tuple, torch.Tensor] = {}
         self.memo: dict = {}  # derived quantities that callers compute once per runner
         with torch.no_grad():
-            self.prefix_kv = self._prefix_keys_values()
+            self.prefix_kv = self._cached_prefix(prefix_cache)
             self.clean_writers, self.clean_metric = self.forward(self.embed(self.clean_tokens), record=True)
             self.corrupted_writers, self.corrupted_metric = self.forward(self.embed(self.corrupted_tokens), record=True)
 
@@ -195,6 +200,16 @@ class CircuitRunner:
         if self.pad is None:
             return self.family.positions(self.w, self.start, self.n_pos)[None]
         return torch.stack([self.family.positions(self.w, self.start - p, self.n_pos - p) for p in self.pad.tolist()])
+
+    def _cached_prefix(self, cache: dict | None) -> list:
+        if cache is None:
+            return self._prefix_keys_values()
+        prefix = self.clean_tokens[:, : self.start]
+        pad = None if self.pad is None else tuple(self.pad.tolist())
+        key = (tuple(prefix.shape), prefix.cpu().numpy().tobytes(), pad)
+        if key not in cache:
+            cache[key] = self._prefix_keys_values()
+        return cache[key]
 
     def _prefix_keys_values(self) -> list[tuple[torch.Tensor | None, torch.Tensor | None]]:
         """Keys and values at the shared prefix ([B, start, H, d] per layer, None without a
@@ -312,15 +327,18 @@ class CircuitRunner:
             return [ops.project_heads(x[i], W, b, slice(None), H) for i, (W, b) in enumerate(projections)]
         shared, readers, differing, _ = inputs
         x = norm(shared, L.ln1, w.eps)
-        out = [ops.project(x, W, b, H) for W, b in projections]
-        if len(readers):
-            x = norm(differing, L.ln1, w.eps)  # [k, B, P, D]
-            for i, (W, b) in enumerate(projections):
-                mine = (readers // H) == i
-                heads = readers[mine] % H
-                if len(heads):
-                    out[i] = out[i].clone()
-                    out[i][:, :, heads] = ops.project_heads(x[mine], W, b, heads, H)
+        own = norm(differing, L.ln1, w.eps) if len(readers) else None  # [k, B, P, D]
+        out = []
+        for i, (W, b) in enumerate(projections):
+            mine = (readers // H) == i
+            heads = readers[mine] % H  # ascending, as `readers` is
+            if len(heads) == H:  # every head has an input of its own: the shared one is not needed
+                out.append(ops.project_heads(own[mine], W, b, heads, H))
+                continue
+            y = ops.project(x, W, b, H)
+            if len(heads):
+                y[:, :, heads] = ops.project_heads(own[mine], W, b, heads, H)
+            out.append(y)
         return out
 
     def cumulative(self, writers: torch.Tensor) -> torch.Tensor:
