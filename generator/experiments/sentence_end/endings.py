@@ -128,8 +128,9 @@ def analyse(model, batch, circuit_keep, params, masks) -> tuple[dict, dict]:
         "resample": halves_of(ld[period], resample, ld[corruption], weights, params),
         "resample_endings": others,
     }
+    prefixes: dict = {}  # the endings of one sentence: the same keys and values before the last token
     carried = [
-        carries(model, tokens[e], tokens[corruption], answers, circuit_keep, weights, e, params)
+        carries(model, tokens[e], tokens[corruption], answers, circuit_keep, weights, e, params, prefixes)
         for e in params.sentence_ends
     ]
     return {"rows": rows, "halves": halves, "circuit": carried}, tokens
@@ -154,8 +155,9 @@ def halves_of(top: torch.Tensor, neutral: torch.Tensor, bottom: torch.Tensor, we
     }
 
 
-def carries(model, clean, corrupted, answers, keep, weights, ending: str, params) -> dict:
-    """The stored circuit verified exactly with `ending` as the clean run: its faithfulness."""
+def carries(model, clean, corrupted, answers, keep, weights, ending: str, params, prefixes=None) -> dict:
+    """The stored circuit verified exactly with `ending` as the clean run: its faithfulness
+    (prefixes: the circuit runners' prefix_cache)."""
     if clean.shape != corrupted.shape:  # an ending of another token length: no edge-level run
         return {
             "ending": ending,
@@ -165,7 +167,7 @@ def carries(model, clean, corrupted, answers, keep, weights, ending: str, params
             "faithfulness": None,
             "faithfulness_ci": None,
         }
-    runner = CircuitRunner(model, clean, corrupted, answers)
+    runner = CircuitRunner(model, clean, corrupted, answers, prefix_cache=prefixes)
     m_n, m_0 = runner.clean_metric.float().cpu(), runner.corrupted_metric.float().cpu()
     gap = float(m_n.mean() - m_0.mean())
     row = {"ending": ending, "clean": num(m_n.mean()), "corrupted": num(m_0.mean()), "gap": num(gap)}
