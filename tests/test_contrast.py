@@ -273,6 +273,44 @@ def test_transfer_diagonal_is_the_family_circuit_at_that_size(result):
     assert len(s.edges) <= t.edges * len(s.families)
 
 
+def test_families_side_by_side_give_the_numbers_of_one_family_at_a_time(
+    organism, pronoun_batch, contrast_batch, monkeypatch
+):
+    """On two threads the families' circuits and the transfer cells run side by side
+    (generator.engine.threads), each on one intra-op thread: the same numbers as one thread."""
+    import threading
+
+    p = params.Contrast(bootstrap=100, random_seeds=1, sizes=[0.05, 0.5, 1.0], graph_edges=10, position_aware=False)
+    inputs = {"tasks": {"contrast": contrast_batch}}
+    before = torch.get_num_threads()
+    seen = set()
+    inner = contrast.family_circuit
+
+    def spy(*args, **kwargs):
+        seen.add(threading.get_ident())
+        return inner(*args, **kwargs)
+
+    monkeypatch.setattr(contrast, "family_circuit", spy)
+    try:
+        torch.set_num_threads(1)
+        alone = contrast.run(organism, pronoun_batch, p, inputs).metrics
+        assert seen == {threading.get_ident()}
+        seen.clear()
+        torch.set_num_threads(2)
+        together = contrast.run(organism, pronoun_batch, p, inputs).metrics
+    finally:
+        torch.set_num_threads(before)
+    assert len(seen) == 2 and threading.get_ident() not in seen
+    assert [f["family"] for f in together["families"]] == list(FAMILIES)
+    # the circuits and the transfer matrix exactly; the plain forwards of `measure` ran on the
+    # main thread's two intra-op threads in one run and one in the other (the last digit may move)
+    assert [f["circuit"] for f in together["families"]] == [f["circuit"] for f in alone["families"]]
+    assert together["transfer"] == alone["transfer"] and together["edge_sets"] == alone["edge_sets"]
+    for a, b in zip(together["per_pair"], alone["per_pair"], strict=True):
+        assert a.keys() == b.keys()
+        assert all(a[k] == (pytest.approx(b[k], rel=1e-4, abs=1e-4) if isinstance(b[k], float) else b[k]) for k in a)
+
+
 def test_an_unbuildable_contrast_task_is_reported(organism, pronoun_batch):
     out = contrast.run(
         organism,

@@ -45,6 +45,7 @@ import torch
 
 from generator.engine.graph import CircuitRunner
 from generator.engine.pooled import PooledRunner
+from generator.engine.threads import side_by_side
 from generator.experiments import Result
 from generator.experiments.circuit import (
     boot_faithfulness,
@@ -60,6 +61,7 @@ from generator.experiments.exceptions import capital_log_odds, case_masks
 from generator.experiments.params import Circuit
 from generator.experiments.params import Contrast as Params
 from generator.metrics import num
+from generator.models import final_logits_only
 from generator.tasks import UNUSABLE, Unbuildable
 
 TASK = "contrast"
@@ -87,7 +89,7 @@ def measure(model, batch, masks) -> list[dict]:
     final = {}
     for group in by_length(batch, list(range(len(batch.spec.prompts)))):
         for member, tokens in (("exception", batch.clean_tokens), ("end", batch.corrupted_tokens)):
-            logits = model(torch.cat([tokens[i] for i in group]))[:, -1].float()
+            logits = model(torch.cat([tokens[i] for i in group]), **final_logits_only(model))[:, -1].float()
             for k, i in enumerate(group):
                 final[(i, member)] = logits[k]
     rows = []
@@ -134,7 +136,28 @@ def family_summary(rows: list[dict], params: Params) -> dict:
     }
 
 
-def family_circuit(runner: PooledRunner, prompts, params: Params, timings: dict, family: str) -> dict:
+def family_circuit(model, contrast, idx: list[int], row: dict, masks, params: Params) -> tuple:
+    """One family's runner (its pairs pooled, reading the case its exception member favours)
+    and circuits: (circuits, runner, its prompts in the runner's order, timings)."""
+    start, family = time.perf_counter(), row["family"]
+    # read the case the exception member favours, so that the clean run scores higher, as
+    # MIB's signed ranking (CPR) assumes
+    upper, lower = masks
+    runner = PooledRunner(
+        model,
+        [contrast.clean_tokens[i] for i in idx],
+        [contrast.corrupted_tokens[i] for i in idx],
+        None,
+        case_masks=(lower, upper) if row["readout"] == "lowercase" else (upper, lower),
+    )
+    prompts = [contrast.spec.prompts[idx[j]] for j in runner.order]
+    timings: dict[str, float] = {}
+    c = graph_circuits(runner, prompts, params, timings, family)
+    timings[family] = round(time.perf_counter() - start, 3)
+    return c, runner, prompts, timings
+
+
+def graph_circuits(runner: PooledRunner, prompts, params: Params, timings: dict, family: str) -> dict:
     """The circuit machinery on one family: both graphs' method tables, the plain graph's
     circuit at its smallest faithful size, and the position-aware graph's drawn circuit."""
     cp = circuit_params(params)
@@ -260,7 +283,9 @@ def attention_to_differing(model, batch, idx: list[int]) -> dict[str, torch.Tens
     for group in by_length(batch, idx):
         for member, tokens in (("exception", batch.clean_tokens), ("end", batch.corrupted_tokens)):
             _, cache = model.run_with_cache(
-                torch.cat([tokens[i] for i in group]), names_filter=lambda n: n.endswith(hook)
+                torch.cat([tokens[i] for i in group]),
+                names_filter=lambda n: n.endswith(hook),
+                **final_logits_only(model),
             )
             layers = range(model.cfg.n_layers)
             final = torch.stack([cache[f"blocks.{layer}.attn.{hook}"][:, :, -1] for layer in layers], 1)
@@ -302,8 +327,7 @@ def run(model, batch, params: Params, inputs: dict) -> Result:
     masks = case_masks(model)
     rows = measure(model, contrast, masks)
     cp = circuit_params(params)
-    timings: dict[str, float] = {}
-    families, circuits, runners = [], {}, {}
+    families, todo = [], []
     for family in contrast.spec.groups:
         idx = [i for i, p in enumerate(contrast.spec.prompts) if p.group == family]
         mine = [rows[i] for i in idx]
@@ -315,25 +339,28 @@ def run(model, batch, params: Params, inputs: dict) -> Result:
         low, high = summary["gap_ci"]
         row["has_contrast"] = abs(summary["gap"]) >= params.min_gap and (low > 0 or high < 0)
         if row["has_contrast"]:
-            start = time.perf_counter()
-            # read the case the exception member favours, so that the clean run scores higher,
-            # as MIB's signed ranking (CPR) assumes
-            upper, lower = masks
-            runner = PooledRunner(
-                model,
-                [contrast.clean_tokens[i] for i in idx],
-                [contrast.corrupted_tokens[i] for i in idx],
-                None,
-                case_masks=(lower, upper) if summary["gap"] > 0 else (upper, lower),
-            )
-            prompts = [contrast.spec.prompts[idx[j]] for j in runner.order]
-            c = family_circuit(runner, prompts, params, timings, family)
-            circuits[family], runners[family] = c, (runner, prompts)
-            row["circuit"] = {k: c[k] for k in ("methods", "smallest_faithful", "n_edges", "by_position") if k in c}
-            if params.position_aware:
-                row["movers"] = movers(model, contrast, idx, c["by_position"]["circuit"], runner.n_pos, params)
-            timings[family] = round(time.perf_counter() - start, 3)
+            todo.append((row, idx))
         families.append(row)
+    # the families' circuits side by side (generator.engine.threads), the largest first: the
+    # circuit runner's work only. The movers' TransformerLens runs come after, one at a time
+    # (their hooks are the model's shared state).
+    largest = sorted(todo, key=lambda t: -sum(int(contrast.clean_tokens[i].shape[-1]) for i in t[1]))
+    found = side_by_side(
+        lambda t: family_circuit(model, contrast, t[1], t[0], masks, params), largest, model.cfg.device
+    )
+    done = {t[0]["family"]: f for t, f in zip(largest, found)}
+    timings: dict[str, float] = {}
+    circuits, runners = {}, {}
+    for row, idx in todo:  # in the families' order
+        family = row["family"]
+        c, runner, prompts, seconds = done[family]
+        timings.update(seconds)
+        circuits[family], runners[family] = c, (runner, prompts)
+        row["circuit"] = {k: c[k] for k in ("methods", "smallest_faithful", "n_edges", "by_position") if k in c}
+        if params.position_aware:
+            start = time.perf_counter()
+            row["movers"] = movers(model, contrast, idx, c["by_position"]["circuit"], runner.n_pos, params)
+            timings[family] = round(timings[family] + time.perf_counter() - start, 3)
     metrics.update(n_pairs=len(rows), families=families, per_pair=rows)
     if circuits:
         metrics.update(transfer(model, batch, circuits, runners, masks, params, cp))
@@ -350,13 +377,13 @@ def transfer(model, batch, circuits: dict, runners: dict, masks, params: Params,
     targets = {family: runner for family, runner in runners.items()}
     targets["pronoun"] = (pronoun, batch.spec.prompts)
     weights = {t: resamples(prompts, cp, params.seed)["name"] for t, (_, prompts) in targets.items()}
-    matrix = []
-    for family, c in circuits.items():
-        keep = c["evaluator"].keep(c["order"], n)
-        row = {"circuit": family, "on": {}}
-        for target, (runner, _) in targets.items():
-            row["on"][target] = transfer_cell(runner, keep, weights[target], cp)
-        matrix.append(row)
+    keeps = {family: c["evaluator"].keep(c["order"], n) for family, c in circuits.items()}
+    cells = [(family, target) for family in circuits for target in targets]
+    values = side_by_side(
+        lambda cell: transfer_cell(targets[cell[1]][0], keeps[cell[0]], weights[cell[1]], cp), cells, model.cfg.device
+    )
+    found = dict(zip(cells, values))
+    matrix = [{"circuit": family, "on": {t: found[(family, t)] for t in targets}} for family in circuits]
     sets = edge_sets(circuits, graph, n)
     return {
         "transfer": {
