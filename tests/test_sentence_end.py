@@ -251,6 +251,41 @@ def test_final_position_patching_is_whole_forwards_with_hooks(organism, few_prom
         assert torch.allclose(fast, slow, atol=1e-5, rtol=1e-5), (c.name, (fast - slow).abs().max())
 
 
+def test_final_position_gradients_are_whole_forward_gradients(organism, few_prompts, tasks):
+    """run_final's activations and gradients (the final position recomputed alone from the
+    first named layer) against autograd through whole forwards with hooks on mlp.hook_post, one
+    prompt at a time, on both contrasts, with two named layers (a path through the later MLP)."""
+    from functools import partial
+
+    from generator.experiments.exceptions import case_masks
+
+    period, _, _ = period_contrast(organism, few_prompts)
+    exception = sentence_end.exception_contrast(tasks["contrast"], tasks["exceptions"], case_masks(organism))
+    layers = [1, organism.cfg.n_layers - 1]
+
+    def leaf(x, hook, layer, leaves):
+        x = x.clone()
+        if not x.requires_grad:
+            x = x.detach().requires_grad_(True)
+        x.retain_grad()
+        leaves[layer] = x
+        return x
+
+    for c in (period, exception):
+        metric, acts, grads = neurons.run_final(organism, c, c.corrupted, layers, grad=True)
+        rows = list(c.corrupted) if isinstance(c.corrupted, list) else list(c.corrupted[:, None])
+        for i, row in enumerate(rows):
+            leaves: dict = {}
+            hooks = [(f"blocks.{l}.mlp.hook_post", partial(leaf, layer=l, leaves=leaves)) for l in layers]
+            with torch.enable_grad():
+                m = c.measure(organism, organism.run_with_hooks(row, fwd_hooks=hooks)[:, -1], [i])
+                m.sum().backward()
+            assert float(m) == pytest.approx(float(metric[i]), abs=1e-5)
+            for l in layers:
+                assert torch.allclose(leaves[l][0, -1].detach(), acts[l][i], atol=1e-5)
+                assert torch.allclose(leaves[l].grad[0, -1], grads[l][i], atol=1e-6, rtol=1e-4), (c.name, i, l)
+
+
 def test_attribution_by_finite_difference(organism, few_prompts, m):
     """Σ_prompts (clean − corrupted activation) × ∂metric/∂activation / n, naively: the mean
     metric's central difference when every prompt's activation moves by ε × its own difference."""

@@ -57,10 +57,11 @@ def run(model, batch, params: Params, inputs: dict) -> Result:
             contrasts.append(exception)
     start = time.perf_counter()
     neuron_rows = [neurons.analyse(model, c, layers, cap, params) for c in contrasts]
-    neuron_rows = neurons.with_contexts(model, neuron_rows, corpus, params)
+    streams: dict = {}  # the corpus's final-position streams, which the probe reads too
+    neuron_rows = neurons.with_contexts(model, neuron_rows, corpus, params, streams)
     timings["neurons"] = round(time.perf_counter() - start, 3)
     start = time.perf_counter()
-    probed = probe.analyse(model, tokens, batch, exceptions, contrast, params, masks)
+    probed = probe.analyse(model, tokens, batch, exceptions, contrast, params, masks, streams)
     timings["probe"] = round(time.perf_counter() - start, 3)
     metrics = {
         "n_layers": model.cfg.n_layers,

@@ -15,6 +15,7 @@ from __future__ import annotations
 import torch
 
 from generator.engine import ops
+from generator.models import final_logits_only
 
 KV = ("attn.hook_k", "attn.hook_v")
 
@@ -29,7 +30,9 @@ def cached(model, toks: torch.Tensor, start: int):
     stream `start` at the final position [1, B, 1, D] and, per later layer, the keys and values
     at the earlier positions ([1, B, P-1, H, d] each)."""
     n, hook = model.cfg.n_layers, stream_name(model.cfg.n_layers, start)
-    logits, cache = model.run_with_cache(toks, names_filter=lambda h: h.endswith(KV) or h == hook)
+    logits, cache = model.run_with_cache(
+        toks, names_filter=lambda h: h.endswith(KV) or h == hook, **final_logits_only(model)
+    )
     prefix = {l: tuple(cache[f"blocks.{l}.{x}"][None, :, :-1] for x in KV) for l in range(start, n)}
     return logits[:, -1], cache[hook][None, :, -1:], prefix
 
@@ -62,6 +65,11 @@ def agrees(got: torch.Tensor, expected: torch.Tensor, what: str) -> None:
     got, expected = got.float().cpu(), expected.float().cpu()
     if float((got - expected).abs().max()) > 1e-3 * max(1.0, float(expected.abs().max())):
         raise NotImplementedError(f"the final-position runs of {what} disagree with the model's own logits")
+
+
+def key(prompt: torch.Tensor) -> tuple[int, ...]:
+    """A [1, P] prompt's tokens, as a dict key."""
+    return tuple(prompt.flatten().tolist())
 
 
 def share_prefixes(prompts: list[torch.Tensor]) -> tuple[list[int], list[tuple[int, int]]]:
@@ -122,7 +130,9 @@ def whole_and_repeats(model, prompts: list[torch.Tensor], names: list[str], on_b
     rows = [prompts[i] for i in whole]
     for idx, toks in by_length(rows):
         members = [whole[j] for j in idx]
-        _, cache = model.run_with_cache(toks, names_filter=lambda h: h in names or (bool(partners) and h.endswith(KV)))
+        _, cache = model.run_with_cache(
+            toks, names_filter=lambda h: h in names or (bool(partners) and h.endswith(KV)), **final_logits_only(model)
+        )
         on_batch(members, toks, cache)
         for r, i in enumerate(members):
             if i in partners:

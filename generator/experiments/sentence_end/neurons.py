@@ -24,6 +24,7 @@ import torch
 from generator.engine import ops
 from generator.experiments.sentence_end import final
 from generator.metrics import logit_diff, num
+from generator.models import final_logits_only
 
 
 def by_length(tokens) -> list[tuple[list[int], torch.Tensor]]:
@@ -52,42 +53,59 @@ class Contrast:
         return capital_log_odds(logits, upper.to(logits.device), lower.to(logits.device))
 
 
-def run_final(model, contrast, tokens, layers, grad=False):
-    """One run of a prompt set: per-prompt metric [B], the named layers' final-position neuron
-    activations {layer: [B, d_mlp]} and, with grad, the metric's gradients with respect to them."""
-    n = len(tokens) if isinstance(tokens, list) else tokens.shape[0]
+def cached_runs(model, tokens, first: int) -> list[tuple[list[int], tuple]]:
+    """The unchanged runs of a prompt set that final-position runs start from: per token
+    length, (prompt indices, final.cached(...) from stream `first`)."""
+    return [(idx, final.cached(model, toks, first)) for idx, toks in by_length(tokens)]
+
+
+def run_final(model, contrast, tokens, layers, grad=False, runs=None):
+    """One run of a prompt set: per-prompt metric [B] (from the model's own logits), the named
+    layers' final-position neuron activations {layer: [B, d_mlp]} and, with grad, the metric's
+    gradients with respect to them.
+
+    The activations and gradients come from the final position alone, recomputed from the
+    first named layer (final.run; `runs`: cached_runs from that layer, made here if not given).
+    Every path from a final-position activation to the metric stays at the final position
+    (attention is causal), so these are the whole forward's values and gradients (tested against
+    autograd through whole forwards with hooks), without its backward pass through every
+    position."""
+    from generator.engine.families import model_weights
+
+    w, first = model_weights(model), min(layers)
+    runs = cached_runs(model, tokens, first) if runs is None else runs
+    n = sum(len(idx) for idx, _ in runs)
     metric = torch.empty(n)
     acts = {layer: torch.empty(n, model.cfg.d_mlp) for layer in layers}
     grads = {layer: torch.empty(n, model.cfg.d_mlp) for layer in layers} if grad else None
 
-    def hook(x, hook, layer, idx, leaves):
-        x = x.clone()
-        if grad:  # keep its gradient; paths through later MLPs stay connected (no detach after the first)
-            if not x.requires_grad:
-                x = x.detach().requires_grad_(True)
-            x.retain_grad()
-        leaves[layer] = x
-        return x
+    def tap(layer, post, leaves):
+        if layer in leaves:
+            if grad:  # keep its gradient; paths through later MLPs stay connected (no detach after the first)
+                if not post.requires_grad:
+                    post = post.detach().requires_grad_(True)
+                post.retain_grad()
+            leaves[layer] = post
+        return post
 
-    for idx, toks in by_length(tokens):
-        leaves: dict = {}
-        hooks = [
-            (f"blocks.{layer}.mlp.hook_post", partial(hook, layer=layer, idx=idx, leaves=leaves)) for layer in layers
-        ]
+    for idx, (logits, resid, prefix) in runs:
+        leaves: dict = dict.fromkeys(layers)
         with torch.set_grad_enabled(grad):
-            logits = model.run_with_hooks(toks, fwd_hooks=hooks)[:, -1]
-            m = contrast.measure(model, logits, idx)
+            normed = final.run(w, resid, prefix, first, partial(tap, leaves=leaves))
+            m = contrast_metric(model, w, contrast, normed, idx)[0]
             if grad:
                 m.sum().backward()
-        metric[idx] = m.detach().float().cpu()
+        expected = contrast.measure(model, logits, idx)
+        final.agrees(m.detach(), expected, "neurons")
+        metric[idx] = expected.detach().float().cpu()
         for layer in layers:
-            acts[layer][idx] = leaves[layer][:, -1].detach().float().cpu()
+            acts[layer][idx] = leaves[layer][0, :, -1].detach().float().cpu()
             if grad:
-                grads[layer][idx] = leaves[layer].grad[:, -1].float().cpu()
+                grads[layer][idx] = leaves[layer].grad[0, :, -1].float().cpu()
     return metric, acts, grads
 
 
-def patched_runs(model, contrast: Contrast, layers, target, sets, budget: int = 4096) -> torch.Tensor:
+def patched_runs(model, contrast: Contrast, layers, target, sets, budget: int = 4096, runs=None) -> torch.Tensor:
     """Mean metric [len(sets)] of the corrupted prompts with each set of neurons (flat indices,
     layer-major over `layers`) set to `target` ({layer: [B, d_mlp]}) at the final position.
 
@@ -104,9 +122,8 @@ def patched_runs(model, contrast: Contrast, layers, target, sets, budget: int = 
     masks = set_masks(sets, len(layers), model.cfg.d_mlp)
     total = torch.zeros(len(sets), dtype=torch.double)
     n = 0
-    for idx, toks in by_length(contrast.corrupted):
+    for idx, (logits, resid, prefix) in cached_runs(model, contrast.corrupted, first) if runs is None else runs:
         n += len(idx)
-        logits, resid, prefix = final.cached(model, toks, first)
         check = final.run(w, resid, prefix, first)
         final.agrees(
             contrast_metric(model, w, contrast, check, idx)[0], contrast.measure(model, logits, idx), "neurons"
@@ -165,7 +182,8 @@ def patched_runs_by_hooks(model, contrast: Contrast, layers, target, sets, budge
                 return x
 
             hooks = [(f"blocks.{layer}.mlp.hook_post", partial(hook, li=li)) for li, layer in enumerate(layers)]
-            logits = model.run_with_hooks(toks.repeat(len(chunk), 1), fwd_hooks=hooks)[:, -1]
+            repeated = toks.repeat(len(chunk), 1)
+            logits = model.run_with_hooks(repeated, fwd_hooks=hooks, **final_logits_only(model))[:, -1]
             metric = contrast.measure(model, logits, idx * len(chunk)).double().cpu()
             total[chunk] += metric.reshape(len(chunk), len(idx)).sum(1)
     return total / n
@@ -175,7 +193,8 @@ def analyse(model, contrast: Contrast, layers: list[int], cap_dir, params) -> di
     """Attribution, exact patching and what the top neurons write, for one contrast (its
     top neurons' contexts are added by with_contexts)."""
     clean_m, clean_a, _ = run_final(model, contrast, contrast.clean, layers)
-    corr_m, corr_a, corr_g = run_final(model, contrast, contrast.corrupted, layers, grad=True)
+    runs = cached_runs(model, contrast.corrupted, min(layers))  # also what the patched runs start from
+    corr_m, corr_a, corr_g = run_final(model, contrast, contrast.corrupted, layers, grad=True, runs=runs)
     n = len(corr_m)
     # the activations each corrupted prompt is given: its own pair's clean ones, or the clean mean
     target = {layer: clean_a[layer] if contrast.paired else clean_a[layer].mean(0).expand(n, -1) for layer in layers}
@@ -190,8 +209,8 @@ def analyse(model, contrast: Contrast, layers: list[int], cap_dir, params) -> di
     # (a set asked for twice, such as the top 1 and the first neuron alone, runs once)
     sets = [tuple(range(len(flat)))] + [(i,) for i in top] + [tuple(order[:k].tolist()) for k in ks]
     unique = list(dict.fromkeys(sets))
-    runs = (patched_runs(model, contrast, layers, target, unique) - base).tolist()
-    effects = [runs[unique.index(x)] for x in sets]
+    patched = (patched_runs(model, contrast, layers, target, unique, runs=runs) - base).tolist()
+    effects = [patched[unique.index(x)] for x in sets]
     everything, alone, together = effects[0], effects[1 : 1 + len(top)], effects[1 + len(top) :]
     rows = []
     for i, effect in zip(top, alone):
@@ -240,20 +259,26 @@ def cosine(a: torch.Tensor, b: torch.Tensor) -> float:
     return float(a @ b / norm) if norm > 0 else 0.0
 
 
-def with_contexts(model, rows: list[dict], corpus, params) -> list[dict]:
+def with_contexts(model, rows: list[dict], corpus, params, streams: dict | None = None) -> list[dict]:
     """Each contrast's row with the top contexts of its first `context_neurons` neurons, the
-    corpus run once for all of them."""
+    corpus run once for all of them (and for `streams`: see top_contexts)."""
     shown = [[(n["layer"], n["neuron"]) for n in r["neurons"][: params.context_neurons]] for r in rows]
-    found = top_contexts(model, corpus, list(dict.fromkeys(nn for s in shown for nn in s)), params.contexts)
+    found = top_contexts(model, corpus, list(dict.fromkeys(nn for s in shown for nn in s)), params.contexts, streams)
     by_neuron = {(c["layer"], c["neuron"]): c for c in found}
     return [{**r, "contexts": [by_neuron[nn] for nn in s]} for r, s in zip(rows, shown)]
 
 
-def top_contexts(model, corpus: list[torch.Tensor], neurons: list[tuple[int, int]], k: int) -> list[dict]:
+def top_contexts(
+    model, corpus: list[torch.Tensor], neurons: list[tuple[int, int]], k: int, streams: dict | None = None
+) -> list[dict]:
     """For each (layer, neuron): the k token positions of the corpus (a list of [n, P] token
     batches) where it fires most, each with the token and the few tokens before it (distinct
     contexts only). The endings of one sentence share their runs but for the last token
-    (final.whole_and_repeats): their earlier positions are their partner's, the same contexts."""
+    (final.whole_and_repeats): their earlier positions are their partner's, the same contexts.
+
+    streams: a dict that also receives each prompt's residual streams at its final position
+    ([n_layers + 1, d_model], as probe.features reads them), by final.key: the probe's examples
+    are prompts of this corpus, so they need not run again."""
     if not neurons:
         return []
     layers = sorted({layer for layer, _ in neurons})
@@ -261,14 +286,21 @@ def top_contexts(model, corpus: list[torch.Tensor], neurons: list[tuple[int, int
     acts: dict[int, torch.Tensor] = {}  # prompt -> [positions counted, len(neurons)] (BOS left out)
     where = {i: 1 for i in range(len(prompts))}  # the first position counted per prompt
     names = [f"blocks.{layer}.mlp.hook_post" for layer in layers]
+    resid = [final.stream_name(model.cfg.n_layers, s) for s in range(model.cfg.n_layers + 1)]
 
     def keep(members, toks, cache):
         got = torch.stack([cache[f"blocks.{l}.mlp.hook_post"][:, 1:, n] for l, n in neurons], -1).float().cpu()
         acts.update(zip(members, got))
+        if streams is not None:
+            finals = torch.stack([cache[name][:, -1] for name in resid], 1).double().cpu()  # [n, stream, D]
+            streams.update((final.key(prompts[i]), x) for i, x in zip(members, finals))
 
-    for i, (_, post) in final.whole_and_repeats(model, prompts, names, keep).items():
+    runs = final.whole_and_repeats(model, prompts, names + (resid if streams is not None else []), keep)
+    for i, (at_end, post) in runs.items():
         acts[i] = torch.stack([post[l, n] for l, n in neurons])[None].float().cpu()
         where[i] = prompts[i].shape[-1] - 1
+        if streams is not None:
+            streams[final.key(prompts[i])] = at_end.double().cpu()
     out = []
     for j, (layer, neuron) in enumerate(neurons):
         seen, rows = set(), []

@@ -32,18 +32,27 @@ from generator.metrics import num, to_list
 stream_hook = final.stream_name  # (kept under the name the tests and the steering use)
 
 
-def features(model, tokens) -> tuple[torch.Tensor, list[str]]:
+def features(model, tokens, known: dict | None = None) -> tuple[torch.Tensor, list[str]]:
     """[stream, B, d_model] residual streams at the final position, and their labels. The
-    endings of one sentence share their runs but for the last token (final.whole_and_repeats)."""
+    endings of one sentence share their runs but for the last token (final.whole_and_repeats).
+    known: streams already computed, by final.key (neurons.top_contexts's corpus run)."""
     rows = list(tokens) if isinstance(tokens, list) else list(tokens[:, None])
     out = torch.empty(model.cfg.n_layers + 1, len(rows), model.cfg.d_model, dtype=torch.double)
     names = [stream_hook(model.cfg.n_layers, s) for s in range(model.cfg.n_layers + 1)]
+    known = known or {}
+    todo = []
+    for i, row in enumerate(rows):
+        if final.key(row) in known:
+            out[:, i] = known[final.key(row)]
+        else:
+            todo.append(i)
 
     def keep(members, toks, cache):
-        out[:, members] = torch.stack([cache[name][:, -1] for name in names]).double().cpu()
+        out[:, [todo[m] for m in members]] = torch.stack([cache[name][:, -1] for name in names]).double().cpu()
 
-    for i, (streams, _) in final.whole_and_repeats(model, rows, names, keep).items():
-        out[:, i] = streams.double().cpu()
+    if todo:
+        for i, (streams, _) in final.whole_and_repeats(model, [rows[i] for i in todo], names, keep).items():
+            out[:, todo[i]] = streams.double().cpu()
     return out, [f"{s}_pre" if s < model.cfg.n_layers else "final_post" for s in range(model.cfg.n_layers + 1)]
 
 
@@ -134,12 +143,12 @@ def examples(model, endings: dict, batch, exceptions, contrast, params) -> dict:
     return out
 
 
-def analyse(model, endings: dict, batch, exceptions, contrast, params, masks) -> dict:
+def analyse(model, endings: dict, batch, exceptions, contrast, params, masks, known: dict | None = None) -> dict:
     data = examples(model, endings, batch, exceptions, contrast, params)
     y = torch.tensor(data["label"], dtype=torch.double)
     period, pair = torch.tensor(data["period"]), torch.tensor(data["pair"])
     test = split(data["source"], data["cluster"], params.test_share, params.seed)
-    x, labels = features(model, data["tokens"])
+    x, labels = features(model, data["tokens"], known)
     g = torch.Generator().manual_seed(params.seed)
     weights = cluster_weights([c for c, t in zip(data["cluster"], test.tolist()) if t], params.bootstrap, g)
     # the subset that decides presence: contrast pairs where there are any (same final token and
