@@ -266,6 +266,12 @@ def test_transfer_diagonal_is_the_family_circuit_at_that_size(result):
     for row in t.rows:
         for cell in row.on.values():
             assert cell.low <= cell.faithfulness + 1e-9 and cell.faithfulness <= cell.high + 1e-9
+    # the diagonal: each family's own circuit at that size, a point of its |score| curve
+    for f in m.families:
+        if f.circuit:
+            curve = f.circuit.methods["eap_ig"].cmd
+            at = curve.sizes.index(t.edges)
+            assert next(r for r in t.rows if r.circuit == f.family).on[f.family].faithfulness == curve.faithfulness[at]
     # the shared and specific edges: counted from the membership table
     s = m.edge_sets
     assert s.shared_by_all == sum(len(e.families) == len(s.families) for e in s.edges)

@@ -202,9 +202,10 @@ def strip(table: dict) -> dict:
     return {k: {kk: vv for kk, vv in v.items() if kk != "scores"} for k, v in table.items()}
 
 
-def transfer_cell(runner, keep: torch.Tensor, weights: torch.Tensor, params: Params) -> dict:
-    """One circuit verified exactly on another task: f with a bootstrap interval over its prompts."""
-    m_c = runner.evaluate(keep)[None]
+def transfer_cell(runner, m_c: torch.Tensor, weights: torch.Tensor, params: Params) -> dict:
+    """One circuit verified exactly on another task (m_c: its per-prompt metric there): f with
+    a bootstrap interval over the task's prompts."""
+    m_c = m_c[None]
     f = float(faithfulness(m_c, runner.clean_metric, runner.corrupted_metric)[0])
     band = quantiles(boot_faithfulness(m_c, runner.clean_metric, runner.corrupted_metric, weights)[:, 0], params)
     return {"faithfulness": num(f), "low": num(band[0]), "high": num(band[1])}
@@ -379,10 +380,15 @@ def transfer(model, batch, circuits: dict, runners: dict, masks, params: Params,
     weights = {t: resamples(prompts, cp, params.seed)["name"] for t, (_, prompts) in targets.items()}
     keeps = {family: c["evaluator"].keep(c["order"], n) for family, c in circuits.items()}
     cells = [(family, target) for family in circuits for target in targets]
-    values = side_by_side(
-        lambda cell: transfer_cell(targets[cell[1]][0], keeps[cell[0]], weights[cell[1]], cp), cells, model.cfg.device
-    )
-    found = dict(zip(cells, values))
+
+    def metric(cell):
+        family, target = cell
+        if target == family:  # its own circuit: a size its curves have likely run already
+            return circuits[family]["evaluator"].evaluate(circuits[family]["order"], n)
+        return targets[target][0].evaluate(keeps[family])
+
+    values = side_by_side(metric, cells, model.cfg.device)
+    found = {cell: transfer_cell(targets[cell[1]][0], m, weights[cell[1]], cp) for cell, m in zip(cells, values)}
     matrix = [{"circuit": family, "on": {t: found[(family, t)] for t in targets}} for family in circuits]
     sets = edge_sets(circuits, graph, n)
     return {
