@@ -326,18 +326,20 @@ class CircuitRunner:
             x = norm(inputs, L.ln1, w.eps).unflatten(0, (3, H))  # [3, H, B, P, D]
             return [ops.project_heads(x[i], W, b, slice(None), H) for i, (W, b) in enumerate(projections)]
         shared, readers, differing, _ = inputs
-        x = norm(shared, L.ln1, w.eps)
         own = norm(differing, L.ln1, w.eps) if len(readers) else None  # [k, B, P, D]
-        out = []
+        # `readers` ascends: each projection's readers are a run of rows of `own` (a view, no copy)
+        ends = torch.searchsorted(readers, torch.tensor([H, 2 * H, 3 * H], device=readers.device)).tolist()
+        x, out = None, []
         for i, (W, b) in enumerate(projections):
-            mine = (readers // H) == i
-            heads = readers[mine] % H  # ascending, as `readers` is
+            rows = slice(ends[i - 1] if i else 0, ends[i])
+            heads = readers[rows] % H
             if len(heads) == H:  # every head has an input of its own: the shared one is not needed
-                out.append(ops.project_heads(own[mine], W, b, heads, H))
+                out.append(ops.project_heads(own[rows], W, b, slice(None), H))
                 continue
+            x = norm(shared, L.ln1, w.eps) if x is None else x
             y = ops.project(x, W, b, H)
             if len(heads):
-                y[:, :, heads] = ops.project_heads(own[mine], W, b, heads, H)
+                y[:, :, heads] = ops.project_heads(own[rows], W, b, heads, H)
             out.append(y)
         return out
 
