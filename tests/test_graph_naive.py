@@ -325,6 +325,35 @@ def test_runners_on_prompts_that_begin_alike_share_the_prefix_once(monkeypatch):
     assert len(computed) == 5 and len(cache) == 4 and padded.prefix_kv is not first.prefix_kv
 
 
+def test_final_attention_of_the_recorded_runs():
+    """final_attention: each head's softmax over the positions for the final query, from each
+    layer's input summed writer by writer (naive), in the clean and the corrupted run; with
+    padding, zero on the padding and the prompt's own run's pattern after it."""
+    r = runner()
+    for run, (writers, _) in (("clean", CLEAN_RUN), ("corrupted", CORRUPTED_RUN)):
+        got, const = r.final_attention(run), W.W_pos[:N]
+        assert got.shape == (B, L, H, N)
+        for layer, lw in enumerate(W.layers):
+            x = norm(const + writers[: G.writers_before(layer)].sum(0), lw.ln1)
+            for h in range(H):
+                cols = slice(h * d, (h + 1) * d)
+                q, k = x[:, -1] @ lw.W_Q[:, cols] + lw.b_Q[cols], x @ lw.W_K[:, cols] + lw.b_K[cols]
+                close(got[:, layer, h], torch.softmax((k @ q[..., None])[..., 0] / W.attn_scale, -1))
+            const = const + lw.b_O
+    short_clean, short_corrupted = torch.tensor([[1, 2, 6, 7]]), torch.tensor([[1, 2, 0, 7]])
+    clean = torch.cat([CLEAN[:2], torch.nn.functional.pad(short_clean, (1, 0))])
+    corrupted = torch.cat([CORRUPTED[:2], torch.nn.functional.pad(short_corrupted, (1, 0))])
+    padded = runner(clean, corrupted, ANSWERS, pad=torch.tensor([0, 0, 1]))
+    alone = runner(short_clean, short_corrupted, ANSWERS[2:])
+    for run in ("clean", "corrupted"):
+        got = padded.final_attention(run)
+        close(got[:2], r.final_attention(run)[:2])
+        close(got[2, ..., 0], torch.zeros(L, H, dtype=torch.float64))
+        close(got[2, ..., 1:], alone.final_attention(run)[0])
+    with pytest.raises(ValueError, match=re.escape("final_attention: run='patched'; allowed: 'clean' or 'corrupted'")):
+        r.final_attention("patched")
+
+
 def test_whole_and_empty_circuits_and_one_layer_ablated():
     r = runner()
     upstream = G.upstream()

@@ -405,6 +405,25 @@ class CircuitRunner:
         return self.forward(self.embed(self.clean_tokens), ablate, self.corrupted_writers, base=self.clean_writers)
 
     @torch.no_grad()
+    def final_attention(self, run: str = "clean") -> torch.Tensor:
+        """[B, n_layers, H, n_pos] every head's attention from the final position to each
+        position in the recorded clean or corrupted run (zero at padding), from the writers that
+        run recorded: each layer's input rebuilt as the forward builds it, its keys joined to the
+        shared prefix's (the same in both runs)."""
+        if run not in ("clean", "corrupted"):
+            raise ValueError(f"final_attention: run={run!r}; allowed: 'clean' or 'corrupted'")
+        w, g = self.w, self.graph
+        totals = self.cumulative(self.clean_writers if run == "clean" else self.corrupted_writers)
+        const, out = self.positions(), []
+        for layer, L in enumerate(w.layers):
+            x = self.family.norm(const + totals[g.writers_before(layer) - 1], L.ln1, w.eps)
+            k = ops.join_positions(self.prefix_kv[layer][0], ops.project(x, L.W_K, L.b_K, w.n_heads), dim=-3)
+            q = ops.project(x[:, -1:], L.W_Q, L.b_Q, w.n_heads)
+            out.append(ops.attention_pattern(q, k, w.attn_scale, self.key_mask)[..., 0, :])  # [B, H, n_pos]
+            const = const + L.b_O
+        return torch.stack(out, 1)
+
+    @torch.no_grad()
     def patch_edges(self, patched: torch.Tensor) -> torch.Tensor:
         """Per-prompt logit difference [B] of the corrupted run in which the edges in `patched`
         carry the clean run's writer output (denoising: an edge's exact effect, which EAP

@@ -137,8 +137,8 @@ def family_summary(rows: list[dict], params: Params) -> dict:
 
 
 def family_circuit(model, contrast, idx: list[int], row: dict, masks, params: Params) -> tuple:
-    """One family's runner (its pairs pooled, reading the case its exception member favours)
-    and circuits: (circuits, runner, its prompts in the runner's order, timings)."""
+    """One family's runner (its pairs pooled, reading the case its exception member favours),
+    circuits and movers: (circuits, runner, its prompts in the runner's order, timings)."""
     start, family = time.perf_counter(), row["family"]
     # read the case the exception member favours, so that the clean run scores higher, as
     # MIB's signed ranking (CPR) assumes
@@ -153,6 +153,8 @@ def family_circuit(model, contrast, idx: list[int], row: dict, masks, params: Pa
     prompts = [contrast.spec.prompts[idx[j]] for j in runner.order]
     timings: dict[str, float] = {}
     c = graph_circuits(runner, prompts, params, timings, family)
+    if params.position_aware:
+        c["movers"] = movers(runner, contrast, idx, c["by_position"]["circuit"], params)
     timings[family] = round(time.perf_counter() - start, 3)
     return c, runner, prompts, timings
 
@@ -227,14 +229,14 @@ def edge_sets(circuits: dict[str, dict], graph, n: int) -> list[dict]:
 
 
 @torch.no_grad()
-def movers(model, batch, idx: list[int], circuit: dict, n_pos: int, params: Params) -> list[dict]:
+def movers(runner: PooledRunner, batch, idx: list[int], circuit: dict, params: Params) -> list[dict]:
     """The heads that move context to the final position, from the position-aware circuit:
     each head with an outgoing edge at the final position, ranked by those edges' total
     |EAP-IG score|; where the circuit keeps its key and value inputs at earlier positions
     (offsets from the final token), the share of pairs whose differing words sit at each such
     offset, and its attention from the final position to the differing words in each member
     (mean over pairs, with a pair-bootstrap interval)."""
-    final = n_pos - 1
+    final = runner.n_pos - 1
     heads: dict[tuple, dict] = {}
     for e in circuit["edges"]:
         w = e["writer"]
@@ -248,7 +250,7 @@ def movers(model, batch, idx: list[int], circuit: dict, n_pos: int, params: Para
             offset = e["position"] - final
             heads[key]["reads"][offset] = heads[key]["reads"].get(offset, 0.0) + abs(e["score"])
     ranked = sorted(heads.items(), key=lambda kv: -kv[1]["weight"])[: params.movers]
-    shares = attention_to_differing(model, batch, idx) if ranked else None
+    shares = attention_to_differing(runner, batch, idx) if ranked else None
     out = []
     for (layer, head), h in ranked:
         reads = sorted(h["reads"].items(), key=lambda kv: -kv[1])
@@ -273,25 +275,22 @@ def deciding_share(batch, idx: list[int], offset: int) -> float:
 
 
 @torch.no_grad()
-def attention_to_differing(model, batch, idx: list[int]) -> dict[str, torch.Tensor]:
+def attention_to_differing(runner: PooledRunner, batch, idx: list[int]) -> dict[str, torch.Tensor]:
     """Every head's attention from the final position to each pair's differing words, in the
-    exception and in the sentence-end member: {member: [pair, layer, head]} (pairs of one
-    length run as one batch)."""
-    hook = "hook_pattern"
-    shape = (len(idx), model.cfg.n_layers, model.cfg.n_heads)
-    out = {"exception": torch.zeros(shape), "end": torch.zeros(shape)}
-    row = {i: j for j, i in enumerate(idx)}
-    for group in by_length(batch, idx):
-        for member, tokens in (("exception", batch.clean_tokens), ("end", batch.corrupted_tokens)):
-            _, cache = model.run_with_cache(
-                torch.cat([tokens[i] for i in group]),
-                names_filter=lambda n: n.endswith(hook),
-                **final_logits_only(model),
-            )
-            layers = range(model.cfg.n_layers)
-            final = torch.stack([cache[f"blocks.{layer}.attn.{hook}"][:, :, -1] for layer in layers], 1)
-            for k, i in enumerate(group):  # final: [pair, layer, head, key position]
-                out[member][row[i]] = final[k][..., batch.differing[i]].sum(-1).cpu()
+    exception and in the sentence-end member: {member: [pair, layer, head]}, pairs in idx's
+    order, from the runner's recorded runs (CircuitRunner.final_attention; a padded prompt's
+    positions are shifted by its padding)."""
+    w = runner.runners[0].w
+    out = {m: torch.zeros(len(idx), w.n_layers, w.n_heads) for m in ("exception", "end")}
+    done = 0
+    for r in runner.runners:
+        pads = [0] * len(r.clean_metric) if r.pad is None else r.pad.tolist()
+        for member, run in (("exception", "clean"), ("end", "corrupted")):
+            pattern = r.final_attention(run).cpu()  # [pair, layer, head, position]
+            for b, pad in enumerate(pads):
+                j = runner.order[done + b]  # the pair's place in idx
+                out[member][j] = pattern[b][..., [d + pad for d in batch.differing[idx[j]]]].sum(-1)
+        done += len(pads)
     return out
 
 
@@ -343,8 +342,8 @@ def run(model, batch, params: Params, inputs: dict) -> Result:
             todo.append((row, idx))
         families.append(row)
     # the families' circuits side by side (generator.engine.threads), the largest first: the
-    # circuit runner's work only. The movers' TransformerLens runs come after, one at a time
-    # (their hooks are the model's shared state).
+    # circuit runner's work only (TransformerLens runs, whose hooks are the model's shared
+    # state, stay on this thread)
     largest = sorted(todo, key=lambda t: -sum(int(contrast.clean_tokens[i].shape[-1]) for i in t[1]))
     found = side_by_side(
         lambda t: family_circuit(model, contrast, t[1], t[0], masks, params), largest, model.cfg.device
@@ -352,16 +351,13 @@ def run(model, batch, params: Params, inputs: dict) -> Result:
     done = {t[0]["family"]: f for t, f in zip(largest, found)}
     timings: dict[str, float] = {}
     circuits, runners = {}, {}
-    for row, idx in todo:  # in the families' order
+    for row, _ in todo:  # in the families' order
         family = row["family"]
         c, runner, prompts, seconds = done[family]
         timings.update(seconds)
         circuits[family], runners[family] = c, (runner, prompts)
         row["circuit"] = {k: c[k] for k in ("methods", "smallest_faithful", "n_edges", "by_position") if k in c}
-        if params.position_aware:
-            start = time.perf_counter()
-            row["movers"] = movers(model, contrast, idx, c["by_position"]["circuit"], runner.n_pos, params)
-            timings[family] = round(timings[family] + time.perf_counter() - start, 3)
+        row["movers"] = c.get("movers")
     metrics.update(n_pairs=len(rows), families=families, per_pair=rows)
     if circuits:
         metrics.update(transfer(model, batch, circuits, runners, masks, params, cp))
