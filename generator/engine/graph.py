@@ -328,7 +328,7 @@ class CircuitRunner:
         shared, readers, differing, _ = inputs
         own = norm(differing, L.ln1, w.eps) if len(readers) else None  # [k, B, P, D]
         # `readers` ascends: each projection's readers are a run of rows of `own` (a view, no copy)
-        ends = torch.searchsorted(readers, torch.tensor([H, 2 * H, 3 * H], device=readers.device)).tolist()
+        ends = torch.searchsorted(readers, torch.tensor([H, 2 * H], device=readers.device)).tolist() + [len(readers)]
         x, out = None, []
         for i, (W, b) in enumerate(projections):
             rows = slice(ends[i - 1] if i else 0, ends[i])
