@@ -39,14 +39,19 @@ from generator.tasks import build, load_task  # noqa: E402
 TOKENIZER = ROOT / "tests" / "fixtures" / "gpt2-tokenizer"
 
 
-def gpt2_small_shaped(folder: Path, device: str):
-    """GPT2Config() with random weights and GPT-2's tokenizer, through the project's loader."""
+def save_gpt2_small_shaped(folder: Path) -> Path:
+    """GPT2Config() with random weights (seed 0) and GPT-2's tokenizer, saved to `folder`."""
     from transformers import GPT2Config, GPT2LMHeadModel, GPT2TokenizerFast
 
     torch.manual_seed(0)
     GPT2LMHeadModel(GPT2Config()).save_pretrained(folder)
     GPT2TokenizerFast.from_pretrained(str(TOKENIZER)).save_pretrained(folder)
-    return load_model(resolve(str(folder)), device=device)
+    return folder
+
+
+def gpt2_small_shaped(folder: Path, device: str):
+    """save_gpt2_small_shaped's model, through the project's loader."""
+    return load_model(resolve(str(save_gpt2_small_shaped(folder))), device=device)
 
 
 def model_and_tasks(args, experiment: str):
