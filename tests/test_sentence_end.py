@@ -389,6 +389,31 @@ def test_features_are_the_residual_stream(organism):
         assert torch.allclose(x[:, i].float(), stack, atol=1e-5)
 
 
+def test_features_from_the_contexts_corpus_run_are_the_features(organism, monkeypatch):
+    """The neurons' corpus run (top_contexts with `streams`) keeps each prompt's final-position
+    streams; the probe's features read them from there and run only the prompts it lacks, with
+    the numbers of its own run."""
+    from generator.experiments.sentence_end import final
+
+    batch = organism.to_tokens(["John is a really great friend.", "Mary is such a good cook."])
+    ending = batch.clone()
+    ending[:, -1] = 0  # the same sentences with another last token: repeats in the corpus run
+    corpus = [batch, ending]
+    streams: dict = {}
+    neurons.top_contexts(organism, corpus, [(1, 3)], 2, streams)
+    assert len(streams) == 4
+    extra = organism.to_tokens("Send it to john@gmail.")
+    tokens = [batch[:1], ending[1:], extra, batch[1:]]
+    alone, _ = probe.features(organism, tokens)
+    ran = []
+    inner = final.whole_and_repeats
+    counted = lambda m, prompts, *a: ran.append(len(prompts)) or inner(m, prompts, *a)  # noqa: E731
+    monkeypatch.setattr(final, "whole_and_repeats", counted)
+    known, _ = probe.features(organism, tokens, streams)
+    assert ran == [1]  # only the prompt the corpus lacks
+    assert torch.allclose(known, alone, atol=1e-5)
+
+
 def test_fit_is_the_regularised_optimum():
     g = torch.Generator().manual_seed(1)
     x = torch.randn(200, 6, generator=g, dtype=torch.double) * torch.tensor([1.0, 5, 0.1, 2, 1, 3], dtype=torch.double)

@@ -6,8 +6,8 @@ none) and the exceptions task's prompts that end in "." (its ordinary sentence e
 its families where a lowercase word follows; P.S., titles and proper nouns, where a capital
 follows without a sentence end, are left out). The split holds out whole clusters per source
 (a name with all its templates and endings; an exception prompt), seeded. The probe is an
-L2-regularised logistic regression on standardised features, fitted by L-BFGS in torch (double
-precision): a few hundred examples of at most a few thousand dimensions need no other library,
+L2-regularised logistic regression on standardised features, fitted by Newton's method in torch
+(double precision; `fit`): a few hundred examples of at most a few thousand dimensions need no other library,
 and it runs where the model runs. Accuracy is read on the held-out clusters per residual stream,
 overall and among the "." examples alone, where the final token is the same and only context
 can tell them apart.
