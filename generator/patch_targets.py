@@ -63,6 +63,15 @@ class PatchTarget:
         """The hook inside each block, e.g. attn.hook_z."""
         return f"attn.hook_{self.activation}" if self.activation in HEAD_ACTIVATIONS else f"hook_{self.activation}"
 
+    @property
+    def all_positions(self) -> str | None:
+        """The target that patches the same activation at every position at once (head_out for
+        head_out_by_pos), or None (resid_pre has no such row)."""
+        axes = tuple(a for a in self.axes if a != "pos")
+        if axes == self.axes:
+            return None
+        return next((t.name for t in TARGETS.values() if t.activation == self.activation and t.axes == axes), None)
+
     def cell_label(self, index: tuple[int, ...], positions: list[str]) -> str:
         """A hover label for one cell, e.g. 'L3 · ._7' or 'L2H1 · John_1'."""
         at = dict(zip(self.axes, index))

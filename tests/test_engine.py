@@ -123,6 +123,53 @@ def test_transformer_lens_caches(tiny):
         PatchingEngine(model, batch.clean_tokens, batch.corrupted_tokens, batch.answer_tokens, clean_cache=partial)
 
 
+def count_rows(engine) -> list[int]:
+    """Record the variants of every patched run from now on (each ends in one readout)."""
+    rows, readout = [], engine.readout
+    engine.readout = lambda resid: rows.append(resid.shape[0]) or readout(resid)
+    return rows
+
+
+def test_by_position_sweeps_reuse_the_all_positions_sweep_where_only_the_last_differs(tiny):
+    """With the seed's corruption (only the last token differs) a by-position variant at the
+    last position patches what its all-positions sibling patches: it is read from that sweep,
+    with no run of its own, and the other positions are the corrupted run. Repeated sweeps are
+    kept, and what a caller does to a returned sweep does not reach the kept one."""
+    model, batch, cache = tiny
+    engine = PatchingEngine(model, batch.clean_tokens, batch.corrupted_tokens, batch.answer_tokens, clean_cache=cache)
+    rows = count_rows(engine)
+    whole = engine.sweep("head_out", per_prompt=True)
+    assert sum(rows) == 2 * 4  # a run per layer x head
+    by_pos = engine.sweep("head_out_by_pos", per_prompt=True)
+    pattern = engine.sweep("head_pattern_by_pos", per_prompt=True)  # its sibling runs; its own variants do not
+    assert sum(rows) == 2 * 4 + 2 * 4
+    assert torch.equal(by_pos[:, -1], whole)
+    assert torch.equal(by_pos[:, :-1], engine.corrupted_logit_diff.expand(2, 7, 4, -1))
+    assert torch.equal(pattern[:, :, -1], engine.sweep("head_pattern", per_prompt=True))
+    again = engine.sweep("head_out", per_prompt=True)
+    again += 1.0
+    assert torch.equal(engine.sweep("head_out", per_prompt=True), whole)
+    assert sum(rows) == 2 * 4 + 2 * 4  # nothing ran again
+    # a source of its own, or some layers only, is run: nothing kept stands in for it
+    engine.sweep("head_out", source=engine.clean, layers=[1])
+    assert sum(rows) == 2 * 4 + 2 * 4 + 4
+
+
+def test_a_patch_that_changes_nothing_is_not_run(tiny):
+    """Corrupted prompts that differ at position 1 and the last: before the first layer the
+    residual stream at positions 2-6 is the embedding of a token both prompts share, so those
+    patches are the corrupted run, exactly, and run nothing; every other patch runs."""
+    model, batch, cache = tiny
+    batch = dataclasses.replace(batch, corrupted_tokens=early_corruption(batch))
+    engine = PatchingEngine(model, batch.clean_tokens, batch.corrupted_tokens, batch.answer_tokens, clean_cache=cache)
+    rows = count_rows(engine)
+    resid = engine.sweep("resid_pre")
+    assert sum(rows) == 2 * 7 - 5  # positions 1-7 of both layers, but 2-6 of the first
+    assert torch.equal(resid[0, 2:7], engine.corrupted_logit_diff.mean().expand(5))
+    assert not torch.equal(resid[1, 2:7], engine.corrupted_logit_diff.mean().expand(5))
+    compare(model, batch, cache, engine, "resid_pre")
+
+
 def test_errors_name_the_problem(tiny, monkeypatch):
     model, batch, _ = tiny
     with pytest.raises(ValueError, match="same shape"):

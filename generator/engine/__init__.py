@@ -117,6 +117,7 @@ class PatchingEngine:
         # Positions before `shared` hold the same tokens in every clean/corrupted pair.
         differs = (clean_tokens != corrupted_tokens).any(dim=0).nonzero()
         self.shared = (int(differs[0]) if len(differs) else self.n_pos) if share_prefix else 0
+        self._swept: dict[str, torch.Tensor] = {}  # sweeps of the clean run, per prompt, by target
 
     # ---- runs ---------------------------------------------------------------------------
 
@@ -214,8 +215,33 @@ class PatchingEngine:
         if target not in TARGETS:
             raise ValueError(f"unknown patch target {target!r}; choose one of {sorted(TARGETS)}")
         spec = TARGETS[target]
+        plain = source is None and layers is None  # the clean run into every layer: kept
+        if plain and target in self._swept:
+            out = self._swept[target]
+        elif plain and spec.all_positions and self.shared == self.n_pos - 1:
+            out = self._last_position(spec)
+        else:
+            out = self._sweep(spec, source, source_shares_prefix, layers)
+        if plain:
+            self._swept[target] = out
+        out = out.clone()
+        return out if per_prompt else out.mean(-1)
+
+    def _last_position(self, spec: PatchTarget) -> torch.Tensor:
+        """A by-position sweep where only the last position differs between clean and
+        corrupted: there its variant is its all-positions sibling's (the one patched position
+        is the same), elsewhere the corrupted run."""
+        out = self.corrupted_logit_diff.expand(*self._shape(spec), -1).clone()
+        out.select(spec.axes.index("pos"), self.n_pos - 1).copy_(self.sweep(spec.all_positions, per_prompt=True))
+        return out
+
+    def _shape(self, spec: PatchTarget) -> tuple[int, ...]:
         sizes = {"layer": self.n_layers, "pos": self.n_pos, "head": self.n_heads}
-        shape = tuple(sizes[a] for a in spec.axes)
+        return tuple(sizes[a] for a in spec.axes)
+
+    def _sweep(self, spec: PatchTarget, source, source_shares_prefix: bool, layers) -> torch.Tensor:
+        """[*axes, batch] logit differences, one patched run per index (the scheduler)."""
+        shape = self._shape(spec)
         indices = list(itertools.product(*(range(n) for n in shape)))
         out = self.corrupted_logit_diff.expand(len(indices), -1).clone()  # no-op patches
         skip_prefix = source is None or source_shares_prefix
@@ -238,8 +264,7 @@ class PatchingEngine:
                 for c in range(0, len(members), per_chunk):
                     chunk = members[c : c + per_chunk]
                     out[chunk] = self._patched_runs(spec, [indices[i] for i in chunk], layer, start, source)
-        out = out.reshape(*shape, self.batch)
-        return out if per_prompt else out.mean(-1)
+        return out.reshape(*shape, self.batch)
 
     def _patched_runs(
         self, spec: PatchTarget, chunk: Sequence[tuple[int, ...]], layer: int, start: int, source: Cache
@@ -247,15 +272,22 @@ class PatchingEngine:
         """Logit differences [variant, prompt] for variants patching `layer` from `start` on."""
         name = spec.activation
         corrupted = self.corrupted[get_act_name(name, layer)][None]
-        act = corrupted.narrow(ops.position_dim(name), start, self.n_pos - start)
-        act = act.expand(len(chunk), *act.shape[1:]).clone()
+        base = corrupted.narrow(ops.position_dim(name), start, self.n_pos - start)
+        act = base.expand(len(chunk), *base.shape[1:]).clone()
         patched = source[get_act_name(name, layer)].to(self.device)
         for i, index in enumerate(chunk):
             spec.setter(act, i, index, patched, start)
-        state = {name: act}
+        out = self.corrupted_logit_diff.expand(len(chunk), -1).clone()
+        # a variant whose patched value is the corrupted one (e.g. the embedding of a token the
+        # two prompts share) is the corrupted run: not run
+        changed = [i for i in range(len(chunk)) if not torch.equal(act[i], base[0])]
+        if not changed:
+            return out
+        state = {name: act if len(changed) == len(chunk) else act[changed]}
         for l in range(layer, self.n_layers):
             state = {"resid_pre": self.run_block(l, state, start, last_only=l == self.n_layers - 1)}
-        return self.readout(state["resid_pre"])
+        out[changed] = self.readout(state["resid_pre"])
+        return out
 
 
 def patch_sweep(
