@@ -179,6 +179,8 @@ def test_errors_name_the_problem(tiny, monkeypatch):
     engine = PatchingEngine(model, batch.clean_tokens, batch.corrupted_tokens, batch.answer_tokens)
     with pytest.raises(ValueError, match="unknown patch target 'resid_post'"):
         engine.sweep("resid_post")
+    with pytest.raises(ValueError, match="positions= needs a by-position target; 'head_out' patches every"):
+        engine.sweep("head_out", positions=[7])
     monkeypatch.setattr(model.cfg, "act_fn", "solu_ln")
     with pytest.raises(NotImplementedError, match="act_fn='solu_ln'.*transformer_lens.patching"):
         PatchingEngine(model, batch.clean_tokens, batch.corrupted_tokens, batch.answer_tokens)

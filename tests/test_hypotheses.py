@@ -197,9 +197,10 @@ def test_positions_match_transformer_lens(organism, organism_result):
     gap = mine["clean_logit_diff"] - mine["corrupted_logit_diff"]
     expected = (tl - mine["corrupted_logit_diff"]) / gap
     assert torch.allclose(torch.tensor(mine["recovered"]), expected.float(), atol=1e-3)
-    heads = tl_patching.get_act_patch_attn_head_out_all_pos(organism, batch.corrupted_tokens, cache, metric)
+    # each head's output at the final position: TransformerLens's by-position sweep, read there
+    heads = tl_patching.get_act_patch_attn_head_out_by_pos(organism, batch.corrupted_tokens, cache, metric)[:, -1]
     expected = (heads - mine["corrupted_logit_diff"]) / gap
-    assert torch.allclose(torch.tensor(mine["head_out"]), expected.float(), atol=1e-3)
+    assert torch.allclose(torch.tensor(mine["final_head_out"]), expected.float(), atol=1e-3)
     top = expected.abs().flatten().argmax()
     assert (mine["top_head"]["layer"], mine["top_head"]["head"]) == divmod(int(top), organism.cfg.n_heads)
     assert mine["roles"][mine["changed"][0]] == "name"

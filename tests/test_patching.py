@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 import torch
 from conftest import TOL_REFERENCE as TOL
-from conftest import load, typed
+from conftest import load, subset, typed
 
 from generator.experiments import params, patching, path_patching
 from generator.heads import Head, layer_group
@@ -445,6 +445,25 @@ def test_fallback_runs_transformer_lens_for_a_model_the_engine_refuses(refused):
     )
     assert paths.metrics["backend"] == "transformer_lens" and paths.metrics["senders"]
     check_finite("path_patching", paths.metrics)
+
+
+def test_positions_heads_fall_back_to_transformer_lens(refused):
+    """The hypotheses' final-position head sweep on a model the engine refuses: TransformerLens's
+    by-position sweep at the last position, equal to a plain run_with_hooks loop."""
+    from generator.experiments.hypotheses import positions
+
+    model, _ = refused
+    batch = subset(build(load_task("positions_verb"), model), [0, 50])
+    last = batch.clean_tokens.shape[1] - 1
+    with torch.no_grad():
+        _, cache = model.run_with_cache(batch.clean_tokens)
+        got = positions.final_heads(None, model, batch, cache)
+        for layer, _, h in cells(model, batch, ("layer", "head")):
+            name = f"blocks.{layer}.attn.hook_z"
+            logits = model.run_with_hooks(
+                batch.corrupted_tokens, fwd_hooks=[(name, copy_from_clean(cache[name], (slice(None), last, h)))]
+            )
+            assert abs(float(got[layer, h]) - logit_diff(logits, batch.answer_tokens).mean().item()) < TOL
 
 
 def test_path_patching_figures_draw_the_stored_numbers(paths):

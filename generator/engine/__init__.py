@@ -200,6 +200,7 @@ class PatchingEngine:
         source: Cache | None = None,
         source_shares_prefix: bool = False,
         layers: Sequence[int] | None = None,
+        positions: Sequence[int] | None = None,
     ) -> torch.Tensor:
         """Patch each index of `target` into the corrupted run, one index at a time.
 
@@ -210,18 +211,21 @@ class PatchingEngine:
         with ``per_prompt=True`` a trailing ``[batch]`` axis holds each prompt's value.
         ``source_shares_prefix``: `source` equals the corrupted run on the shared token prefix
         (true of anything computed from clean − corrupted differences), so it can be skipped.
-        ``layers``: patch only these layers (the others keep the corrupted baseline).
+        ``layers``, ``positions``: patch only these layers, or these positions of a by-position
+        target (the others keep the corrupted baseline).
         """
         if target not in TARGETS:
             raise ValueError(f"unknown patch target {target!r}; choose one of {sorted(TARGETS)}")
         spec = TARGETS[target]
-        plain = source is None and layers is None  # the clean run into every layer: kept
+        if positions is not None and "pos" not in spec.axes:
+            raise ValueError(f"positions= needs a by-position target; {target!r} patches every position at once")
+        plain = source is None and layers is None and positions is None  # the clean run everywhere: kept
         if plain and target in self._swept:
             out = self._swept[target]
         elif plain and spec.all_positions and self.shared == self.n_pos - 1:
             out = self._last_position(spec)
         else:
-            out = self._sweep(spec, source, source_shares_prefix, layers)
+            out = self._sweep(spec, source, source_shares_prefix, layers, positions)
         if plain:
             self._swept[target] = out
         out = out.clone()
@@ -239,7 +243,7 @@ class PatchingEngine:
         sizes = {"layer": self.n_layers, "pos": self.n_pos, "head": self.n_heads}
         return tuple(sizes[a] for a in spec.axes)
 
-    def _sweep(self, spec: PatchTarget, source, source_shares_prefix: bool, layers) -> torch.Tensor:
+    def _sweep(self, spec: PatchTarget, source, source_shares_prefix: bool, layers, positions) -> torch.Tensor:
         """[*axes, batch] logit differences, one patched run per index (the scheduler)."""
         shape = self._shape(spec)
         indices = list(itertools.product(*(range(n) for n in shape)))
@@ -252,6 +256,8 @@ class PatchingEngine:
             if layers is not None and index[0] not in layers:
                 continue
             start = index[spec.axes.index("pos")] if "pos" in spec.axes else 0
+            if positions is not None and start not in positions:
+                continue
             if skip_prefix and start < self.shared:  # the patched value is the corrupted one here
                 if "pos" in spec.axes:
                     continue

@@ -37,10 +37,10 @@ def figures(m) -> dict:
         if p.recovered is not None:
             out[f"positions_{p.task}"] = lambda p=p: positions(p)
             out[f"positions_heads_{p.task}"] = lambda p=p: recovered_heatmap(
-                p.head_out,
-                [f"H{h}" for h in range(len(p.head_out[0]))],
-                [f"L{layer}" for layer in range(len(p.head_out))],
-                f"Head outputs patched ({p.task})",
+                p.final_head_out,
+                [f"H{h}" for h in range(len(p.final_head_out[0]))],
+                [f"L{layer}" for layer in range(len(p.final_head_out))],
+                f"Head outputs patched at the final position ({p.task})",
                 "head",
                 "layer",
             )

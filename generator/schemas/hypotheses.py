@@ -123,8 +123,10 @@ class Positions(Strict):
     changed: list[int] = []
     recovered: list[list[float]] | None = None  # [layer][pos]; None: the corruption moves too little
     matters: list[Matters] = []
-    head_out: list[list[float]] | None = None  # [layer][head] recovered by patching each head's output
-    top_head: TopHead | None = None  # the head with the largest |head_out|
+    final_head_out: list[list[float]] | None = (
+        None  # [layer][head] recovered, each head's output at the final position patched
+    )
+    top_head: TopHead | None = None  # the head with the largest |final_head_out|
 
 
 class Metrics(Strict):
