@@ -392,8 +392,10 @@ class CircuitRunner:
             return shared, none, None, sign > 0
         if 2 * len(writers) > n:  # most writers: every one (a zero weight adds nothing), no copy
             writers, weights = slice(0, n), (a if sign < 0 else 1 - a)
-        spec = "nbpd,nrp->rbpd" if weights.dim() == 3 else "nbpd,nr->rbpd"
-        return shared, idx, shared[None] + sign * torch.einsum(spec, delta[writers], weights[:, idx]), False
+        # weights first: the product is laid out [(p,) r, b, (p,) d], each reader's input whole
+        spec = "nrp,nbpd->rbpd" if weights.dim() == 3 else "nr,nbpd->rbpd"
+        mixed = torch.einsum(spec, weights[:, idx] if sign > 0 else -weights[:, idx], delta[writers])
+        return shared, idx, mixed.add_(shared), False
 
     # ---- what the circuit experiment asks --------------------------------------------------
 
