@@ -9,11 +9,15 @@ whole build's.
 
 A random model's contrast families show no contrast, so contrast computes no circuit on it.
 `--all-families` gives every family a circuit, as benchmarks/bench_contrast.py does (min_gap
-lowered to a tiny value, the interval test skipped): the worst case, since a trained model's
-families may all have one.
+lowered to a tiny value, the interval test skipped): a trained model's families may all have one.
+A random model's corruptions of other positions also barely move its logit difference, so the
+hypotheses experiment localises one of its three (the others are under its min_gap).
+`--worst-case` adds those: every gate that a trained model may open is open, the build a
+trained GPT-2 small would cost.
 
     python benchmarks/bench_build.py                   # the build as it is
     python benchmarks/bench_build.py --all-families    # every contrast family with a circuit
+    python benchmarks/bench_build.py --worst-case      # and every hypotheses corruption localised
     python benchmarks/bench_build.py --only contrast   # some experiments (and their inputs), no site
 """
 
@@ -44,6 +48,7 @@ from generator.site import build_site  # noqa: E402
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--all-families", action="store_true", help="every contrast family gets a circuit")
+    parser.add_argument("--worst-case", action="store_true", help="--all-families, and every corruption localised")
     parser.add_argument("--only", action="append", default=[], help="run only this experiment (repeatable)")
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory() as tmp:
@@ -52,6 +57,9 @@ def main(argv=None) -> None:
         data = yaml.safe_load((ROOT / "report.yaml").read_text())
         data["models"] = [str(model)]
         data["paths"] = {"templates": str(ROOT / "templates"), "mkdocs": str(ROOT / "mkdocs.yml")}
+        if args.worst_case:
+            args.all_families = True
+            data["experiments"]["hypotheses"] = {**(data["experiments"].get("hypotheses") or {}), "min_gap": 1e-9}
         if args.all_families:
             data["experiments"]["contrast"] = {**(data["experiments"].get("contrast") or {}), "min_gap": 1e-9}
             summary = contrast.family_summary
