@@ -52,7 +52,9 @@ def head_writes(engine: PatchingEngine, runner: CircuitRunner, which: str) -> tu
 
 REPLACEMENTS = {
     # each: ops' function name -> a different op of the same signature, built from the original
-    "attention_pattern": lambda original: lambda q, k, scale, key_mask=None: original(0 * q, k, scale, key_mask),
+    "attention_pattern": lambda original: (
+        lambda q, k, scale, key_mask=None, prefix=None: original(0 * q, k, scale, key_mask, prefix)
+    ),
     "layer_norm": lambda original: lambda x, affine, eps: 1.5 * original(x, affine, eps),
     "mlp": lambda original: lambda x, layer, act_fn: 0.5 * original(x, layer, act_fn),
 }
@@ -92,6 +94,24 @@ def test_attention_against_a_naive_loop():
                 pos = N - P + i  # this query's position: it sees keys 0..pos
                 weights = torch.softmax(k[b, : pos + 1, h] @ q[b, i, h] / 2.0, dim=0)
                 torch.testing.assert_close(z[b, i, h], weights @ v[b, : pos + 1, h])
+
+
+def test_attention_reads_a_shared_prefix_as_the_joined_keys_and_values():
+    """The patching engine's variants share the cached keys and values of the first S
+    positions: read beside each variant's later ones, they give what the joined ones give,
+    whether the queries or the keys carry the variants."""
+    torch.manual_seed(0)
+    V, B, S, P, H, d = 3, 2, 4, 2, 3, 5
+    pk, pv = torch.randn(1, B, S, H, d), torch.randn(1, B, S, H, d)
+    for q, k, v in (
+        (torch.randn(V, B, P, H, d), torch.randn(V, B, P, H, d), torch.randn(V, B, P, H, d)),
+        (torch.randn(1, B, P, H, d), torch.randn(V, B, P, H, d), torch.randn(1, B, P, H, d)),
+    ):
+        joined_k, joined_v = ops.join_positions(pk, k, dim=-3), ops.join_positions(pv, v, dim=-3)
+        pattern = ops.attention_pattern(q, k, 2.0, prefix=pk)
+        torch.testing.assert_close(pattern, ops.attention_pattern(q, joined_k, 2.0).expand_as(pattern))
+        z = ops.mix_values(pattern, v, pv)
+        torch.testing.assert_close(z, ops.mix_values(pattern, joined_v))
 
 
 def test_attention_layer_norm_and_softmax_are_written_once():

@@ -64,22 +64,36 @@ def join_positions(prefix: torch.Tensor | None, suffix: torch.Tensor, dim: int) 
 
 
 def attention_pattern(
-    q: torch.Tensor, k: torch.Tensor, scale: float, key_mask: torch.Tensor | None = None
+    q: torch.Tensor,
+    k: torch.Tensor,
+    scale: float,
+    key_mask: torch.Tensor | None = None,
+    prefix: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Causal softmax(q·k / scale): q [..., P, H, d] at the last P of the N positions, k
     [..., N, H, d] at every position -> [..., H, P, N]. key_mask [..., 1, 1, N] bool: keys no
-    query may read (left padding), besides the later ones."""
+    query may read (left padding), besides the later ones. prefix: the patching engine's keys
+    [1, B, S, H, d] of the first S positions, the same for each of q's V variants ([V, B, P, H,
+    d]); k then holds only the later ones."""
     scores = q.transpose(-3, -2) @ k.transpose(-3, -2).transpose(-2, -1) / scale
-    n_pos = k.shape[-3]
+    if prefix is not None:  # read as it is, not copied per variant (hand-written: a join would)
+        early = torch.einsum("vbqhd,bkhd->vbhqk", q, prefix[0]) / scale  # q may have 1 variant, k many
+        lead = torch.broadcast_shapes(early.shape[:-1], scores.shape[:-1])
+        scores = torch.cat([early.expand(*lead, -1), scores.expand(*lead, -1)], -1)
+    n_pos = scores.shape[-1]
     q_pos = torch.arange(n_pos - q.shape[-3], n_pos, device=q.device)
     k_pos = torch.arange(n_pos, device=q.device)
     scores = scores.masked_fill(k_pos[None, :] > q_pos[:, None], float("-inf"))
     return (scores if key_mask is None else scores.masked_fill(key_mask, float("-inf"))).softmax(-1)
 
 
-def mix_values(pattern: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-    """pattern @ v per head: [..., H, P, N] x [..., N, H, d] -> z [..., P, H, d]."""
-    return (pattern @ v.transpose(-3, -2)).transpose(-3, -2)
+def mix_values(pattern: torch.Tensor, v: torch.Tensor, prefix: torch.Tensor | None = None) -> torch.Tensor:
+    """pattern @ v per head: [..., H, P, N] x [..., N, H, d] -> z [..., P, H, d]. prefix: values
+    of the first S positions shared by every variant, as in attention_pattern (v the later ones)."""
+    if prefix is None:
+        return (pattern @ v.transpose(-3, -2)).transpose(-3, -2)
+    early, late = pattern.split([prefix.shape[-3], v.shape[-3]], -1)
+    return torch.einsum("vbhqk,bkhd->vbqhd", early, prefix[0]) + (late @ v.transpose(-3, -2)).transpose(-3, -2)
 
 
 def attention(

@@ -93,11 +93,6 @@ def positions(w: ModelWeights, start: int, stop: int) -> torch.Tensor:
     return w.W_pos[start:stop]
 
 
-def _keys_values(s: ops.Step, x: torch.Tensor, which: str) -> torch.Tensor:
-    """Keys or values at every position: the cached prefix joined to the recomputed ones."""
-    return ops.join_positions(getattr(s, f"prefix_{which}"), x, dim=-3)
-
-
 # The block as a table (in compute order): each activation, under its TransformerLens hook
 # name, the activations it reads and how it is computed.
 OPS: dict[str, Op] = {
@@ -105,8 +100,9 @@ OPS: dict[str, Op] = {
     "q": Op(("ln1",), lambda s, x: ops.project(x, s.layer.W_Q, s.layer.b_Q, s.model.n_heads)),
     "k": Op(("ln1",), lambda s, x: ops.project(x, s.layer.W_K, s.layer.b_K, s.model.n_heads)),
     "v": Op(("ln1",), lambda s, x: ops.project(x, s.layer.W_V, s.layer.b_V, s.model.n_heads)),
-    "pattern": Op(("q", "k"), lambda s, q, k: ops.attention_pattern(q, _keys_values(s, k, "k"), s.model.attn_scale)),
-    "z": Op(("pattern", "v"), lambda s, p, v: ops.mix_values(p, _keys_values(s, v, "v"))),
+    # keys and values before s.start are the cached prefix's, read beside the recomputed ones
+    "pattern": Op(("q", "k"), lambda s, q, k: ops.attention_pattern(q, k, s.model.attn_scale, prefix=s.prefix_k)),
+    "z": Op(("pattern", "v"), lambda s, p, v: ops.mix_values(p, v, s.prefix_v)),
     "attn_out": Op(("z",), lambda s, z: ops.attention_out(z, s.layer.W_O, s.layer.b_O)),
     "resid_mid": Op(("resid_pre", "attn_out"), lambda s, r, a: r + a),
     "ln2": Op(("resid_mid",), lambda s, x: norm(x, s.layer.ln2, s.model.eps)),
