@@ -441,6 +441,7 @@ def run(model, batch, params: Params, inputs: dict) -> Result:
         "confidence": params.confidence,
         "bootstrap": params.bootstrap,
         "random_seeds": params.random_seeds,
+        "position_random_seeds": params.position_random_seeds,
         "methods": methods_table,
         "by_position": position,
         "circuit": {**circuit, "smallest_faithful": faithful},
@@ -464,7 +465,9 @@ def run(model, batch, params: Params, inputs: dict) -> Result:
 
 def by_position(runner: CircuitRunner, params: Params, timings: dict, prompts) -> dict:
     """The position-aware graph: every method's curves, and its EAP-IG circuit as drawn."""
-    table, state, seconds = run_graph(runner, params, position_aware=True, prompts=prompts)
+    table, state, seconds = run_graph(
+        runner, params, position_aware=True, prompts=prompts, random_seeds=params.position_random_seeds
+    )
     timings.update({f"{k}_by_position": v for k, v in seconds.items()})
     out = {k: {kk: vv for kk, vv in v.items() if kk != "scores"} for k, v in table.items()}
     order = state["orders"][("eap_ig", "cmd")]

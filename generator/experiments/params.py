@@ -125,6 +125,14 @@ class Circuit(Params):
     )
     node_ranking: bool = Field(True, description="also rank edges by their writers' exact node effects")
     random_seeds: int = Field(10, ge=1, le=100, description="random edge orders (the baseline)")
+    position_random_seeds: int = Field(
+        0,
+        ge=0,
+        le=100,
+        description="random edge orders on the position-aware graph too (0: none, as in contrast; the "
+        "position-agnostic graph's are the baseline the page compares with, and each order costs as much as a "
+        "ranking's curve)",
+    )
     bootstrap: int = Field(
         1000, ge=100, le=100_000, description="bootstrap resamples of the prompts' clusters (names; templates)"
     )

@@ -69,7 +69,7 @@ class ByPosition(Strict):
     attribution_patching: Method  # the gradient at the corrupted run (TransformerLens)
     eap_ig: Method
     exact_node: Method | None = None  # with params.node_ranking
-    random: Method
+    random: Method | None = None  # with params.position_random_seeds
     drawn: Circuit
 
 
@@ -137,6 +137,7 @@ class Metrics(Strict):
     confidence: float
     bootstrap: int
     random_seeds: int
+    position_random_seeds: int = 0  # random orders on the position-aware graph (0: none)
     methods: dict[str, Method]  # "eap" | "attribution_patching" | "eap_ig" | "exact_node" | "random"
     by_position: ByPosition | None
     circuit: Chosen
