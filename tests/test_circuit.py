@@ -266,6 +266,21 @@ def test_node_effects_equal_the_engines_head_output_patching(organism, few_promp
             assert abs(float(value) - float(head_out[tuple(where)])) < TOL, where
 
 
+def test_node_effects_take_the_heads_from_the_engine(organism, few_prompts, monkeypatch):
+    """With the engine's head sweep kept, the node effects are the runner's own to TOL, and the
+    runner patches only the nodes that are not heads (the embedding, the MLPs)."""
+    alone = circuit.node_effects(runner_for(organism, few_prompts), position_aware=False)
+    runner = runner_for(organism, few_prompts)
+    circuit.engine_head_effects(organism, few_prompts, runner)
+    patched = []
+    patch_edges = runner.patch_edges
+    monkeypatch.setattr(runner, "patch_edges", lambda edges: patched.append(edges) or patch_edges(edges))
+    effects = circuit.node_effects(runner, position_aware=False)
+    torch.testing.assert_close(effects, alone, atol=TOL, rtol=0)
+    assert len(patched) == sum(kind != "head" for kind, *_ in runner.graph.writers)
+    assert len(runner.memo["head_effects"]) == organism.cfg.n_layers * organism.cfg.n_heads
+
+
 def test_runs_side_by_side_give_one_threads_numbers(organism, few_prompts, monkeypatch):
     """On two threads the curves' circuits, the random orders, the nodes and the drawn edges run
     side by side (generator.engine.threads), each on one intra-op thread: every number is the
@@ -277,8 +292,11 @@ def test_runs_side_by_side_give_one_threads_numbers(organism, few_prompts, monke
     workers = set()
     inner = threads.side_by_side
 
+    def worker() -> str:  # a pool's workers are named ..._0, ..._1: each call has a new pool, and
+        return threading.current_thread().name.rsplit("_", 1)[-1]  # thread ids may or may not recur
+
     def spy(fn, items, device="cpu"):
-        return inner(lambda x: workers.add(threading.get_ident()) or fn(x), items, device)
+        return inner(lambda x: workers.add(worker()) or fn(x), items, device)
 
     monkeypatch.setattr(circuit, "side_by_side", spy)
     p = params.Circuit(sizes=[0.02, 0.1, 0.5, 1.0], random_seeds=2, node_ranking=True, bootstrap=100)
@@ -295,7 +313,7 @@ def test_runs_side_by_side_give_one_threads_numbers(organism, few_prompts, monke
     finally:
         torch.set_num_threads(before)
     (alone, alone_edges, one), (together, together_edges, two) = out
-    assert one == {threading.get_ident()} and len(two) == 2 and threading.get_ident() not in two
+    assert one == {"MainThread"} and two == {"0", "1"}
     assert same(together, alone)
     assert torch.equal(together_edges, alone_edges)
 
