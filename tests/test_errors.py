@@ -546,6 +546,8 @@ def test_ctrl_c_exits_130_and_leaves_complete_files(project, record_path):
         env=env,
         stderr=subprocess.PIPE,
         text=True,
+        # Ctrl-C as a terminal gives it: a shell's background job inherits SIGINT ignored
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     seen = ""
     deadline = time.time() + 120
