@@ -551,8 +551,7 @@ def test_ctrl_c_exits_130_and_leaves_complete_files(project, record_path):
     )
     seen = ""
     deadline = time.time() + 120
-    # interrupted while an experiment runs: Ctrl-C during the model's loading was sometimes
-    # lost on busy cores (the run then finished with 0), inside the libraries that load it
+    # interrupted while an experiment runs
     while "running" not in seen and time.time() < deadline:
         seen += proc.stderr.readline()
     proc.send_signal(signal.SIGINT)
