@@ -170,6 +170,36 @@ def test_a_patch_that_changes_nothing_is_not_run(tiny):
     compare(model, batch, cache, engine, "resid_pre")
 
 
+def test_runs_side_by_side_give_one_threads_numbers(tiny):
+    """On two threads a sweep's patched runs (each start's chunk of variants) go side by side,
+    one per worker on one intra-op thread (generator.engine.threads): every number is the one a
+    single thread computes, bit for bit, in its place."""
+    import threading
+
+    def worker() -> str:  # a pool's workers are named ..._0, ..._1 (each sweep has a pool of its own)
+        return threading.current_thread().name.rsplit("_", 1)[-1]
+
+    model, batch, cache = tiny
+    batch = dataclasses.replace(batch, corrupted_tokens=early_corruption(batch))
+    before, out = torch.get_num_threads(), []
+    try:
+        for n in (1, 2):
+            torch.set_num_threads(n)
+            engine = PatchingEngine(
+                model, batch.clean_tokens, batch.corrupted_tokens, batch.answer_tokens, clean_cache=cache, max_rows=8
+            )
+            workers, readout = set(), engine.readout
+            engine.readout = lambda resid, seen=workers, read=readout: seen.add(worker()) or read(resid)
+            out.append(([engine.sweep(t, per_prompt=True) for t in ("resid_pre", "head_out", "head_v")], workers))
+            assert torch.get_num_threads() == n
+    finally:
+        torch.set_num_threads(before)
+    (alone, one), (together, two) = out
+    assert one == {"MainThread"} and two == {"0", "1"}
+    assert all(torch.equal(a, b) for a, b in zip(alone, together))
+    compare(model, batch, cache, engine, "head_v")
+
+
 def test_errors_name_the_problem(tiny, monkeypatch):
     model, batch, _ = tiny
     with pytest.raises(ValueError, match="same shape"):

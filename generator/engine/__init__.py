@@ -17,7 +17,8 @@ compatibility mode, but:
    baseline) and an all-position patch only has to start after the prefix;
 4. in the last layer only the final position is carried past the keys and values, and only
    the two answer logits are computed;
-5. many patch variants run as one batch (rows = variants x prompts), chunked to ``max_rows``.
+5. many patch variants run as one batch (rows = variants x prompts), chunked to ``max_rows``;
+6. on the CPU the chunks run side by side, one per core (generator.engine.threads).
 
 Every step is exact in real arithmetic; in float32 the results agree with TransformerLens's
 sweeps to 1e-5 (tested; typically ~1e-6: only the order of floating-point sums differs). The
@@ -47,6 +48,7 @@ from transformer_lens.utilities import get_act_name
 from generator.engine import ops
 from generator.engine.families import model_weights, unsupported
 from generator.engine.ops import Step
+from generator.engine.threads import side_by_side
 from generator.metrics import logit_diff
 from generator.patch_targets import TARGETS, PatchTarget
 
@@ -265,11 +267,19 @@ class PatchingEngine:
             if start < self.n_pos:
                 groups.setdefault((index[0], start), []).append(i)
         per_chunk = max(1, self.max_rows // self.batch)
+        runs = [(l, s, m[c : c + per_chunk]) for (l, s), m in groups.items() for c in range(0, len(m), per_chunk)]
+        # independent runs, side by side (generator.engine.threads), the costliest first so that
+        # the last one left is short: a cost is the rows times the layers they pass through
+        runs.sort(key=lambda r: -(self.n_layers - r[0]) * (self.n_pos - r[1]) * len(r[2]))
+
+        def patched(run):
+            layer, start, chunk = run
+            with torch.inference_mode():  # per thread
+                return self._patched_runs(spec, [indices[i] for i in chunk], layer, start, source)
+
         with torch.inference_mode():
-            for (layer, start), members in groups.items():
-                for c in range(0, len(members), per_chunk):
-                    chunk = members[c : c + per_chunk]
-                    out[chunk] = self._patched_runs(spec, [indices[i] for i in chunk], layer, start, source)
+            for (_, _, chunk), values in zip(runs, side_by_side(patched, runs, self.device)):
+                out[chunk] = values
         return out.reshape(*shape, self.batch)
 
     def _patched_runs(
