@@ -45,7 +45,10 @@ def head_writes(engine: PatchingEngine, runner: CircuitRunner, which: str) -> tu
     for layer in range(engine.n_layers):
         z = cache[f"blocks.{layer}.attn.hook_z"][:, start:]  # [B, P, H, d]
         W_O = engine.w.layers[layer].W_O.unflatten(0, (H, -1))  # [H, d, D]
-        from_engine.append(torch.stack([z[:, :, h] @ W_O[h] for h in range(H)]))
+        writes = torch.stack([z[:, :, h] @ W_O[h] for h in range(H)])
+        if layer == engine.n_layers - 1:  # the runner runs the last layer at the final position only
+            writes[:, :, :-1] = 0
+        from_engine.append(writes)
         from_runner.append(torch.stack([writers[runner.graph.writers.index(("head", layer, h))] for h in range(H)]))
     return torch.stack(from_engine), torch.stack(from_runner)
 

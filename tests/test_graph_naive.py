@@ -212,16 +212,26 @@ def test_node_ids_and_transformer_lens_nodes_round_trip():
 # ---- runs -------------------------------------------------------------------------------------
 
 
+def recorded(writers: torch.Tensor) -> torch.Tensor:
+    """The naive run's writers as the runner records them: past the last layer's keys and values
+    only the final position is read, so the last layer's heads and MLP write there alone (zero
+    at the other positions)."""
+    out = writers.clone()
+    out[G.writers_before(L - 1) :, :, :-1] = 0
+    return out
+
+
 def test_clean_and_corrupted_runs_and_the_shared_prefix():
     r = runner()
     assert (r.n_pos, r.start) == (N, 2)
     close(r.clean_metric, CLEAN_RUN[1])
     close(r.corrupted_metric, CORRUPTED_RUN[1])
-    close(r.clean_writers, CLEAN_RUN[0][:, :, 2:])  # writers from the first differing position
-    close(r.corrupted_writers, CORRUPTED_RUN[0][:, :, 2:])
+    close(r.clean_writers, recorded(CLEAN_RUN[0][:, :, 2:]))  # writers from the first differing position
+    close(r.corrupted_writers, recorded(CORRUPTED_RUN[0][:, :, 2:]))
+    assert not CLEAN_RUN[0][G.writers_before(L - 1) :, :, :-1].eq(0).all()  # so zeros there are the runner's
     whole = runner(share_prefix=False)
     assert whole.start == 0
-    close(whole.clean_writers, CLEAN_RUN[0])
+    close(whole.clean_writers, recorded(CLEAN_RUN[0]))
     close(whole.corrupted_metric, CORRUPTED_RUN[1])
     same = runner(corrupted=CLEAN)  # nothing differs: only the final position is computed
     assert same.start == N - 1
@@ -442,7 +452,7 @@ def test_fractional_ablation_from_any_other_run(share_prefix):
     other_run = other[:, :, r.start :]
     close(r.forward(r.embed(CLEAN), mask, other_run), r.forward(r.embed(CLEAN), mask.double(), other_run))
     writers, metric = r.forward(r.embed(CORRUPTED), record=True)
-    close(writers, CORRUPTED_RUN[0][:, :, r.start :])
+    close(writers, recorded(CORRUPTED_RUN[0][:, :, r.start :]))
     close(metric, CORRUPTED_RUN[1])
 
 

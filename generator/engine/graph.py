@@ -284,16 +284,21 @@ class CircuitRunner:
             deltas[0][: len(live)] = torch.stack(live) - other[: len(live)]
         for layer in range(first, w.n_layers):
             L, n = w.layers[layer], len(live)
+            # past the last layer's keys and values only the final position is read (by the
+            # logits): its queries, head writes and MLP run there alone, the other positions'
+            # writes are zero in every run (so in every recorded run, and every delta)
+            last = layer == w.n_layers - 1
             inputs = self._reader_inputs(const, total, n, deltas, others, ablate, g.reader_slice(layer, "attn"), taps)
             if untouched(inputs):  # every q, k, v input is other's: so is every head's output
                 result = other[n : n + w.n_heads].movedim(0, 2)
                 deltas[1][n : n + w.n_heads] = False
             else:
-                q, k, v = self._queries_keys_values(L, inputs)
+                q, k, v = self._queries_keys_values(L, inputs, final_query=last)
                 pk, pv = self.prefix_kv[layer]
                 k, v = ops.join_positions(pk, k, dim=-3), ops.join_positions(pv, v, dim=-3)
-                z = ops.attention(q, k, v, w.attn_scale, self.key_mask)  # [B, P, H, d]
+                z = ops.attention(q, k, v, w.attn_scale, self.key_mask)  # [B, P (1 if last), H, d]
                 result = ops.head_writes(z, L.W_O)  # [B, P, H, D]
+                result = self._at_final(result) if last else result
             if deltas is not None:
                 deltas[0][n : n + w.n_heads] = result.movedim(2, 0) - other[n : n + w.n_heads]
             live += list(result.unbind(2))
@@ -305,7 +310,9 @@ class CircuitRunner:
                 mlp_out = other[n]
                 deltas[1][n] = False
             else:
-                mlp_out = self.family.mlp(self.family.norm(one_reader(x), L.ln2, w.eps), L, w.act_fn)
+                x = one_reader(x)[:, -1:] if last else one_reader(x)
+                mlp_out = self.family.mlp(self.family.norm(x, L.ln2, w.eps), L, w.act_fn)
+                mlp_out = self._at_final(mlp_out) if last else mlp_out
             if deltas is not None:
                 deltas[0][n] = mlp_out - other[n]
             live.append(mlp_out)
@@ -317,14 +324,18 @@ class CircuitRunner:
         metric = self.readout(x)
         return (torch.stack(live), metric) if record else metric
 
-    def _queries_keys_values(self, L, inputs):
+    def _queries_keys_values(self, L, inputs, final_query: bool = False):
         """q, k, v [B, P, H, d] of one layer from its 3 × H readers' inputs: the shared input
-        through each fused projection, then the readers whose input differs, head by head."""
+        through each fused projection, then the readers whose input differs, head by head.
+        final_query: the queries at the final position only ([B, 1, H, d])."""
         w, H, norm = self.w, self.w.n_heads, self.family.norm
         projections = ((L.W_Q, L.b_Q), (L.W_K, L.b_K), (L.W_V, L.b_V))
+        cut = [slice(-1, None) if final_query else slice(None), slice(None), slice(None)]  # positions, per projection
         if isinstance(inputs, torch.Tensor):  # every reader's own input (tapped for gradients)
             x = norm(inputs, L.ln1, w.eps).unflatten(0, (3, H))  # [3, H, B, P, D]
-            return [ops.project_heads(x[i], W, b, slice(None), H) for i, (W, b) in enumerate(projections)]
+            return [
+                ops.project_heads(xi[..., c, :], W, b, slice(None), H) for xi, c, (W, b) in zip(x, cut, projections)
+            ]
         shared, readers, differing, _ = inputs
         own = norm(differing, L.ln1, w.eps) if len(readers) else None  # [k, B, P, D]
         # `readers` ascends: each projection's readers are a run of rows of `own` (a view, no copy)
@@ -334,14 +345,18 @@ class CircuitRunner:
             rows = slice(ends[i - 1] if i else 0, ends[i])
             heads = readers[rows] % H
             if len(heads) == H:  # every head has an input of its own: the shared one is not needed
-                out.append(ops.project_heads(own[rows], W, b, slice(None), H))
+                out.append(ops.project_heads(own[rows][..., cut[i], :], W, b, slice(None), H))
                 continue
             x = norm(shared, L.ln1, w.eps) if x is None else x
-            y = ops.project(x, W, b, H)
+            y = ops.project(x[:, cut[i]], W, b, H)
             if len(heads):
-                y[:, :, heads] = ops.project_heads(own[rows], W, b, heads, H)
+                y[:, :, heads] = ops.project_heads(own[rows][..., cut[i], :], W, b, heads, H)
             out.append(y)
         return out
+
+    def _at_final(self, x: torch.Tensor) -> torch.Tensor:
+        """A last-layer write [B, 1, ...] at the final position, zero at the others: [B, P, ...]."""
+        return torch.cat([x.new_zeros(x.shape[0], self.n_pos - self.start - 1, *x.shape[2:]), x], 1)
 
     def cumulative(self, writers: torch.Tensor) -> torch.Tensor:
         """Running sums of the writers' outputs ([W, B, P, D]), kept for the recorded runs."""
