@@ -133,7 +133,7 @@ def test_interval_prints_the_estimate_where_it_lies():
 
     for est, low, high in INTERVALS:
         text = interval(est, [low, high])
-        m = re.fullmatch(r"(-?[\d.]+) \((-?[\d.]+)–(-?[\d.]+)\)", text)
+        m = re.fullmatch(r"(-?[\d.]+) \((-?[\d.]+)(?:–| to )(-?[\d.]+)\)", text)
         assert m, text
         e, lo, hi = (float(x) for x in m.groups())
         for a, b, sa, sb in ((low, est, lo, e), (est, high, e, hi), (low, high, lo, hi)):

@@ -109,6 +109,12 @@ def naive_digits(estimate, low, high, digits=2, most=8):
     return most
 
 
+def span(low, high, d):
+    """How the tests expect a pair of bounds: an en dash, or "to" where one is negative."""
+    lo, hi = format(low, f".{d}f"), format(high, f".{d}f")
+    return f"{lo} to {hi}" if lo.startswith("-") or hi.startswith("-") else f"{lo}–{hi}"
+
+
 @pytest.mark.parametrize(
     ("estimate", "low", "high"),
     [
@@ -126,21 +132,23 @@ def naive_digits(estimate, low, high, digits=2, most=8):
 def test_interval_digits_keep_the_order_of_bounds_and_estimate(estimate, low, high):
     d = naive_digits(estimate, low, high)
     assert text.interval_digits(estimate, low, high) == d
-    assert text.interval(estimate, (low, high)) == f"{estimate:.{d}f} ({low:.{d}f}–{high:.{d}f})"
-    assert text.interval_only((low, high), estimate) == f"({low:.{d}f}–{high:.{d}f})"
-    assert text.interval_bounds((low, high), estimate) == f"{low:.{d}f}–{high:.{d}f}"
+    assert text.interval(estimate, (low, high)) == f"{estimate:.{d}f} ({span(low, high, d)})"
+    assert text.interval_only((low, high), estimate) == f"({span(low, high, d)})"
+    assert text.interval_bounds((low, high), estimate) == span(low, high, d)
     for digits in (1, 4):
         d = naive_digits(estimate, low, high, digits)
         assert d >= digits and text.interval_digits(estimate, low, high, digits) == d
-        assert text.interval(estimate, (low, high), digits) == f"{estimate:.{d}f} ({low:.{d}f}–{high:.{d}f})"
-        assert text.interval_only((low, high), estimate, digits) == f"({low:.{d}f}–{high:.{d}f})"
-        assert text.interval_bounds((low, high), estimate, digits) == f"{low:.{d}f}–{high:.{d}f}"
+        assert text.interval(estimate, (low, high), digits) == f"{estimate:.{d}f} ({span(low, high, d)})"
+        assert text.interval_only((low, high), estimate, digits) == f"({span(low, high, d)})"
+        assert text.interval_bounds((low, high), estimate, digits) == span(low, high, d)
     assert text.interval_digits(estimate, low, high, 2, most=2) == 2  # never beyond `most`
 
 
 def test_interval_digits_examples_by_hand():
     assert text.interval(0.98612, (0.98534, 0.98701)) == "0.986 (0.985–0.987)"
     assert text.interval(0.5, (0.5, 0.7)) == "0.50 (0.50–0.70)"
+    assert text.interval(-4.3, (-4.51, -4.13)) == "-4.30 (-4.51 to -4.13)"  # never "-4.51–-4.13"
+    assert text.interval_bounds((-0.2, 0.3), 0.1) == "-0.20 to 0.30"
     assert text.interval_digits(1.0, 1.0 - 1e-12, 1.0 + 1e-12) == 8
     assert text.interval_digits(1.0, 1.0 - 1e-12, 1.0 + 1e-12, most=5) == 5
     # a bound that differs prints differently, and one equal to the estimate prints equal

@@ -98,7 +98,7 @@ def interval(estimate, bounds, digits: int = 2) -> str:
     """'estimate (low–high)', all at the digits interval_digits picks."""
     low, high = bounds
     d = interval_digits(estimate, low, high, digits)
-    return f"{number(estimate, 'interval'):.{d}f} ({number(low, 'interval'):.{d}f}–{number(high, 'interval'):.{d}f})"
+    return f"{number(estimate, 'interval'):.{d}f} ({span(low, high, d)})"
 
 
 def interval_only(bounds, estimate, digits: int = 2) -> str:
@@ -109,5 +109,10 @@ def interval_only(bounds, estimate, digits: int = 2) -> str:
 def interval_bounds(bounds, estimate, digits: int = 2) -> str:
     """'low–high' of an estimate printed elsewhere, at the digits interval_digits picks."""
     low, high = bounds
-    d = interval_digits(estimate, low, high, digits)
-    return f"{number(low, 'interval'):.{d}f}–{number(high, 'interval'):.{d}f}"
+    return span(low, high, interval_digits(estimate, low, high, digits))
+
+
+def span(low, high, d: int) -> str:
+    """'0.10–0.90'; 'to' where a bound is negative ('-4.51 to -4.13', not '-4.51–-4.13')."""
+    lo, hi = f"{number(low, 'interval'):.{d}f}", f"{number(high, 'interval'):.{d}f}"
+    return f"{lo} to {hi}" if "-" in lo + hi else f"{lo}–{hi}"
