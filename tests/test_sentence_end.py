@@ -78,7 +78,7 @@ def naive_masks(model):
 
 
 def naive_log_odds(logits, upper, lower):
-    p = logits.double().softmax(-1)
+    p = logits.detach().double().softmax(-1)  # the model's parameters may ask for gradients
     return float(p[upper].sum().log() - p[lower].sum().log())
 
 
@@ -129,7 +129,7 @@ def test_halves_add_up_and_neutral_by_another_hook(organism, few_prompts, m):
             return x
 
         logits = organism.run_with_hooks(tokens, fwd_hooks=[("blocks.0.hook_resid_pre", hook)])[0, -1]
-        values.append(float(logits[a] - logits[b]))
+        values.append(float((logits[a] - logits[b]).detach()))
     assert close(m.endings.halves.mean_ablation.neutral, sum(values) / len(values))
 
 
