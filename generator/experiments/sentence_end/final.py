@@ -62,7 +62,7 @@ def qkv(h: torch.Tensor, lw, n_heads: int) -> tuple[torch.Tensor, ...]:
 
 def agrees(got: torch.Tensor, expected: torch.Tensor, what: str) -> None:
     """Refuse where the final-position run does not reproduce the model's own unchanged run."""
-    got, expected = got.float().cpu(), expected.float().cpu()
+    got, expected = got.detach().float().cpu(), expected.detach().float().cpu()
     if float((got - expected).abs().max()) > 1e-3 * max(1.0, float(expected.abs().max())):
         raise NotImplementedError(f"the final-position runs of {what} disagree with the model's own logits")
 
