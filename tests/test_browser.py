@@ -386,3 +386,37 @@ def test_every_page_is_laid_out_at_phone_width(watched, site_url):
     assert len(pages) >= 4, f"navigation lists too few pages: {pages}"
     assert not problems, "\n".join(problems)
     assert not watched.errors, watched.errors
+
+
+FIGURE_BOXES = """() => [...document.querySelectorAll('.report-plotly')].filter(el => el.offsetParent !== null)
+  .map(el => ({id: el.id, height: Math.round(el.getBoundingClientRect().height),
+               legend: el._fullLayout.showlegend ? el._fullLayout.legend.orientation : null}))"""
+BOXES_ARE = f"""(expected) => JSON.stringify(({FIGURE_BOXES})()) === JSON.stringify(expected)"""
+
+
+def test_narrowing_then_widening_the_window_gives_a_fresh_loads_figures(watched, site_url):
+    """A reader who narrows the window to phone width and widens it again sees every figure as
+    a fresh load draws it: the same height (none collapsed to its empty box, as plotly's
+    autosizing once did ~200 ms after widening), its legend back beside the plot, no text
+    overlapping."""
+    page = watched.page
+    page.goto(site_url)
+    url = next(u for u in watched.nav_links() if "sentence-end" in u)
+    page.goto(url)
+    watched.figures_drawn(url)
+    page.wait_for_function(FIGURES_SIZED, timeout=10_000)
+    fresh = page.evaluate(FIGURE_BOXES)
+    assert any(f["legend"] == "v" for f in fresh), fresh  # a legend that goes under the plot on a phone
+    page.set_viewport_size({"width": WIDTHS["phone"], "height": 900})
+    moved = """() => [...document.querySelectorAll('.report-plotly')]
+      .some(el => el._fullLayout?.legend?.orientation === 'h')"""  # under the plot
+    page.wait_for_function(moved, timeout=10_000)
+    page.set_viewport_size({"width": WIDTHS["desktop"], "height": 900})
+    try:
+        page.wait_for_function(BOXES_ARE, arg=fresh, timeout=10_000)
+        page.wait_for_timeout(1_000)  # and it stays so
+        assert page.evaluate(FIGURE_BOXES) == fresh
+    except Exception:
+        pytest.fail(f"after phone width and back: {page.evaluate(FIGURE_BOXES)}; fresh load: {fresh}")
+    assert not layout_problems(page, "desktop, after phone width", url.removeprefix(site_url))
+    assert not watched.errors, watched.errors

@@ -5,8 +5,9 @@
 // This file loads after the page content (mkdocs extra_javascript), so it draws on
 // mkdocs-material's document$ (first load and every instant navigation), or on
 // DOMContentLoaded where document$ is absent. Plotly figures take the palette's colours and
-// are redrawn when the reader switches light/dark; they are resized whenever their box
-// changes size (content tabs, sidebar, window), and purged when navigation removes them.
+// are redrawn when the reader switches light/dark; they are redrawn at the new width whenever
+// their box changes width (content tabs, sidebar, window), and purged when navigation
+// removes them.
 (function () {
   "use strict";
 
@@ -165,15 +166,18 @@
     return Plotly.relayout(el, update);
   }
 
+  // Drawn at the figure's width now, with its stored height: the ResizeObserver below redraws
+  // it at each new width. Not plotly's own `responsive` mode or Plots.resize: both relayout
+  // with autosize, which drops the height a narrow figure was given for its legend, and the
+  // figure then took the height of its empty box (0) after the window was widened.
   function drawPlotly(el) {
     var fig = spec(el).figure;
     el.setAttribute("data-scheme", scheme());
     var first = !el.hasAttribute("data-drawn");
     var layout = themed(fig.layout || {});
+    if (el.clientWidth) layout.width = el.clientWidth;  // hidden (a tab): autosized, redrawn when shown
     return Plotly.react(el, themedData(fig.data || []), layout, {
-      responsive: true, displaylogo: false, modeBarButtonsToRemove: ["select2d", "lasso2d"],
-    }).then(function () {
-      return first ? null : Plotly.Plots.resize(el);  // a redraw at a new width
+      displaylogo: false, modeBarButtonsToRemove: ["select2d", "lasso2d"],
     }).then(function () {
       return el.clientWidth ? fitFigure(el, layout) : null;  // hidden (a tab): when shown
     }).then(function () {
