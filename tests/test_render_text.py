@@ -148,6 +148,9 @@ def test_interval_digits_examples_by_hand():
     assert text.interval(0.98612, (0.98534, 0.98701)) == "0.986 (0.985–0.987)"
     assert text.interval(0.5, (0.5, 0.7)) == "0.50 (0.50–0.70)"
     assert text.interval(-4.3, (-4.51, -4.13)) == "-4.30 (-4.51 to -4.13)"  # never "-4.51–-4.13"
+    # float32 rounding around 0 prints as 0, not as an effect with an interval that excludes 0
+    assert text.interval(-7.6e-7, (-8.4e-7, -1.6e-7)) == "0.00 (0.00–0.00)"
+    assert text.interval(0.0, (-1e-4, 2e-4)) == "0.0000 (-0.0001 to 0.0002)"
     assert text.interval_bounds((-0.2, 0.3), 0.1) == "-0.20 to 0.30"
     assert text.interval_digits(1.0, 1.0 - 1e-12, 1.0 + 1e-12) == 8
     assert text.interval_digits(1.0, 1.0 - 1e-12, 1.0 + 1e-12, most=5) == 5

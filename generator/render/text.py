@@ -77,11 +77,23 @@ def seconds(s) -> str:
     return f"{s:.1f} s" if s < 120 else f"{s / 60:.1f} min"
 
 
+# An interval's values are of order one (faithfulness, logit differences, log-odds) computed in
+# float32: parts below this are rounding, not measurement ("-0.00000076 (-0.00000084 to
+# -0.00000016)" for a circuit whose edges change nothing), and print as 0.
+ROUNDING = 5e-6
+
+
+def as_printed(value) -> float:
+    """An interval's value as it is printed: 0 below ROUNDING."""
+    x = number(value, "interval")
+    return 0.0 if abs(x) < ROUNDING else x
+
+
 def interval_digits(estimate, low, high, digits: int = 2, most: int = 8) -> int:
     """The fewest decimals (at least `digits`) at which low, estimate and high print in the
     order they have: a bound that differs from the estimate prints differently, and none
     crosses it ("0.986 (0.985–0.987)", never "0.986 (0.99–0.99)")."""
-    values = [number(v, "interval") for v in (low, estimate, high)]
+    values = [as_printed(v) for v in (low, estimate, high)]
     for d in range(digits, most + 1):
         shown = [float(f"{v:.{d}f}") for v in values]
         if all((a < b) == (sa < sb) and (a == b) == (sa == sb) for a, b, sa, sb in _pairs(values, shown)):
@@ -98,7 +110,7 @@ def interval(estimate, bounds, digits: int = 2) -> str:
     """'estimate (low–high)', all at the digits interval_digits picks."""
     low, high = bounds
     d = interval_digits(estimate, low, high, digits)
-    return f"{number(estimate, 'interval'):.{d}f} ({span(low, high, d)})"
+    return f"{as_printed(estimate):.{d}f} ({span(low, high, d)})"
 
 
 def interval_only(bounds, estimate, digits: int = 2) -> str:
@@ -114,5 +126,5 @@ def interval_bounds(bounds, estimate, digits: int = 2) -> str:
 
 def span(low, high, d: int) -> str:
     """'0.10–0.90'; 'to' where a bound is negative ('-4.51 to -4.13', not '-4.51–-4.13')."""
-    lo, hi = f"{number(low, 'interval'):.{d}f}", f"{number(high, 'interval'):.{d}f}"
+    lo, hi = f"{as_printed(low):.{d}f}", f"{as_printed(high):.{d}f}"
     return f"{lo} to {hi}" if "-" in lo + hi else f"{lo}–{hi}"
