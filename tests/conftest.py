@@ -9,6 +9,7 @@ import dataclasses
 import json
 import os
 import shutil
+import threading
 from pathlib import Path
 
 import pytest
@@ -192,6 +193,12 @@ def pronoun_batch(organism):
     from generator.tasks import build, load_task
 
     return build(load_task("pronoun"), organism)
+
+
+def worker() -> str:
+    """Which worker of its thread pool runs this: "0", "1", ... ("MainThread" off a pool). Each
+    side_by_side call has a pool of its own, whose thread ids may or may not recur."""
+    return threading.current_thread().name.rsplit("_", 1)[-1]
 
 
 def subset(batch, rows=PROMPTS):

@@ -9,7 +9,7 @@ import dataclasses
 
 import pytest
 import torch
-from conftest import PROMPTS, TOL, TOL_REFERENCE, drawn, gpt2_tokenizer, load, subset
+from conftest import PROMPTS, TOL, TOL_REFERENCE, drawn, gpt2_tokenizer, load, subset, worker
 from transformer_lens.tools.analysis import EdgeAttributionConfig, attribution_patch, faithfulness
 
 from generator.engine import PatchingEngine
@@ -285,15 +285,10 @@ def test_runs_side_by_side_give_one_threads_numbers(organism, few_prompts, monke
     """On two threads the curves' circuits, the random orders, the nodes and the drawn edges run
     side by side (generator.engine.threads), each on one intra-op thread: every number is the
     one a single thread computes, in the same place."""
-    import threading
-
     from generator.engine import threads
 
     workers = set()
     inner = threads.side_by_side
-
-    def worker() -> str:  # a pool's workers are named ..._0, ..._1: each call has a new pool, and
-        return threading.current_thread().name.rsplit("_", 1)[-1]  # thread ids may or may not recur
 
     def spy(fn, items, device="cpu"):
         return inner(lambda x: workers.add(worker()) or fn(x), items, device)

@@ -15,7 +15,7 @@ import math
 import pandas as pd
 import pytest
 import torch
-from conftest import PROMPTS, TOL, load, save_random_gpt2, subset
+from conftest import PROMPTS, TOL, load, save_random_gpt2, subset, worker
 from transformer_lens import patching
 
 from generator.engine import PatchingEngine, patch_sweep
@@ -174,11 +174,6 @@ def test_runs_side_by_side_give_one_threads_numbers(tiny):
     """On two threads a sweep's patched runs (each start's chunk of variants) go side by side,
     one per worker on one intra-op thread (generator.engine.threads): every number is the one a
     single thread computes, bit for bit, in its place."""
-    import threading
-
-    def worker() -> str:  # a pool's workers are named ..._0, ..._1 (each sweep has a pool of its own)
-        return threading.current_thread().name.rsplit("_", 1)[-1]
-
     model, batch, cache = tiny
     batch = dataclasses.replace(batch, corrupted_tokens=early_corruption(batch))
     before, out = torch.get_num_threads(), []
